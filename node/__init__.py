@@ -1,0 +1,1 @@
+"""The fedstats node: statistics engine, project store, federation agent and API facades."""
