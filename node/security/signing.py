@@ -1,0 +1,283 @@
+"""Request signing as the reference system does it, for REST and for WebSocket messages.
+
+REST: `Authorization` = Base64(HMAC-SHA256(decoded secret, StringToSign)) where
+StringToSign is, each followed by `\\n`: verb, Content-MD5, the secret's Base64 text,
+sym-date, customer id, the body (left out with its newline when empty), the path, the
+query string (left out when empty). WebSocket (spec 003): the same fields without the verb
+and the query, then the service path and each extra key, joined by `\\n`.
+
+Pure functions build and sign; `Verifier` holds the only state, the signatures seen
+within the date window, so a captured request cannot be replayed. Its memory is bounded:
+an entry can be dropped once its date is too old to be accepted anyway.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import heapq
+import hmac
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from .customers import Customer
+from .errors import AuthError, MessageFormatError
+from .keys import decode_key, mask
+
+AUTH_HEADER = "Authorization"
+DATE_HEADER = "sym-date"
+MD5_HEADER = "Content-MD5"
+# The reference puts the customer id in the REST path; surfaces without it (JSON-RPC,
+# Flow) read it from this header, so the client always sends it.
+CUSTOMER_HEADER = "sym-customer-id"
+_SYM_DATE_FMT = "%Y-%m-%d %H:%M:%S"
+_ELIDE_BODY_OVER = 256
+
+ExtraKeys = Mapping[str, Any] | Sequence[Any] | None
+
+
+# -- sym-date --------------------------------------------------------------------------
+
+def format_sym_date(dt: datetime | None = None) -> str:
+    """UTC `yyyy-MM-dd HH:mm:ss;nanos` (nanos: 9 digits); now, to the nanosecond, by default."""
+    if dt is None:
+        ns = time.time_ns()
+        dt, nanos = datetime.fromtimestamp(ns // 1_000_000_000, UTC), ns % 1_000_000_000
+    else:
+        dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+        nanos = dt.microsecond * 1000
+    return f"{dt.strftime(_SYM_DATE_FMT)};{nanos:09d}"
+
+
+def parse_sym_date(s: str) -> datetime:
+    """An aware UTC datetime from a sym-date (`;nanos` optional, as in the spec's samples)."""
+    text = s.strip() if isinstance(s, str) else ""
+    base, _, nanos = text.partition(";")
+    try:
+        dt = datetime.strptime(base, _SYM_DATE_FMT).replace(tzinfo=UTC)
+        if nanos:
+            if not nanos.isdigit() or len(nanos) > 9:
+                raise ValueError(nanos)
+            dt = dt.replace(microsecond=int(nanos) // 1000)
+    except ValueError as e:
+        raise AuthError(
+            f"malformed sym-date {s!r}: expected UTC 'yyyy-MM-dd HH:mm:ss;nanos'") from e
+    return dt
+
+
+# -- REST ------------------------------------------------------------------------------
+
+def content_md5(body: bytes) -> str:
+    """Base64 of the MD5 of `body`; "" for an empty body."""
+    return base64.b64encode(hashlib.md5(body).digest()).decode("ascii") if body else ""
+
+
+def _body_text(body: bytes | str | None) -> str | None:
+    if not body:
+        return None
+    # surrogateescape keeps arbitrary bytes round-tripping through the UTF-8 string.
+    return body.decode("utf-8", "surrogateescape") if isinstance(body, bytes) else body
+
+
+def string_to_sign(verb: str, content_md5: str, secret_b64: str, sym_date: str,
+                   customer_id: str, body: bytes | None, path: str, query: str | None) -> str:
+    """The exact text the REST signature covers (see the module docstring)."""
+    fields = [verb.upper(), content_md5, secret_b64, sym_date, customer_id]
+    text = _body_text(body)
+    if text is not None:
+        fields.append(text)
+    fields.append(path)
+    if query:
+        fields.append(query)
+    return "".join(f + "\n" for f in fields)
+
+
+def sign(secret_b64: str, sts: str) -> str:
+    """Base64(HMAC-SHA256(decoded secret, UTF-8 of `sts`))."""
+    mac = hmac.new(decode_key(secret_b64), sts.encode("utf-8", "surrogateescape"), hashlib.sha256)
+    return base64.b64encode(mac.digest()).decode("ascii")
+
+
+def signed_headers(customer_id: str, secret_b64: str, verb: str, path: str,
+                   query: str | None = None, body: bytes = b"",
+                   sym_date: str | None = None) -> dict[str, str]:
+    """Authorization, sym-date, Content-MD5 and the customer id header for one request."""
+    date = sym_date or format_sym_date()
+    md5 = content_md5(body)
+    sts = string_to_sign(verb, md5, secret_b64, date, customer_id, body, path, query)
+    return {AUTH_HEADER: sign(secret_b64, sts), DATE_HEADER: date, MD5_HEADER: md5,
+            CUSTOMER_HEADER: customer_id}
+
+
+def _masked_sts(sts: str, secret_b64: str, body: str | None) -> str:
+    shown = sts.replace(secret_b64, mask(secret_b64), 1)
+    if body is not None and len(body) > _ELIDE_BODY_OVER:
+        shown = shown.replace(body, f"{body[:64]}...<{len(body)} chars>", 1)
+    return shown
+
+
+# -- WebSocket -------------------------------------------------------------------------
+
+def _extra_values(extra_keys: ExtraKeys) -> list[str]:
+    if not extra_keys:
+        return []
+    values = extra_keys.values() if isinstance(extra_keys, Mapping) else extra_keys
+    if isinstance(values, str):
+        raise MessageFormatError("extraKeys must be a list or an object, not a string")
+    return [str(v) for v in values]
+
+
+def ws_string_to_sign(content_md5: str, secret_b64: str, sym_date: str, customer_id: str,
+                      payload: str, service_path: str, extra_keys: ExtraKeys = None) -> str:
+    """Spec 003: md5, secret, date, customer, payload, service path, each extra key; `\\n`-joined."""
+    fields = [content_md5, secret_b64, sym_date, customer_id, payload, service_path]
+    return "\n".join(fields + _extra_values(extra_keys))
+
+
+def ws_sign(secret_b64: str, sym_date: str, customer_id: str, payload: str,
+            service_path: str, extra_keys: ExtraKeys = None) -> str:
+    """The Authorization value of one WebSocket message."""
+    md5 = content_md5(payload.encode("utf-8"))
+    return sign(secret_b64, ws_string_to_sign(
+        md5, secret_b64, sym_date, customer_id, payload, service_path, extra_keys))
+
+
+def ws_signed_header(customer_id: str, secret_b64: str, payload: str, service_path: str,
+                     extra_keys: ExtraKeys = None, sym_date: str | None = None) -> dict[str, Any]:
+    """`{"headers": [date, md5, authorization, customer id], "extraKeys": ...}`."""
+    date = sym_date or format_sym_date()
+    md5 = content_md5(payload.encode("utf-8"))
+    auth = ws_sign(secret_b64, date, customer_id, payload, service_path, extra_keys)
+    keys: Any = dict(extra_keys) if isinstance(extra_keys, Mapping) else list(extra_keys or [])
+    return {"headers": [date, md5, auth, customer_id], "extraKeys": keys}
+
+
+def build_ws_message(header: Mapping[str, Any], payload: str) -> str:
+    """`<len>,<header JSON><payload>`; the length counts the header's characters."""
+    head = orjson.dumps(dict(header)).decode("utf-8")
+    return f"{len(head)},{head}{payload}"
+
+
+def parse_ws_message(text: str) -> tuple[dict[str, Any], str]:
+    """The header object and the payload of a framed message; MessageFormatError if broken."""
+    if not isinstance(text, str):
+        raise MessageFormatError("a WebSocket message must be text")
+    size, comma, rest = text.partition(",")
+    if not comma or not size.isdigit() or len(size) > 9:
+        raise MessageFormatError("message must start with '<header length>,'")
+    n = int(size)
+    if n > len(rest):
+        raise MessageFormatError(f"header length {n} exceeds the {len(rest)} characters sent")
+    try:
+        header = orjson.loads(rest[:n])
+    except orjson.JSONDecodeError as e:
+        raise MessageFormatError(f"the first {n} characters after ',' are not a JSON header") from e
+    if not isinstance(header, dict):
+        raise MessageFormatError("the header must be a JSON object")
+    return header, rest[n:]
+
+
+# -- verification ----------------------------------------------------------------------
+
+class Verifier:
+    """Checks signed requests against known customers, inside a date window, once each."""
+
+    def __init__(self, customers: Mapping[str, Customer], past_s: float = 300,
+                 future_s: float = 60, clock: Callable[[], float] = time.time,
+                 max_seen: int = 1_000_000) -> None:
+        self.customers = customers
+        self.past_s, self.future_s = past_s, future_s
+        self.clock = clock
+        self.max_seen = max_seen
+        self._seen: dict[tuple[str, str], float] = {}
+        self._expiry: list[tuple[float, tuple[str, str]]] = []
+        self._lock = threading.Lock()
+
+    def verify(self, verb: str, path: str, query: str | None, headers: Mapping[str, str],
+               body: bytes, customer_id: str) -> Customer:
+        """The customer who signed this REST request; AuthError with a reason otherwise."""
+        customer = self._customer(customer_id)
+        auth, date = _header(headers, AUTH_HEADER), _header(headers, DATE_HEADER)
+        if not auth:
+            raise AuthError("missing Authorization header")
+        if not date:
+            raise AuthError("missing sym-date header")
+        when = self._check_date(date)
+        md5 = content_md5(body)
+        sent_md5 = _header(headers, MD5_HEADER)
+        if body and sent_md5 is None:
+            raise AuthError("missing Content-MD5 header for a request with a body")
+        if sent_md5 and sent_md5 != md5:
+            raise AuthError("Content-MD5 does not match the body")
+        sts = string_to_sign(verb, md5, customer.secret_key, date, customer_id, body, path, query)
+        if not hmac.compare_digest(sign(customer.secret_key, sts), auth.strip()):
+            shown = _masked_sts(sts, customer.secret_key, _body_text(body))
+            raise AuthError(f"signature does not match; expected string to sign: {shown!r}")
+        self._remember(customer_id, auth.strip(), when)
+        return customer
+
+    def verify_ws(self, header: Mapping[str, Any], payload: str, service_path: str) -> Customer:
+        """The customer who signed this WebSocket message; AuthError otherwise."""
+        fields = header.get("headers") if isinstance(header, Mapping) else None
+        if not isinstance(fields, list) or len(fields) != 4 or not all(
+                isinstance(f, str) for f in fields):
+            raise AuthError("header 'headers' must be [date, md5, authorization, customer id]")
+        date, sent_md5, auth, customer_id = fields
+        customer = self._customer(customer_id)
+        when = self._check_date(date)
+        md5 = content_md5(payload.encode("utf-8"))
+        if sent_md5 != md5:
+            raise AuthError("Content-MD5 does not match the payload")
+        extra = header.get("extraKeys")
+        if extra is not None and not isinstance(extra, list | dict):
+            raise AuthError("extraKeys must be a list or an object")
+        sts = ws_string_to_sign(md5, customer.secret_key, date, customer_id, payload,
+                                service_path, extra)
+        if not hmac.compare_digest(sign(customer.secret_key, sts), auth.strip()):
+            shown = _masked_sts(sts, customer.secret_key, payload or None)
+            raise AuthError(f"signature does not match; expected string to sign: {shown!r}")
+        self._remember(customer_id, auth.strip(), when)
+        return customer
+
+    def _customer(self, customer_id: str) -> Customer:
+        customer = self.customers.get(customer_id) if isinstance(customer_id, str) else None
+        if customer is None:
+            raise AuthError(f"unknown customer {customer_id!r}")
+        return customer
+
+    def _check_date(self, date: str) -> float:
+        when = parse_sym_date(date).timestamp()
+        now = self.clock()
+        if when < now - self.past_s:
+            raise AuthError(f"stale sym-date: {now - when:.0f} s old, at most {self.past_s:g} "
+                            "accepted; check the client's clock (UTC)")
+        if when > now + self.future_s:
+            raise AuthError(f"sym-date {when - now:.0f} s in the future, at most "
+                            f"{self.future_s:g} accepted; check the client's clock (UTC)")
+        return when
+
+    def _remember(self, customer_id: str, signature: str, when: float) -> None:
+        key = (customer_id, signature)
+        with self._lock:
+            now = self.clock()
+            while self._expiry and (self._expiry[0][0] < now - self.past_s
+                                    or len(self._expiry) >= self.max_seen):
+                _, old = heapq.heappop(self._expiry)
+                self._seen.pop(old, None)
+            if key in self._seen:
+                raise AuthError("replayed request: this signature was already used")
+            self._seen[key] = when
+            heapq.heappush(self._expiry, (when, key))
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value
