@@ -69,13 +69,15 @@ class Accumulator:
                     f"attribute {attr!r} has type {typ!r} here but {known!r} in the project"
                 )
         bset = set(binary)
+        # every check before any change: a refused batch must leave the schema as it was
+        for col in columns:
+            if col in self.index and (col in bset) != (col in self.cond or col in self.binary):
+                raise SchemaMismatch(
+                    f"column {col!r} is {'binary' if col in bset else 'continuous'} here "
+                    "but not in the project"
+                )
         for col in columns:
             if col in self.index:
-                if (col in bset) != (col in self.cond or col in self.binary):
-                    raise SchemaMismatch(
-                        f"column {col!r} is {'binary' if col in bset else 'continuous'} here "
-                        "but not in the project"
-                    )
                 continue
             self.index[col] = len(self.columns)
             self.columns.append(col)
@@ -92,13 +94,15 @@ class Accumulator:
                 if col not in self.cond:
                     self.cond[col] = Moments.empty(d, self.xp)
 
-    def _aligned(self, batch: Batch) -> Array:
-        """The batch's values laid out in this accumulator's column order."""
+    def _check_attributes(self, batch: Batch) -> None:
         missing = [a for a in self.types if a not in batch.types]
         if missing:
             raise SchemaMismatch(
                 f"the rows lack attribute(s) {', '.join(map(repr, missing))} that the project has"
             )
+
+    def _aligned(self, batch: Batch) -> Array:
+        """The batch's values laid out in this accumulator's column order."""
         x = self.xp.asarray(batch.values)
         if batch.columns == self.columns:
             return x
@@ -110,6 +114,7 @@ class Accumulator:
     # ----------------------------------------------------------------- updates
     def batch_moments(self, batch: Batch) -> tuple[Moments, dict[str, Moments]]:
         """The moments of a batch, in this accumulator's layout (which grows to fit it)."""
+        self._check_attributes(batch)
         self._adopt(batch.columns, batch.types, batch.binary, batch.parents)
         x = self._aligned(batch)
         total = Moments.of_rows(x)
@@ -160,6 +165,9 @@ class Accumulator:
 
     def merge(self, other: Accumulator) -> None:
         """Add another accumulator's rows (another site's) to this one, in place."""
+        if self.conditional and not other.conditional and other.binary:
+            # conditional statistics missing on one side cannot be invented
+            raise SchemaMismatch("cannot merge an accumulator without conditional statistics")
         self._adopt(other.columns, other.types, other.binary, other.parents)
         perm = [self.index[c] for c in other.columns]
         d = self.d
@@ -167,9 +175,6 @@ class Accumulator:
         for col, m in other.cond.items():
             if self.conditional:
                 combine_into(self.cond[col], _placed(m, perm, d, self.xp))
-        if self.conditional and not other.conditional and other.binary:
-            # conditional statistics missing on one side cannot be invented
-            raise SchemaMismatch("cannot merge an accumulator without conditional statistics")
         self.version += 1
 
     @classmethod
