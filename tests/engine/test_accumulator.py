@@ -256,7 +256,7 @@ def test_type_change_of_an_attribute_is_a_schema_mismatch() -> None:
 
 def test_binary_column_learned_as_continuous_is_a_schema_mismatch(rows: np.ndarray) -> None:
     acc = learned(rows)
-    with pytest.raises(SchemaMismatch, match="'d' is continuous here"):
+    with pytest.raises(SchemaMismatch, match="'d' has type 'C' here but 'B'"):
         acc.learn_array(np.c_[rows, rows[:, 0]], [*COLS, "e"])
     assert acc.columns == COLS  # refused before the new column 'e' was adopted
 
