@@ -1,0 +1,344 @@
+"""`ProjectService`: the node's projects, their statistics and models, durable and thread-safe.
+
+Every public method is synchronous and may block (statistics, SQLite commits): the API
+calls them from worker threads, never on the event loop. The shape that makes learns
+durable and concurrent learns lossless:
+
+* the batch's statistics (an accumulator of the batch alone) are computed outside any lock;
+* under the project's lock, they are folded into a *copy* of the project's accumulator,
+  appended to the project's log (committed, `synchronous=FULL`), and only then is the
+  copy swapped in: a failure at any step leaves the project as it was, and readers
+  (explore, build, the federation) take `project.acc` without locking, as it is never
+  mutated once published;
+* the same fold (`_apply`) replays the log at start, so a restarted node holds exactly
+  the accumulator it acknowledged.
+
+For the federation (`fedstats.node.federation`): `register_peer_source(fn)` where
+`fn(cid, pid) -> list[Accumulator]` gives the peers' accumulators to merge into this
+node's for build/explore/info; `local_accumulator(cid, pid)` (a copy of this node's own
+rows' statistics), `effective_accumulator(cid, pid)` (local merged with peers'),
+`project_exists(cid, pid)`.
+
+Errors: `NotFound` (unknown project/model/job: 400, as the spec answers), `Conflict` (409),
+`BadRequest` (400); engine errors (`EngineError`) pass through (400).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .engine.accumulator import Accumulator
+from .engine.codec import decode_snapshot, encode_snapshot
+from .engine.errors import SchemaMismatch
+from .engine.frame import Batch
+from .engine.moments import remove
+from .engine.xp import EngineUnavailable, gpu_available
+from .settings import Settings
+from .store import Database, ModelStore, ProjectStore
+
+log = logging.getLogger(__name__)
+
+PeerSource = Callable[[str, str], list[Accumulator]]
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+class ServiceError(Exception):
+    """Base of the service's own errors (the engine's are `EngineError`)."""
+
+
+class NotFound(ServiceError):
+    """An unknown project, model or job."""
+
+
+class Conflict(ServiceError):
+    """Creating what exists already."""
+
+
+class BadRequest(ServiceError):
+    """A request the service cannot act on (bad id, engine not available here, ...)."""
+
+
+def check_id(value: str | None, what: str) -> str:
+    """Ids become paths and keys: letters, digits, `_ . -`, at most 128, not empty."""
+    if not value or not _ID.match(value):
+        raise BadRequest(
+            f"{what} {value!r} is not valid: use 1-128 letters, digits, '_', '.', '-' "
+            "(starting with a letter or digit)"
+        )
+    return value
+
+
+@dataclass
+class Project:
+    cid: str
+    pid: str
+    engine: str
+    acc: Accumulator
+    seq: int = 0  # last log sequence number written
+    since_checkpoint: int = 0  # log entries not yet folded into the snapshot
+    models: dict[str, Any] = field(default_factory=dict)  # model id -> Model
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    deleted: bool = False
+
+
+class ProjectService:
+    """Projects of every customer on this node (see the module docstring)."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.projects_store = ProjectStore(db)
+        self.models_store = ModelStore(db)
+        self._projects: dict[tuple[str, str], Project] = {}
+        self._registry_lock = threading.Lock()
+        self._peer_sources: list[PeerSource] = []
+        self._load()
+
+    # ------------------------------------------------------------------ start
+    def _load(self) -> None:
+        """Every project back: snapshot, then the log replayed; every model reloaded."""
+        for rec in self.projects_store.all():
+            engine = rec.engine
+            if engine == "gpu" and not gpu_available():
+                log.warning("project %s/%s is gpu but no GPU is here: loading it on cpu",
+                            rec.cid, rec.pid)
+                engine = "cpu"
+            acc = decode_snapshot(rec.snapshot, engine) if rec.snapshot else Accumulator(engine)
+            project = Project(rec.cid, rec.pid, engine, acc, seq=rec.snapshot_seq)
+            for entry in self.projects_store.log(rec.cid, rec.pid, rec.snapshot_seq):
+                _apply(project.acc, entry.kind, decode_snapshot(entry.stats, engine))
+                project.seq = entry.seq
+                project.since_checkpoint += 1
+            self._projects[(rec.cid, rec.pid)] = project
+        for cid, pid, model_id, body in self.models_store.all():
+            project = self._projects.get((cid, pid))
+            if project is not None:
+                project.models[model_id] = _load_model(body)
+
+    # ------------------------------------------------------------------ projects
+    def create_project(self, cid: str, pid: str, engine: str = "cpu") -> None:
+        check_id(pid, "project id")
+        if engine not in ("cpu", "gpu"):
+            raise BadRequest(f"project type {engine!r} is not valid: use cpu or gpu")
+        if engine == "gpu" and not gpu_available():
+            raise BadRequest("project type 'gpu' needs a CUDA GPU and CuPy; this node has none")
+        try:
+            acc = Accumulator(engine)
+        except EngineUnavailable as e:
+            raise BadRequest(str(e)) from e
+        with self._registry_lock:
+            if (cid, pid) in self._projects or not self.projects_store.create(cid, pid, engine):
+                raise Conflict(f"Customer [{cid}] already has a project with id [{pid}]")
+            self._projects[(cid, pid)] = Project(cid, pid, engine, acc)
+
+    def delete_project(self, cid: str, pid: str) -> None:
+        project = self._project(cid, pid)
+        with project.lock, self._registry_lock:
+            project.deleted = True
+            self._projects.pop((cid, pid), None)
+            self.projects_store.delete(cid, pid)
+
+    def list_projects(self, cid: str) -> list[str]:
+        return sorted(pid for c, pid in list(self._projects) if c == cid)
+
+    def project_exists(self, cid: str, pid: str) -> bool:
+        return (cid, pid) in self._projects
+
+    def project_info(self, cid: str, pid: str) -> dict[str, Any]:
+        """The smlInfo entity: rows (with peers'), local rows, attributes, columns, models."""
+        project = self._project(cid, pid)
+        acc = self.effective_accumulator(cid, pid)
+        return {
+            "id": pid,
+            "type": project.engine,
+            "rows": acc.n,
+            "localRows": project.acc.n,
+            "attributes": dict(acc.types),
+            "attributeNames": list(acc.types),
+            "attributeTypes": list(acc.types.values()),
+            "columns": list(acc.columns),
+            "version": project.acc.version,
+            "models": sorted(project.models),
+        }
+
+    # ------------------------------------------------------------------ statistics
+    def learn(self, cid: str, pid: str, batch: Batch) -> int:
+        """Add the rows; returns once their statistics are durable."""
+        return self._update(cid, pid, batch, "learn")
+
+    def forget(self, cid: str, pid: str, batch: Batch) -> int:
+        """Remove rows learned before; returns once that is durable."""
+        return self._update(cid, pid, batch, "forget")
+
+    def _update(self, cid: str, pid: str, batch: Batch, kind: str) -> int:
+        project = self._project(cid, pid)
+        part = Accumulator(project.engine)
+        part.learn(batch)  # the expensive arithmetic, outside the lock
+        stats = encode_snapshot(part)
+        with project.lock:
+            if project.deleted:
+                raise NotFound(_no_project(cid, pid))
+            acc = project.acc.copy()
+            _apply(acc, kind, part)
+            self.projects_store.append(cid, pid, project.seq + 1, kind, stats)
+            project.seq += 1
+            project.since_checkpoint += 1
+            project.acc = acc
+            if project.since_checkpoint >= self.settings.checkpoint_every:
+                self.projects_store.checkpoint(cid, pid, project.seq, encode_snapshot(acc))
+                project.since_checkpoint = 0
+        return batch.rows
+
+    def register_peer_source(self, fn: PeerSource) -> None:
+        """`fn(cid, pid)` gives peers' accumulators to merge into this node's (federation)."""
+        self._peer_sources.append(fn)
+
+    def local_accumulator(self, cid: str, pid: str) -> Accumulator:
+        """A copy of the statistics of this node's own rows."""
+        return self._project(cid, pid).acc.copy()
+
+    def effective_accumulator(self, cid: str, pid: str) -> Accumulator:
+        """This node's statistics merged with those its peers share (a new object)."""
+        project = self._project(cid, pid)
+        peers = [a for fn in self._peer_sources for a in fn(cid, pid)]
+        if not peers:
+            return project.acc.copy()
+        return Accumulator.merged([project.acc, *peers], engine=project.engine)
+
+    def _view(self, cid: str, pid: str) -> Accumulator:
+        """Read-only accumulator for exploring/building (no copy without peers)."""
+        project = self._project(cid, pid)
+        if not self._peer_sources:
+            return project.acc
+        return self.effective_accumulator(cid, pid)
+
+    # ------------------------------------------------------------------ explore
+    def explore(self, cid: str, pid: str, metric: str, attributes: list[str] | None) -> Any:
+        from .engine import explore  # noqa: PLC0415 - written in parallel; imported on use
+
+        acc = self._view(cid, pid)
+        if metric == "uni":
+            return explore.explore_uni(acc, attributes)
+        if metric == "bi":
+            return explore.explore_bi(acc, attributes)
+        raise BadRequest(f"metric {metric!r} is not supported: use uni or bi")
+
+    def explore_pca(self, cid: str, pid: str, attributes: list[str] | None,
+                    k: int | None) -> Any:
+        from .engine import explore  # noqa: PLC0415
+
+        return explore.explore_pca(self._view(cid, pid), attributes, k)
+
+    # ------------------------------------------------------------------ models
+    def build(self, cid: str, pid: str, model_id: str, algo: str,
+              context: dict[str, Any]) -> dict[str, Any]:
+        """Build, store (durably) and register a model; returns its modelInfo."""
+        from .engine.models import build_model  # noqa: PLC0415
+
+        check_id(model_id, "model id")
+        project = self._project(cid, pid)
+        model = build_model(algo, self._view(cid, pid), context)
+        body = orjson.dumps(model.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)
+        with project.lock:
+            if project.deleted:
+                raise NotFound(_no_project(cid, pid))
+            self.models_store.put(cid, pid, model_id, algo, body)
+            project.models[model_id] = model
+        return {"id": model_id, **model.info()}
+
+    def check_algo(self, algo: str | None) -> str:
+        from .engine.models import ALGORITHMS  # noqa: PLC0415
+
+        if not algo or algo not in ALGORITHMS:
+            raise BadRequest(f"unknown algo {algo!r}: use one of {', '.join(sorted(ALGORITHMS))}")
+        return algo
+
+    def list_models(self, cid: str, pid: str) -> list[str]:
+        return sorted(self._project(cid, pid).models)
+
+    def model_info(self, cid: str, pid: str, model_id: str) -> dict[str, Any]:
+        return {"id": model_id, **self._model(cid, pid, model_id).info()}
+
+    def delete_model(self, cid: str, pid: str, model_id: str) -> None:
+        project = self._project(cid, pid)
+        with project.lock:
+            if project.models.pop(model_id, None) is None:
+                raise NotFound(_no_model(cid, pid, model_id))
+            self.models_store.delete(cid, pid, model_id)
+
+    def predict(self, cid: str, pid: str, model_id: str, batch: Batch) -> dict[str, list[str]]:
+        """KSVSMap of predictions; a frame not matching the model is a `ModelError` (400)."""
+        return self._model(cid, pid, model_id).predict(batch)
+
+    # ------------------------------------------------------------------ lookups
+    def _project(self, cid: str, pid: str) -> Project:
+        project = self._projects.get((cid, pid))
+        if project is None:
+            raise NotFound(_no_project(cid, pid))
+        return project
+
+    def _model(self, cid: str, pid: str, model_id: str) -> Any:
+        model = self._project(cid, pid).models.get(model_id)
+        if model is None:
+            raise NotFound(_no_model(cid, pid, model_id))
+        return model
+
+
+def _no_project(cid: str, pid: str) -> str:
+    return f"Cannot find project id [{pid}] for customer id [{cid}]"
+
+
+def _no_model(cid: str, pid: str, model_id: str) -> str:
+    return f"Cannot find model id [{model_id}] in project [{pid}] for customer id [{cid}]"
+
+
+def _load_model(body: bytes) -> Any:
+    from .engine.models import load_model  # noqa: PLC0415
+
+    return load_model(orjson.loads(body))
+
+
+def _apply(acc: Accumulator, kind: str, part: Accumulator) -> None:
+    """Fold one batch's statistics into `acc` in place: the live path and the replay."""
+    if kind == "learn":
+        missing = [a for a in acc.types if a not in part.types]
+        if missing:
+            raise SchemaMismatch(
+                f"the rows lack attribute(s) {', '.join(map(repr, missing))} that the project has"
+            )
+        acc.merge(part)
+        return
+    _unmerge(acc, part)
+
+
+def _unmerge(acc: Accumulator, part: Accumulator) -> None:
+    """Remove `part`'s rows (learned before) from `acc`: the inverse of `merge`."""
+    unknown = [c for c in part.columns if c not in acc.index]
+    if unknown:
+        raise SchemaMismatch(
+            f"cannot forget rows with column(s) never learned: {', '.join(map(repr, unknown))}"
+        )
+    if part.n > acc.n:
+        raise SchemaMismatch(f"cannot forget {part.n} rows: the project has {acc.n}")
+    # `part` laid out in `acc`'s columns: merged into an empty accumulator of that shape
+    shaped = acc.copy()
+    shaped.total = type(acc.total).empty(acc.d, acc.xp)
+    shaped.cond = {k: type(acc.total).empty(acc.d, acc.xp) for k in acc.cond}
+    shaped.merge(part)
+    for col, m in shaped.cond.items():
+        if m.n > acc.cond[col].n:
+            raise SchemaMismatch(
+                f"cannot forget {m.n} rows with {col!r} = 1: the project has {acc.cond[col].n}"
+            )
+    acc.total = remove(acc.total, shaped.total)
+    for col, m in shaped.cond.items():
+        if m.n:
+            acc.cond[col] = remove(acc.cond[col], m)
+    acc.version += 1

@@ -1,0 +1,49 @@
+"""Settings of one node: where it listens, where it keeps its data, whom it trusts.
+
+A plain dataclass rather than a settings framework: the CLI and the tests build it
+directly, and every field has a default a test can run with. `max_body_bytes` bounds
+every request body (REST and WebSocket message): a larger one is refused with 413
+before it is read whole. The default, 256 MB, holds ~1.3 M rows of a 20-column JSON
+DataFrame; bulk loads beyond it go in several requests (or CSV/Arrow, which are denser).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+MB = 1024 * 1024
+
+
+@dataclass
+class Settings:
+    """Everything `create_app` needs; built by the `fedstats node` command or by tests."""
+
+    data_dir: Path = Path("./fedstats-data")
+    customers_file: Path | None = None  # JSON {customer id: Base64 secret key}
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 256 * MB
+    # A learn appends its batch's statistics to a per-project log; every this many
+    # entries the project is checkpointed (one snapshot, log truncated), bounding replay.
+    checkpoint_every: int = 64
+    # Threads for CPU work (parsing, statistics, model builds), off the event loop.
+    worker_threads: int = 8
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.data_dir) / "node.db"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Defaults, then `FEDSTATS_*` environment variables, then explicit overrides."""
+        env: dict[str, object] = {}
+        if os.environ.get("FEDSTATS_CUSTOMERS"):
+            env["customers_file"] = Path(os.environ["FEDSTATS_CUSTOMERS"])
+        if os.environ.get("FEDSTATS_DATA_DIR"):
+            env["data_dir"] = Path(os.environ["FEDSTATS_DATA_DIR"])
+        if os.environ.get("FEDSTATS_MAX_BODY_BYTES"):
+            env["max_body_bytes"] = int(os.environ["FEDSTATS_MAX_BODY_BYTES"])
+        env.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**env)  # type: ignore[arg-type]
