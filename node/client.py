@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -45,8 +45,9 @@ def encode_query(params: Mapping[str, Any] | None) -> str:
     """`k=v&...` in the given order; booleans as `true`/`false`, None values dropped."""
     if not params:
         return ""
-    pairs = [(k, _param(v)) for k, v in params.items() if v is not None]
-    return urlencode(pairs, quote_via=quote)
+    # Commas stay readable (`types=C,C,B`); everything else reserved is percent-encoded.
+    return "&".join(f"{quote(str(k), safe='')}={quote(_param(v), safe=',')}"
+                    for k, v in params.items() if v is not None)
 
 
 def _param(v: Any) -> str:
