@@ -1,0 +1,79 @@
+"""The NATS names of one federation: streams, subjects, inbox prefixes.
+
+One place decides them, because the agent publishes and consumes on them and the server
+configuration grants permissions on them: if the two disagreed, centralized mode would
+either break or leak. Two streams per federation, so that permissions can be given per
+stream (JetStream permissions are per stream API subject, not per message):
+
+    FEDSTATS_<fed>_STATS   fedstats.<fed>.stats.<peer>.<chunk>   one snapshot per peer
+    FEDSTATS_<fed>_CTL     fedstats.<fed>.ctl.admin.<what>       schedule, contract (admin)
+                           fedstats.<fed>.ctl.sync.<peer>        full sync requests
+
+plus the core (not stored) request subject fedstats.<fed>.join, answered by the admin.
+Each user gets its own inbox prefix `_INBOX_<user>`, so no one can read others' replies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+_SAFE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def token(name: str) -> str:
+    """`name` as one NATS subject token / stream-name part (unsafe names get a hash suffix)."""
+    if _SAFE.fullmatch(name):
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return (re.sub(r"[^A-Za-z0-9_-]", "_", name)[:40] or "x") + "_" + digest
+
+
+@dataclass(frozen=True)
+class Names:
+    fed: str  # already a token
+
+    @classmethod
+    def of(cls, fed_name: str) -> Names:
+        return cls(token(fed_name))
+
+    @property
+    def prefix(self) -> str:
+        return f"fedstats.{self.fed}"
+
+    @property
+    def stats_stream(self) -> str:
+        return f"FEDSTATS_{self.fed}_STATS"
+
+    @property
+    def ctl_stream(self) -> str:
+        return f"FEDSTATS_{self.fed}_CTL"
+
+    @property
+    def stats_all(self) -> str:
+        return f"{self.prefix}.stats.>"
+
+    def stats(self, peer: str) -> str:
+        return f"{self.prefix}.stats.{token(peer)}"
+
+    def chunk(self, peer: str, index: int) -> str:
+        return f"{self.stats(peer)}.{index}"
+
+    @property
+    def ctl_all(self) -> str:
+        return f"{self.prefix}.ctl.>"
+
+    def admin_ctl(self, what: str) -> str:
+        return f"{self.prefix}.ctl.admin.{what}"
+
+    def sync(self, peer: str) -> str:
+        return f"{self.prefix}.ctl.sync.{token(peer)}"
+
+    @property
+    def join(self) -> str:
+        return f"{self.prefix}.join"
+
+
+def inbox_prefix(user: str) -> str:
+    return f"_INBOX_{token(user)}"

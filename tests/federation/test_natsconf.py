@@ -1,0 +1,123 @@
+"""Topologies enforced by the real nats-server's permissions, not by the agents."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from fedstats.node.federation.natsconf import (
+    MAX_PAYLOAD,
+    User,
+    connect_options,
+    federation_users,
+)
+from fedstats.node.federation.natsproc import NatsServer
+from fedstats.node.federation.subjects import Names
+from nats.js.api import StreamConfig
+
+FED = Names.of("fed one")  # a name with a space: becomes a safe token
+ADMIN = User("admin", "admin", password="pw-admin")
+P1 = User("p1", "p1", password="pw-1")
+P2 = User("p2", "p2", password="pw-2")
+
+
+@pytest.fixture(scope="module", params=["centralized", "decentralized"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, NatsServer]]:
+    users = federation_users("fed one", request.param, ADMIN, [P1, P2])
+    with NatsServer(tmp_path_factory.mktemp("nats"), users) as s:
+        yield request.param, s
+
+
+class Errors:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.event = asyncio.Event()
+
+    async def callback(self, e: Exception) -> None:
+        self.seen.append(str(e))
+        self.event.set()
+
+
+async def _connect(s: NatsServer, user: User, errors: Errors | None = None) -> Any:
+    opts = connect_options(user)
+    if errors is not None:
+        opts["error_cb"] = errors.callback
+    return await nats.connect(s.url, allow_reconnect=False, **opts)
+
+
+@pytest.fixture
+async def admin(server: tuple[str, NatsServer]) -> AsyncIterator[Any]:
+    nc = await _connect(server[1], ADMIN)
+    js = nc.jetstream()
+    for name, subj in ((FED.stats_stream, FED.stats_all), (FED.ctl_stream, FED.ctl_all)):
+        await js.add_stream(StreamConfig(name=name, subjects=[subj], max_msgs_per_subject=1))
+    yield nc
+    await nc.close()
+
+
+async def test_a_peer_publishes_its_own_statistics_and_the_admin_reads_them(
+    server: tuple[str, NatsServer], admin: Any
+) -> None:
+    p1 = await _connect(server[1], P1)
+    await p1.jetstream().publish(FED.chunk("p1", 0), b"stats-of-p1")
+    sub = await admin.jetstream().pull_subscribe(FED.stats_all, "adm", stream=FED.stats_stream)
+    [msg] = await sub.fetch(1, timeout=5)
+    assert msg.data == b"stats-of-p1"
+    await p1.close()
+
+
+async def test_a_peer_cannot_publish_as_another_peer(
+    server: tuple[str, NatsServer], admin: Any
+) -> None:
+    errors = Errors()
+    p1 = await _connect(server[1], P1, errors)
+    await p1.publish(FED.chunk("p2", 0), b"forged")
+    await asyncio.wait_for(errors.event.wait(), 5)
+    assert "permissions violation for publish" in errors.seen[0].lower()
+    await p1.close()
+
+
+async def test_reading_another_peers_statistics_follows_the_topology(
+    server: tuple[str, NatsServer], admin: Any
+) -> None:
+    topology, s = server
+    errors = Errors()
+    p1 = await _connect(s, P1, errors)
+    await p1.subscribe(f"{FED.stats('p2')}.>")
+    await p1.flush()
+    if topology == "centralized":
+        await asyncio.wait_for(errors.event.wait(), 5)
+        assert "permissions violation for subscription" in errors.seen[0].lower()
+        with pytest.raises(nats.errors.Error):  # the consumer API is refused as well
+            await p1.jetstream().pull_subscribe(FED.stats_all, "p1-peek", stream=FED.stats_stream)
+    else:
+        sub = await p1.jetstream().pull_subscribe(FED.stats_all, "p1", stream=FED.stats_stream)
+        await sub.fetch(1, timeout=5)
+        assert errors.seen == []
+    await p1.close()
+
+
+async def test_every_peer_reads_the_control_stream(
+    server: tuple[str, NatsServer], admin: Any
+) -> None:
+    await admin.jetstream().publish(FED.admin_ctl("schedule"), b"m30")
+    p2 = await _connect(server[1], P2)
+    sub = await p2.jetstream().pull_subscribe(FED.ctl_all, "p2-ctl", stream=FED.ctl_stream)
+    [msg] = await sub.fetch(1, timeout=5)
+    assert msg.data == b"m30"
+    await p2.close()
+
+
+async def test_messages_up_to_8mb_are_accepted(server: tuple[str, NatsServer], admin: Any) -> None:
+    assert admin.max_payload == MAX_PAYLOAD
+
+
+def test_unknown_topology_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown topology"):
+        federation_users("f", "mesh", ADMIN, [])
