@@ -11,16 +11,19 @@ A DataFrame is `{attributeNames, attributeTypes, data}` with every value a strin
 
 `parse_frame` checks everything a client can get wrong (ragged rows, unknown types,
 unparseable values, NaN/inf, B values other than 0/1, duplicated names) and says where.
-Numeric columns are converted column-wise by numpy, never value by value in Python.
+Numeric columns are converted column-wise by numpy, categories through Arrow's hash table:
+never value by value in Python. `assemble` is shared with the byte-level readers (`ingest`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import FrameError
 
@@ -74,6 +77,29 @@ def parse_frame(frame: Any) -> Batch:
             raise FrameError(f"data row {i} is not a list")
         if len(row) != ncols:
             raise FrameError(f"data row {i} has {len(row)} values, expected {ncols}")
+
+    def column(j: int, name: str, typ: str) -> tuple[list[str] | None, np.ndarray]:
+        raw = [row[j] for row in data]
+        if typ in ENCODED:
+            return _encode(name, typ, raw)
+        col_values = _numbers(name, raw)
+        if typ == "B":
+            check_binary(name, col_values, raw)
+        return None, col_values
+
+    return assemble(names, types, len(data), column)
+
+
+ColumnSource = Callable[[int, str, str], tuple[list[str] | None, np.ndarray]]
+
+
+def assemble(names: Sequence[str], types: Sequence[str], nrows: int, column: ColumnSource) -> Batch:
+    """A `Batch` from validated attributes, whatever the bytes the columns came from.
+
+    `column(j, name, typ)` gives `(labels, block)` for T/S/L (indicator columns) and
+    `(None, values)` for C/B, already checked; it is called in attribute order, so the
+    first bad attribute is the one reported. X attributes are never asked for.
+    """
     columns: list[str] = []
     blocks: list[np.ndarray] = []
     binary: set[str] = set()
@@ -83,9 +109,8 @@ def parse_frame(frame: Any) -> Batch:
         if typ == "X":
             continue
         kept[name] = typ
-        raw = [row[j] for row in data]
-        if typ in ENCODED:
-            labels, block = _encode(name, typ, raw)
+        labels, block = column(j, name, typ)
+        if labels is not None:
             for label in labels:
                 col = f"{name}{SEP}{label}"
                 columns.append(col)
@@ -93,25 +118,28 @@ def parse_frame(frame: Any) -> Batch:
                 parents[col] = name
             blocks.append(block)
             continue
-        col_values = _numbers(name, raw)
         if typ == "B":
-            bad = np.flatnonzero((col_values != 0.0) & (col_values != 1.0))
-            if bad.size:
-                i = int(bad[0])
-                raise FrameError(
-                    f"attribute {name!r} is binary (B) but row {i} has {raw[i]!r}: use 0 or 1"
-                )
             binary.add(name)
         columns.append(name)
-        blocks.append(col_values[:, None])
+        blocks.append(block[:, None])
     if len(set(columns)) != len(columns):
         dup = next(c for c in columns if columns.count(c) > 1)
         raise FrameError(f"column {dup!r} appears twice (after category expansion)")
     if blocks:
-        values = np.ascontiguousarray(np.hstack(blocks))
+        values = np.ascontiguousarray(np.hstack(blocks), dtype=np.float64)
     else:
-        values = np.zeros((len(data), 0))
+        values = np.zeros((nrows, 0))
     return Batch(columns, values, kept, frozenset(binary), parents)
+
+
+def check_binary(name: str, values: np.ndarray, raw: Sequence[Any]) -> None:
+    """Refuse a B column holding anything but 0 and 1, naming the first bad row."""
+    bad = np.flatnonzero((values != 0.0) & (values != 1.0))
+    if bad.size:
+        i = int(bad[0])
+        raise FrameError(
+            f"attribute {name!r} is binary (B) but row {i} has {raw[i]!r}: use 0 or 1"
+        )
 
 
 def _shape(frame: Any) -> tuple[list[str], list[str], list[Any]]:
@@ -173,7 +201,58 @@ def _number(name: str, i: int, v: Any) -> float:
 
 
 def _encode(name: str, typ: str, raw: list[Any]) -> tuple[list[str], np.ndarray]:
-    """Indicator columns for a T/S (one-hot) or L (multi-hot) attribute."""
+    """Indicator columns for a T/S (one-hot) or L (multi-hot) attribute.
+
+    Distinct values are found by Arrow's hash table, so Python touches each distinct value
+    once, not each row; anything Arrow would read differently from Python (non-strings,
+    nulls, unencodable surrogates) takes the per-value route, which names the bad row.
+    """
+    try:
+        arr = pa.array(raw)  # inferred, so that bytes values come out binary, not string
+    except (pa.ArrowException, UnicodeError, TypeError):
+        arr = None
+    if arr is None or arr.type != pa.string() or arr.null_count:
+        return _encode_each(name, typ, raw)
+    return encode_strings(name, typ, arr)
+
+
+def encode_strings(name: str, typ: str, arr: pa.Array | pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
+    """Indicator columns from an Arrow string column without nulls."""
+    encoded = pc.dictionary_encode(arr)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    return encode_codes(name, typ, encoded.dictionary.to_pylist(), codes)
+
+
+def encode_codes(
+    name: str, typ: str, distinct: list[str], codes: np.ndarray
+) -> tuple[list[str], np.ndarray]:
+    """Indicator columns from the distinct raw values and each row's index into them."""
+    n = len(codes)
+    if typ == "L":
+        items = [{p.strip().lower() for p in v.split("|")} - {""} for v in distinct]
+        labels = sorted(set().union(*items))
+        index = {lab: k for k, lab in enumerate(labels)}
+        table = np.zeros((len(distinct), len(labels)))
+        for d, its in enumerate(items):
+            table[d, [index[lab] for lab in its]] = 1.0
+        return labels, table[codes] if n else np.zeros((0, len(labels)))
+    normal = [v.strip().lower() for v in distinct]
+    empty = [d for d, lab in enumerate(normal) if not lab]
+    if empty:
+        i = int(np.flatnonzero(np.isin(codes, empty))[0])
+        raise FrameError(f"attribute {name!r}, row {i}: empty category value")
+    labels = sorted(set(normal))
+    index = {lab: k for k, lab in enumerate(labels)}
+    which = np.array([index[lab] for lab in normal], dtype=np.intp)
+    block = np.zeros((n, len(labels)))
+    block[np.arange(n), which[codes]] = 1.0
+    return labels, block
+
+
+def _encode_each(name: str, typ: str, raw: list[Any]) -> tuple[list[str], np.ndarray]:
+    """The per-value route, kept for inputs Arrow cannot hold: its checks name the row."""
     rows: list[list[str]] = []
     for i, v in enumerate(raw):
         if not isinstance(v, str):
