@@ -9,6 +9,7 @@ check each one independently. Framing and signing are the pure functions of
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from typing import Any, Literal
 
 import orjson
@@ -33,6 +34,7 @@ class WsClient:
         self._secret = secret_key
         self.open_timeout = open_timeout
         self._conn: ClientConnection | None = None
+        self._stack = ExitStack()
         self.service_path = ""
         self.extra_keys: Mapping[str, Any] | Sequence[Any] = []
 
@@ -48,7 +50,9 @@ class WsClient:
         self.close()
         self.service_path = f"/symetry/ws/{service}"
         self.extra_keys = extra_keys if extra_keys is not None else []
-        self._conn = connect(self.base_url + self.service_path, open_timeout=self.open_timeout)
+        # Entered as a context manager: the form websockets keeps supporting across versions.
+        self._conn = self._stack.enter_context(
+            connect(self.base_url + self.service_path, open_timeout=self.open_timeout))
         return self
 
     def send(self, payload: str | Mapping[str, Any]) -> None:
@@ -67,9 +71,8 @@ class WsClient:
         return data
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._conn = None
+        self._stack.close()
 
     def __enter__(self) -> WsClient:
         return self
