@@ -11,9 +11,10 @@ intercept is ȳ - x̄ᵀb. The objectives are scikit-learn's:
 For the L1 objectives, coordinate descent on G finds the active set and the signs; then
 the KKT system restricted to that set, (G_AA + nα(1-ρ)I) b_A = c_A - nαρ·sign(b_A), is
 solved directly and checked, so the answer is exact to rounding instead of to a stopping
-tolerance. Category inputs: `mlr` drops each one-hot attribute's last level (collinear
-with the intercept otherwise); the penalized models keep every level, as the penalty
-makes the system well-posed.
+tolerance. Category inputs: `mlr` and `lasso` drop each one-hot attribute's last level
+(collinear with the intercept otherwise, which leaves mlr singular and the lasso optimum
+not unique); ridge and elastic net keep every level, as their L2 penalty makes the
+optimum unique.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def regression_moments(
 
 
 def build_linear(algo: str, acc: Accumulator, context: MLContext) -> LinearModel:
-    problem = Problem.of(acc, context, drop_reference=algo == "mlr")
+    problem = Problem.of(acc, context, drop_reference=algo in ("mlr", "lasso"))
     target, n, g, c, xbar, ybar = regression_moments(acc, problem)
     d = len(problem.inputs)
     params: dict[str, Any] = {}
@@ -130,9 +131,13 @@ def enet_gram(
                 step = max(step, abs(new - old))
             biggest = max(biggest, abs(new))
         if step <= tol * max(biggest, 1e-300) or step == 0.0:
-            exact = _kkt(g, c, l1, l2, b)
-            if exact is not None:
-                return exact, sweep
+            # a coefficient at rounding level is usually one that belongs at 0 (a tie
+            # between collinear columns): try the set without those first
+            big = np.abs(b) > 1e-9 * biggest
+            for candidate in (np.where(big, b, 0.0), b):
+                exact = _kkt(g, c, l1, l2, candidate)
+                if exact is not None:
+                    return exact, sweep
     raise ModelError(
         f"coordinate descent found no exact solution in {max_iter} sweeps: "
         "raise max_iter or alpha"
