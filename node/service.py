@@ -151,6 +151,10 @@ class ProjectService:
     def project_exists(self, cid: str, pid: str) -> bool:
         return (cid, pid) in self._projects
 
+    def require_project(self, cid: str, pid: str) -> None:
+        """NotFound (with the spec's message) unless the project exists."""
+        self._project(cid, pid)
+
     def project_info(self, cid: str, pid: str) -> dict[str, Any]:
         """The smlInfo entity: rows (with peers'), local rows, attributes, columns, models."""
         project = self._project(cid, pid)
@@ -221,7 +225,7 @@ class ProjectService:
 
     # ------------------------------------------------------------------ explore
     def explore(self, cid: str, pid: str, metric: str, attributes: list[str] | None) -> Any:
-        from .engine import explore  # noqa: PLC0415 - written in parallel; imported on use
+        from .engine import explore
 
         acc = self._view(cid, pid)
         if metric == "uni":
@@ -232,7 +236,7 @@ class ProjectService:
 
     def explore_pca(self, cid: str, pid: str, attributes: list[str] | None,
                     k: int | None) -> Any:
-        from .engine import explore  # noqa: PLC0415
+        from .engine import explore
 
         return explore.explore_pca(self._view(cid, pid), attributes, k)
 
@@ -240,7 +244,7 @@ class ProjectService:
     def build(self, cid: str, pid: str, model_id: str, algo: str,
               context: dict[str, Any]) -> dict[str, Any]:
         """Build, store (durably) and register a model; returns its modelInfo."""
-        from .engine.models import build_model  # noqa: PLC0415
+        from .engine.models import build_model
 
         check_id(model_id, "model id")
         project = self._project(cid, pid)
@@ -254,7 +258,7 @@ class ProjectService:
         return {"id": model_id, **model.info()}
 
     def check_algo(self, algo: str | None) -> str:
-        from .engine.models import ALGORITHMS  # noqa: PLC0415
+        from .engine.models import ALGORITHMS
 
         if not algo or algo not in ALGORITHMS:
             raise BadRequest(f"unknown algo {algo!r}: use one of {', '.join(sorted(ALGORITHMS))}")
@@ -300,7 +304,7 @@ def _no_model(cid: str, pid: str, model_id: str) -> str:
 
 
 def _load_model(body: bytes) -> Any:
-    from .engine.models import load_model  # noqa: PLC0415
+    from .engine.models import load_model
 
     return load_model(orjson.loads(body))
 

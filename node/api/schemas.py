@@ -1,0 +1,44 @@
+"""JSON Schemas of the request bodies, for the OpenAPI document only.
+
+Handlers read raw bytes (the hot path has no pydantic); these schemas describe what they
+accept so that generated clients and schemathesis send the right shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DATAFRAME: dict[str, Any] = {
+    "type": "object",
+    "required": ["attributeNames", "attributeTypes", "data"],
+    "properties": {
+        "attributeNames": {"type": "array", "items": {"type": "string"}},
+        "attributeTypes": {"type": "array",
+                           "items": {"type": "string", "enum": list("CBTSLX")}},
+        "data": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+    },
+}
+
+MLCONTEXT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "targets": {"type": "array", "items": {"type": "integer"}},
+        "inputAttributes": {"type": "array", "items": {"type": "integer"}},
+        "inputAttributeNames": {"type": "array", "items": {"type": "string"}},
+        "targetAttributeNames": {"type": "array", "items": {"type": "string"}},
+        "extraParameters": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+
+EXPLORE_CONTEXT: dict[str, Any] = {
+    "type": "object",
+    "properties": {"values": {"type": "array", "items": MLCONTEXT}},
+}
+
+
+def body(schema: dict[str, Any], *extra_media: str) -> dict[str, Any]:
+    """`openapi_extra` declaring a required JSON body of `schema` (plus other media types)."""
+    content: dict[str, Any] = {"application/json": {"schema": schema}}
+    for media in extra_media:
+        content[media] = {"schema": {"type": "string", "format": "binary"}}
+    return {"requestBody": {"required": True, "content": content}}
