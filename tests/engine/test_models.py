@@ -15,17 +15,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fedstats.node.engine.accumulator import Accumulator
+from fedstats.node.engine.errors import ModelError
+from fedstats.node.engine.frame import Batch, parse_frame
+from fedstats.node.engine.models import ALGORITHMS, MLContext, Model, build_model, load_model
 from sklearn import datasets
 from sklearn import discriminant_analysis as da
 from sklearn import linear_model as lm
 from sklearn.decomposition import PCA
 from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import make_pipeline
-
-from fedstats.node.engine.accumulator import Accumulator
-from fedstats.node.engine.errors import ModelError
-from fedstats.node.engine.frame import Batch, parse_frame
-from fedstats.node.engine.models import ALGORITHMS, MLContext, Model, build_model, load_model
 
 RTOL = 1e-9
 
@@ -262,3 +261,386 @@ def check_classifier(
         close(floats(answer[f"proba_{label}"]), proba[:, k], atol=patol)
     expected = [str(v) if isinstance(v, str) else str(int(v)) for v in sk.predict(x_all)]
     assert answer["prediction"] == expected
+
+
+# --------------------------------------------------------------------------- contexts
+def single_site(data: str, conditional: bool = True) -> Accumulator:
+    t = table(data)
+    acc = Accumulator(conditional=conditional)
+    acc.learn(parse_frame(t.frame(np.arange(t.rows))))
+    return acc
+
+
+def test_indices_and_names_build_the_same_model() -> None:
+    acc = single_site("diabetes")  # attributes: age sex bmi bp s1..s6 target
+    by_name = build_model(
+        "ridge",
+        acc,
+        {"inputAttributeNames": ["bmi", "age"], "targetAttributeNames": ["target"]},
+    )
+    by_index = build_model("ridge", acc, {"inputAttributes": [2, 0], "targets": [10]})
+    assert by_name.inputs == by_index.inputs == ["bmi", "age"]
+    assert by_name.to_dict() == by_index.to_dict()
+
+
+def test_without_inputs_every_other_attribute_is_an_input() -> None:
+    model = build_model("mlr", single_site("diabetes"), {"targetAttributeNames": ["target"]})
+    assert model.inputs == list(table("diabetes").inputs)
+
+
+@pytest.mark.parametrize(
+    ("algo", "kept"),
+    [
+        ("mlr", ["sex$f"]),
+        ("lasso", ["sex$f"]),
+        ("ridge", ["sex$m", "sex$f"]),
+        ("elasticnet", ["sex$m", "sex$f"]),
+        ("pcr", ["sex$m", "sex$f"]),
+    ],
+    ids=["mlr-drops", "lasso-drops", "ridge-keeps", "elasticnet-keeps", "pcr-keeps"],
+)
+def test_one_hot_inputs_drop_their_last_sorted_level_only_where_it_is_collinear(
+    algo: str, kept: list[str]
+) -> None:
+    t = table("diabetes-sex")
+    acc = Accumulator()
+    sex = t.values["sex"]
+    # males first: the project's column order is then sex$m, sex$f, yet "m" is the
+    # level dropped, because the reference level must not depend on arrival order
+    acc.learn(parse_frame(t.frame(np.flatnonzero(sex == "m"))))
+    acc.learn(parse_frame(t.frame(np.flatnonzero(sex == "f"))))
+    assert acc.attribute_columns("sex") == ["sex$m", "sex$f"]
+    ctx = {"inputAttributeNames": ["sex", "bmi"], "targetAttributeNames": ["target"]}
+    model = build_model(algo, acc, {**ctx, "extraParameters": {"k": "2"} if algo == "pcr" else {}})
+    assert [c for c in model.inputs if c.startswith("sex$")] == kept
+
+
+def test_a_category_level_missing_from_the_rows_to_predict_counts_as_zero() -> None:
+    t = table("diabetes-sex")
+    acc = single_site("diabetes-sex")
+    model = build_model("ridge", acc, {"targetAttributeNames": ["target"]})
+    males = np.flatnonzero(t.values["sex"] == "m")
+    batch = parse_frame(t.frame(males))
+    assert "sex$f" not in batch.columns
+    expected = t.design(model.inputs, males) @ model.arrays["coef"] + model.arrays["intercept"]
+    close(floats(model.predict(batch)["prediction"]), expected)
+
+
+def test_qda_ddof_1_uses_unbiased_class_covariances() -> None:
+    t = table("iris")
+    acc = single_site("iris")
+    biased = build_model("mqda", acc, {"targetAttributeNames": ["target"]})
+    unbiased = build_model(
+        "mqda", acc, {"targetAttributeNames": ["target"], "extraParameters": {"ddof": "1"}}
+    )
+    x = t.design(biased.inputs, np.arange(t.rows))
+    for k, label in enumerate(biased.meta["labels"]):
+        rows = x[t.values["target"] == label]
+        for model, ddof in ((biased, 0), (unbiased, 1)):
+            cov = model.info()["covariances"][k]
+            close(cov, np.cov(rows, rowvar=False, ddof=ddof))
+
+
+def test_lda_needs_no_conditional_statistics() -> None:
+    with_cond = build_model("mlda", single_site("wine"), {"targetAttributeNames": ["target"]})
+    without = build_model(
+        "mlda", single_site("wine", conditional=False), {"targetAttributeNames": ["target"]}
+    )
+    close(without.arrays["coef"], with_cond.arrays["coef"])
+
+
+# --------------------------------------------------------------------------- errors
+ERRORS = [
+    ("unknown-algo", "nope", "diabetes", {"targets": [10]}, "unknown algorithm 'nope'"),
+    (
+        "unknown-input",
+        "mlr",
+        "diabetes",
+        {"inputAttributeNames": ["zzz"], "targets": [10]},
+        "unknown input attribute 'zzz'",
+    ),
+    (
+        "unknown-target",
+        "mlr",
+        "diabetes",
+        {"targetAttributeNames": ["zzz"]},
+        "unknown target attribute 'zzz'",
+    ),
+    ("index-out-of-range", "mlr", "diabetes", {"targets": [99]}, "target index 99 is out of range"),
+    (
+        "names-disagree-with-indices",
+        "mlr",
+        "diabetes",
+        {"targets": [9], "targetAttributeNames": ["target"]},
+        "disagree with indices",
+    ),
+    ("no-target", "mlr", "diabetes", {}, "names no target"),
+    (
+        "target-among-inputs",
+        "mlr",
+        "diabetes",
+        {"inputAttributeNames": ["bmi", "target"], "targetAttributeNames": ["target"]},
+        "'target' is both a target and an input",
+    ),
+    (
+        "input-twice",
+        "mlr",
+        "diabetes",
+        {"inputAttributeNames": ["bmi", "bmi"], "targets": [10]},
+        "'bmi' is listed twice",
+    ),
+    ("two-targets", "mlr", "diabetes", {"targets": [9, 10]}, "takes one target attribute, got 2"),
+    (
+        "category-target-regression",
+        "mlr",
+        "iris",
+        {"targets": [4]},
+        "regression needs a continuous",
+    ),
+    (
+        "continuous-target-lda",
+        "lda",
+        "diabetes",
+        {"targets": [10]},
+        "needs a binary (B) or category (T) target",
+    ),
+    ("three-classes-lda", "lda", "iris", {"targets": [4]}, "has 3 classes: use mlda"),
+    (
+        "alpha-not-a-number",
+        "ridge",
+        "diabetes",
+        {"targets": [10], "extraParameters": {"alpha": "lots"}},
+        "'alpha' must be a number",
+    ),
+    (
+        "alpha-negative",
+        "lasso",
+        "diabetes",
+        {"targets": [10], "extraParameters": {"alpha": "-1"}},
+        "'alpha' must be a finite number >= 0",
+    ),
+    (
+        "l1-ratio-above-1",
+        "elasticnet",
+        "diabetes",
+        {"targets": [10], "extraParameters": {"l1_ratio": "2"}},
+        "'l1_ratio' must be a finite number >= 0 and <= 1",
+    ),
+    (
+        "k-zero",
+        "pcr",
+        "diabetes",
+        {"targets": [10], "extraParameters": {"k": "0"}},
+        "'k' must be >= 1",
+    ),
+    (
+        "k-not-integer",
+        "pcr",
+        "diabetes",
+        {"targets": [10], "extraParameters": {"k": "2.5"}},
+        "'k' must be an integer",
+    ),
+    (
+        "k-above-d",
+        "pcr",
+        "diabetes",
+        {"targets": [10], "extraParameters": {"k": "11"}},
+        "'k' must be at most the number of input columns (10)",
+    ),
+    (
+        "lasso-max-iter",
+        "lasso",
+        "diabetes",
+        {"targets": [10], "extraParameters": {"alpha": "0.01", "max_iter": "1"}},
+        "no exact solution in 1 sweeps",
+    ),
+    (
+        "qda-ddof-2",
+        "mqda",
+        "iris",
+        {"targets": [4], "extraParameters": {"ddof": "2"}},
+        "'ddof' must be 0 or 1",
+    ),
+    ("context-not-object", "mlr", "diabetes", ["target"], "must be a JSON object"),
+    (
+        "context-unknown-field",
+        "mlr",
+        "diabetes",
+        {"targets": [10], "algo": "x"},
+        "unknown field(s): algo",
+    ),
+    (
+        "extra-not-object",
+        "mlr",
+        "diabetes",
+        {"targets": [10], "extraParameters": [1]},
+        "extraParameters must be an object",
+    ),
+    ("targets-not-integers", "mlr", "diabetes", {"targets": ["a"]}, "targets must hold integers"),
+]
+
+
+@pytest.mark.parametrize(
+    ("algo", "data", "context", "message"),
+    [e[1:] for e in ERRORS],
+    ids=[e[0] for e in ERRORS],
+)
+def test_bad_contexts_raise_model_error_saying_why(
+    algo: str, data: str, context: Any, message: str
+) -> None:
+    with pytest.raises(ModelError) as e:
+        build_model(algo, single_site(data), context)
+    assert message in str(e.value)
+
+
+def _acc(x: np.ndarray, names: list[str], binary: tuple[str, ...] = ()) -> Accumulator:
+    acc = Accumulator()
+    acc.learn_array(x, names, binary)
+    return acc
+
+
+def _data_errors() -> list[tuple[str, str, Accumulator, str]]:
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(40, 3))
+    y = (x[:, 0] > 0).astype(float)
+    collinear = np.c_[x[:, 0], 2 * x[:, 0] + 1, x[:, 1], x[:, 2]]
+    constant = np.c_[x[:, :2], np.ones(40), x[:, 2]]
+    few = np.c_[x[:2, :2], x[:2, 2]]
+    y_few_ones = np.r_[np.ones(2), np.zeros(38)]
+    return [
+        ("collinear", "mlr", _acc(collinear, ["a", "b", "c", "y"]), "['a', 'b'] are collinear"),
+        ("constant", "mlr", _acc(constant, ["a", "b", "k", "y"]), "column 'k' is constant"),
+        (
+            "too-few-rows",
+            "mlr",
+            _acc(few, ["a", "b", "y"]),
+            "needs at least 3 rows, the project has 2",
+        ),
+        (
+            "qda-small-class",
+            "mqda",
+            _acc(np.c_[x[:, :2], y_few_ones], ["a", "b", "y"], ("y",)),
+            "class '1' has 2 rows: mqda needs more rows than input columns (2)",
+        ),
+        (
+            "one-class",
+            "lda",
+            _acc(np.c_[x[:, :2], np.ones(40)], ["a", "b", "y"], ("y",)),
+            "has 1 class(es) with rows",
+        ),
+        ("empty", "mlr", Accumulator(), "no rows"),
+        (
+            "bayes-zero-smoothing-constant-in-class",
+            "bayes",
+            _acc(np.c_[x[:, :1], y, y], ["a", "b", "y"], ("y",)),
+            "raise var_smoothing",
+        ),
+        (
+            "lda-collinear",
+            "lda",
+            _acc(np.c_[collinear[:, :3], y], ["a", "b", "c", "y"], ("y",)),
+            "are collinear",
+        ),
+    ]
+
+
+DATA_ERRORS = _data_errors()
+
+
+@pytest.mark.parametrize(
+    ("algo", "acc", "message"), [e[1:] for e in DATA_ERRORS], ids=[e[0] for e in DATA_ERRORS]
+)
+def test_data_that_cannot_give_a_model_raises_model_error(
+    algo: str, acc: Accumulator, message: str
+) -> None:
+    target = acc.columns[-1] if acc.columns else "y"
+    extra = {"var_smoothing": "0"} if algo == "bayes" else {}
+    with pytest.raises(ModelError) as e:
+        build_model(algo, acc, {"targetAttributeNames": [target], "extraParameters": extra})
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("algo", ["mqda", "bayes"])
+def test_class_conditional_models_need_conditional_statistics(algo: str) -> None:
+    acc = single_site("iris", conditional=False)
+    with pytest.raises(ModelError, match="class-conditional statistics of 'target'"):
+        build_model(algo, acc, {"targetAttributeNames": ["target"]})
+
+
+def test_predict_names_a_missing_input_attribute() -> None:
+    t = table("diabetes")
+    model = build_model("mlr", single_site("diabetes"), {"targetAttributeNames": ["target"]})
+    names = [a for a in t.names if a != "s3"]
+    with pytest.raises(ModelError, match="lack input attribute 's3'"):
+        model.predict(parse_frame(t.frame(np.arange(5), order=names)))
+
+
+def test_predict_refuses_a_category_sent_as_a_number() -> None:
+    t = table("diabetes-sex")
+    model = build_model("mlr", single_site("diabetes-sex"), {"targetAttributeNames": ["target"]})
+    frame = t.frame(np.arange(3))
+    frame["attributeTypes"][frame["attributeNames"].index("sex")] = "C"
+    for row in frame["data"]:
+        row[frame["attributeNames"].index("sex")] = "1"
+    with pytest.raises(ModelError, match="'sex' has type 'C' here but 'T' in the model"):
+        model.predict(parse_frame(frame))
+
+
+# --------------------------------------------------------------------------- storage
+ROUND_TRIP = [
+    ("mlr", "diabetes-sex"),
+    ("ridge", "diabetes"),
+    ("lasso", "diabetes"),
+    ("elasticnet", "diabetes"),
+    ("pcr", "diabetes"),
+    ("lda", "cancer"),
+    ("mlda", "iris"),
+    ("mqda", "wine"),
+    ("bayes", "iris"),
+]
+
+
+def test_every_algorithm_has_a_round_trip_case() -> None:
+    assert {a for a, _ in ROUND_TRIP} == set(ALGORITHMS)
+
+
+@pytest.mark.parametrize(("algo", "data"), ROUND_TRIP, ids=[a for a, _ in ROUND_TRIP])
+def test_stored_model_loads_back_exactly(algo: str, data: str) -> None:
+    t = table(data)
+    extra = {"k": "3"} if algo == "pcr" else {"alpha": "0.05"} if algo in REGRESSION else {}
+    model = build_model(
+        algo, single_site(data), {"targetAttributeNames": ["target"], "extraParameters": extra}
+    )
+    stored = json.loads(json.dumps(model.to_dict()))
+    loaded = load_model(stored)
+    assert type(loaded) is type(model)
+    assert loaded.to_dict() == model.to_dict()
+    for k, v in model.arrays.items():
+        assert np.array_equal(loaded.arrays[k], v), k
+    batch = parse_frame(t.frame(np.arange(t.rows)))
+    assert loaded.predict(batch) == model.predict(batch)
+    info = json.loads(json.dumps(model.info()))
+    assert info["algo"] == algo and info["targets"] == ["target"]
+
+
+@pytest.mark.parametrize(
+    ("stored", "message"),
+    [
+        ({"format": 99}, "format 99"),
+        ({"format": 1, "algo": "zzz"}, "unknown algo 'zzz'"),
+        ({"format": 1, "algo": "mlr"}, "malformed"),
+        ("text", "must be a JSON object"),
+    ],
+    ids=["format", "algo", "malformed", "not-object"],
+)
+def test_load_model_rejects_what_to_dict_never_wrote(stored: Any, message: str) -> None:
+    with pytest.raises(ModelError, match=message):
+        load_model(stored)
+
+
+def test_mlcontext_round_trips_through_its_json_form() -> None:
+    ctx = MLContext.parse(
+        {"targets": [1], "inputAttributeNames": ["a"], "extraParameters": {"alpha": 2}}
+    )
+    assert ctx.extra == {"alpha": "2"}
+    assert MLContext.parse(ctx.to_dict()) == ctx
