@@ -1,0 +1,158 @@
+"""kopf registrations: the thin layer between kopf and the reconcilers.
+
+Every resource kind has one reconcile function (in `federations`, `peers`, `contracts`)
+that is idempotent, so create, update, resume and the drift timer all call the same one.
+This module alone writes status (conditions with `observedGeneration`), posts Events when
+`Ready` changes, and turns an unfinished reconcile into kopf's retry: a create/update is
+retried until Ready, a timer just reports. Finalizers exist only where something outside
+Kubernetes must be removed (the Federation's stream); owned objects go with their owner.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import kopf
+
+from . import contracts, federations, peers
+from .conditions import find, merge
+from .errors import RetryLater
+from .kube import Kube
+from .metrics import STREAM_OPERATIONS, timed
+from .names import GROUP, VERSION
+from .outcome import Outcome
+
+FEDERATIONS = (GROUP, VERSION, "federations")
+PEERS = (GROUP, VERSION, "peers")
+CONTRACTS = (GROUP, VERSION, "psrcontracts")
+
+# How often each resource is reconciled again to undo drift, and how soon an unready one is
+# looked at again. Read at import, as kopf takes them at registration.
+RESYNC_SECONDS = float(os.environ.get("FEDSTATS_OPERATOR_RESYNC_SECONDS", "60"))
+NOT_READY_DELAY = float(os.environ.get("FEDSTATS_OPERATOR_RETRY_SECONDS", "5"))
+
+Reconcile = Callable[[Kube, Mapping[str, Any]], Awaitable[Outcome]]
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Our own annotation and finalizer names; one API connection for all reconcilers."""
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.posting.level = 20  # logging.INFO: Events for info and above
+    settings.watching.server_timeout = 300
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings)
+    if info is None:
+        raise kopf.PermanentError("no Kubernetes credentials: no service account, no kubeconfig")
+    memo.kube = Kube(info)
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    kube = getattr(memo, "kube", None)
+    if kube is not None:
+        await kube.aclose()
+
+
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    """A plain, mutable copy of the resource for the pure builders."""
+    return copy.deepcopy({k: body[k] for k in body})
+
+
+async def _run(kind: str, reconcile: Reconcile, body: kopf.Body, patch: kopf.Patch,
+               memo: kopf.Memo, *, retry_until_ready: bool) -> None:
+    with timed(kind):
+        out = await reconcile(memo.kube, _plain(body))
+        generation = body.metadata.get("generation", 0)
+        old = body.status.get("conditions")
+        new = merge(old, out.conditions, generation)
+        patch.status["conditions"] = new
+        patch.status["observedGeneration"] = generation
+        for key, value in out.status.items():
+            patch.status[key] = value
+        _post_ready_event(body, find(old, "Ready"), find(new, "Ready"))
+        if out.error is not None:
+            raise out.error
+        ready = find(new, "Ready")
+        if retry_until_ready and ready is not None and ready["status"] != "True":
+            raise RetryLater(f"not Ready yet: {ready['message']}", delay=NOT_READY_DELAY)
+
+
+def _post_ready_event(body: kopf.Body, old: Mapping[str, Any] | None,
+                      new: Mapping[str, Any] | None) -> None:
+    if new is None or (old is not None and old.get("status") == new["status"]
+                       and old.get("reason") == new["reason"]):
+        return
+    if new["status"] == "True":
+        kopf.info(body, reason="Ready", message=new["message"])
+    else:
+        kopf.warn(body, reason=new["reason"], message=new["message"])
+
+
+# ---- Federation
+
+
+@kopf.on.resume(*FEDERATIONS, id="reconcile")
+@kopf.on.create(*FEDERATIONS, id="reconcile")
+@kopf.on.update(*FEDERATIONS, id="reconcile")
+async def reconcile_federation(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
+                               **_: Any) -> None:
+    await _run("Federation", federations.reconcile, body, patch, memo, retry_until_ready=True)
+
+
+@kopf.timer(*FEDERATIONS, id="resync", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+async def resync_federation(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
+                            **_: Any) -> None:
+    await _run("Federation", federations.reconcile, body, patch, memo, retry_until_ready=False)
+
+
+@kopf.on.delete(*FEDERATIONS, id="delete-stream")
+async def delete_federation(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    try:
+        existed = await federations.finalize(memo.kube, _plain(body))
+    except Exception as e:
+        STREAM_OPERATIONS.labels("delete", type(e).__name__).inc()
+        raise
+    STREAM_OPERATIONS.labels("delete", "ok" if existed else "absent").inc()
+    kopf.info(body, reason="StreamDeleted" if existed else "StreamAbsent",
+              message="the federation's JetStream stream is gone")
+
+
+# ---- Peer
+
+
+@kopf.on.resume(*PEERS, id="reconcile")
+@kopf.on.create(*PEERS, id="reconcile")
+@kopf.on.update(*PEERS, id="reconcile")
+async def reconcile_peer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    await _run("Peer", peers.reconcile, body, patch, memo, retry_until_ready=True)
+
+
+@kopf.timer(*PEERS, id="resync", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+async def resync_peer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    await _run("Peer", peers.reconcile, body, patch, memo, retry_until_ready=False)
+
+
+# ---- PsrContract
+
+
+@kopf.on.resume(*CONTRACTS, id="reconcile")
+@kopf.on.create(*CONTRACTS, id="reconcile")
+@kopf.on.update(*CONTRACTS, id="reconcile")
+async def reconcile_contract(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
+                             **_: Any) -> None:
+    # An invalid contract is reported in status and not retried: only an edit can fix it.
+    await _run("PsrContract", contracts.reconcile, body, patch, memo,
+               retry_until_ready=False)
+
+
+@kopf.timer(*CONTRACTS, id="resync", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+async def resync_contract(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
+                          **_: Any) -> None:
+    await _run("PsrContract", contracts.reconcile, body, patch, memo, retry_until_ready=False)

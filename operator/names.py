@@ -1,0 +1,85 @@
+"""Names and labels of everything the operator makes, derived from the custom resource.
+
+One place, so that the builders, the reconcilers, the tests and the NATS admin agree on
+what `<federation>-admin` or the stream of a federation is called.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+GROUP = "fedstats.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+MANAGER = "fedstats-operator"  # the server-side apply field manager and managed-by label
+
+NODE_PORT = 8080
+CUSTOMERS_PATH = "/etc/fedstats/customers.json"
+DATA_DIR = "/data"
+FEDERATION_KEY = "federationKey"  # the key inside the federation key Secret
+CUSTOMERS_KEY = "customers.json"  # the key inside a node's customers Secret
+
+
+def federation_name(fed: Mapping[str, Any]) -> str:
+    """The name the nodes and NATS know the federation by: spec.federationName or metadata.name."""
+    return str(fed.get("spec", {}).get("federationName") or fed["metadata"]["name"])
+
+
+def stream_name(fed: Mapping[str, Any]) -> str:
+    """`FEDSTATS_<NAMESPACE>_<NAME>`: JetStream names take no dots, spaces, `*` or `>`."""
+    ns = fed["metadata"].get("namespace", "default")
+    raw = f"FEDSTATS_{ns}_{federation_name(fed)}"
+    return re.sub(r"[^A-Za-z0-9_]", "_", raw).upper()
+
+
+def stream_subjects(fed: Mapping[str, Any]) -> list[str]:
+    ns = fed["metadata"].get("namespace", "default")
+    return [f"fedstats.{ns}.{federation_name(fed)}.>"]
+
+
+def admin_name(fed: Mapping[str, Any]) -> str:
+    return f"{fed['metadata']['name']}-admin"
+
+
+def federation_key_secret(fed: Mapping[str, Any]) -> str:
+    return f"{fed['metadata']['name']}-federation-key"
+
+
+def customers_secret(owner: Mapping[str, Any]) -> str:
+    """The customers file of a node: `<federation>-admin-customers` or `<peer>-peer-customers`."""
+    return f"{node_name(owner)}-customers"
+
+
+def peer_name(peer: Mapping[str, Any]) -> str:
+    return f"{peer['metadata']['name']}-peer"
+
+
+def node_name(owner: Mapping[str, Any]) -> str:
+    """The Deployment/Service name of the node a Federation (admin) or a Peer runs."""
+    return admin_name(owner) if owner.get("kind") == "Federation" else peer_name(owner)
+
+
+def labels(owner: Mapping[str, Any], component: str) -> dict[str, str]:
+    """Labels of a node's objects; the first three also select its pods."""
+    fed = (
+        federation_name(owner)
+        if owner.get("kind") == "Federation"
+        else owner.get("spec", {}).get("federationRef", {}).get("name", "")
+    )
+    out = {
+        "app.kubernetes.io/name": "fedstats-node",
+        "app.kubernetes.io/instance": owner["metadata"]["name"],
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": MANAGER,
+    }
+    if fed:
+        out[f"{GROUP}/federation"] = fed
+    return out
+
+
+def selector(owner: Mapping[str, Any], component: str) -> dict[str, str]:
+    keys = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component")
+    full = labels(owner, component)
+    return {k: full[k] for k in keys}

@@ -1,0 +1,45 @@
+"""The Kubernetes side of one fedstats node (an admin or a peer): apply it, then observe it.
+
+Shared by the Federation and Peer reconcilers: keys made once, the data volume, the
+Deployment and Service applied every time (so drift is undone), and availability read back
+from the Deployment's status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fedstats.node.security.keys import new_secret_key
+
+from . import builders
+from .conditions import Condition
+from .kube import Kube
+
+
+async def apply_node(kube: Kube, owner: Mapping[str, Any], deployment: dict[str, Any]) -> Condition:
+    """Customers Secret (once), PVC (if asked), Deployment and Service; `<Role>Deployed`."""
+    await kube.create_if_absent(builders.desired_customers_secret(owner, new_secret_key()))
+    pvc = builders.desired_pvc(owner)
+    if pvc is not None:
+        await kube.create_if_absent(pvc)  # a PVC's spec is immutable once bound
+    await kube.apply(deployment)
+    await kube.apply(builders.desired_service(owner))
+    name = deployment["metadata"]["name"]
+    return Condition("Deployed", "True", "Applied", f"Deployment and Service {name} applied")
+
+
+async def observe_node(kube: Kube, owner: Mapping[str, Any], name: str) -> Condition:
+    """`Available` from the Deployment's own Available condition (set by its controller)."""
+    dep = await kube.get("Deployment", owner["metadata"]["namespace"], name)
+    if dep is None:
+        return Condition("Available", "False", "Missing", f"Deployment {name} does not exist")
+    status = dep.get("status", {})
+    for cond in status.get("conditions", []):
+        if cond.get("type") == "Available":
+            state = "True" if cond.get("status") == "True" else "False"
+            return Condition("Available", state, cond.get("reason") or "Unknown",
+                             cond.get("message", ""))
+    return Condition("Available", "Unknown", "NotObserved",
+                     f"Deployment {name} has no Available condition yet "
+                     "(is a controller-manager running?)")
