@@ -218,9 +218,10 @@ def _encode(name: str, typ: str, raw: list[Any]) -> tuple[list[str], np.ndarray]
 
 def encode_strings(name: str, typ: str, arr: pa.Array | pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
     """Indicator columns from an Arrow string column without nulls."""
+    if isinstance(arr, pa.ChunkedArray):
+        # one dictionary for the whole column: chunks encoded apart would each have their own
+        arr = arr.combine_chunks()
     encoded = pc.dictionary_encode(arr)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
     codes = encoded.indices.to_numpy(zero_copy_only=False)
     return encode_codes(name, typ, encoded.dictionary.to_pylist(), codes)
 
