@@ -143,7 +143,8 @@ def test_pca_equals_sklearn_on_the_pooled_rows(k: int | None) -> None:
         got["cumulative"], np.cumsum(sk.explained_variance_ratio_), rtol=RTOL
     )
     vec, comp = np.asarray(got["eigenvectors"]), sk.components_
-    signs = np.sign(np.sum(vec * comp, axis=1))  # components are defined up to sign
+    signs = np.sign(np.sum(vec * comp, axis=1))
+    assert (signs == 1).all()  # both sign each vector's largest entry positive
     # An eigenvector is only determined to about eps·λ_max/gap (Davis-Kahan); wine's
     # unscaled proline has ~1e4 times the variance of the rest, so that bound, not 0,
     # is the honest absolute tolerance for the vectors' small entries.

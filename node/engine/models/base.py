@@ -143,9 +143,7 @@ def load_model(d: Mapping[str, Any]) -> Model:
             k: np.asarray(v["data"], dtype=np.float64).reshape(v["shape"])
             for k, v in d["arrays"].items()
         }
-        return cls(
-            d["inputs"], d["inputTypes"], d["inputParents"], d["targets"], arrays, d["meta"]
-        )
+        return cls(d["inputs"], d["inputTypes"], d["inputParents"], d["targets"], arrays, d["meta"])
     except (KeyError, TypeError, ValueError) as e:
         raise ModelError(f"stored model is malformed: {e}") from e
 
@@ -177,7 +175,7 @@ def spd_solve(s: Floats, b: Floats, columns: Sequence[str], hint: str = "") -> F
     w, v = linalg.eigh(c)
     if w[0] <= COLLINEAR * w[-1]:
         weights = v[:, 0]
-        involved = [columns[i] for i in np.flatnonzero(np.abs(weights) > 1e-3)]
+        involved = [columns[int(i)] for i in np.flatnonzero(np.abs(weights) > 1e-3)]
         raise ModelError(
             f"input columns {involved} are collinear (the matrix is singular): "
             f"drop one of them{hint}"

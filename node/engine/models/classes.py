@@ -66,8 +66,7 @@ def classes_of(acc: Accumulator, problem: Problem, algo: str) -> Classes:
         binary_column = None
     else:
         raise ModelError(
-            f"target {target!r} has type {typ!r}: {algo} needs a binary (B) or "
-            "category (T) target"
+            f"target {target!r} has type {typ!r}: {algo} needs a binary (B) or category (T) target"
         )
     if len(labels) < 2:
         raise ModelError(f"target {target!r} has {len(labels)} class(es) with rows: {algo} needs 2")

@@ -139,8 +139,7 @@ def enet_gram(
                 if exact is not None:
                     return exact, sweep
     raise ModelError(
-        f"coordinate descent found no exact solution in {max_iter} sweeps: "
-        "raise max_iter or alpha"
+        f"coordinate descent found no exact solution in {max_iter} sweeps: raise max_iter or alpha"
     )
 
 

@@ -32,7 +32,9 @@ def build_pcr(algo: str, acc: Accumulator, context: MLContext) -> LinearModel:
     k = context.integer("k", d, aliases=("components", "n_components"))
     assert k is not None
     if k > d:
-        raise ModelError(f"parameter 'k' must be at most the number of input columns ({d}), got {k}")
+        raise ModelError(
+            f"parameter 'k' must be at most the number of input columns ({d}), got {k}"
+        )
     check_rows(n, 2, "principal components regression")
     w, v = linalg.eigh(g)
     order = np.argsort(w)[::-1]
