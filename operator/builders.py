@@ -88,7 +88,6 @@ def _federation_env(fed: Body) -> list[Obj]:
         {"name": "FEDSTATS_TOPOLOGY", "value": spec.get("topology", "decentralized")},
         {"name": "FEDSTATS_SYNC_SCHEDULE", "value": spec.get("syncSchedule", "m30")},
         {"name": "FEDSTATS_NATS_URL", "value": spec["nats"]["url"]},
-        {"name": "FEDSTATS_NATS_STREAM", "value": names.stream_name(fed)},
         {"name": "FEDSTATS_NATS_REQ_TIMEOUT", "value": str(spec.get("requestTimeoutSeconds", 10))},
     ]
     auth = spec["nats"].get("authSecretRef")

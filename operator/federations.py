@@ -40,16 +40,16 @@ async def nats_auth(kube: Kube, fed: Body) -> nats_admin.NatsAuth:
 
 
 async def _stream(kube: Kube, fed: Body, out: Outcome) -> Condition:
-    want = nats_admin.desired_stream(fed)
+    wanted = nats_admin.desired_streams(fed)
     try:
         auth = await nats_auth(kube, fed)
-        info = await nats_admin.ensure_stream(fed["spec"]["nats"]["url"], auth, want)
+        infos = await nats_admin.ensure_streams(fed["spec"]["nats"]["url"], auth, wanted)
     except NatsUnavailable as e:
         return out.fail(Condition("StreamReady", "False", "NatsUnavailable", str(e)), e)
-    out.status["streamName"] = want.name
-    return out.add(Condition("StreamReady", "True", "StreamReady",
-                             f"stream {want.name} on {fed['spec']['nats']['url']}, "
-                             f"max_bytes={info.config.max_bytes}"))
+    out.status["streams"] = [str(w.name) for w in wanted]
+    return out.add(Condition("StreamReady", "True", "StreamsReady",
+                             f"streams {', '.join(out.status['streams'])} on "
+                             f"{fed['spec']['nats']['url']}, max_bytes={infos[0].config.max_bytes}"))
 
 
 async def reconcile(kube: Kube, fed: Body) -> Outcome:
@@ -74,8 +74,8 @@ async def reconcile(kube: Kube, fed: Body) -> Outcome:
     return out
 
 
-async def finalize(kube: Kube, fed: Body) -> bool:
-    """Deletes the stream (owned objects go with the Federation); False if it was gone."""
+async def finalize(kube: Kube, fed: Body) -> list[str]:
+    """Deletes the streams (owned objects go with the Federation); those that existed."""
     auth = await nats_auth(kube, fed)
-    return await nats_admin.delete_stream(fed["spec"]["nats"]["url"], auth,
-                                          names.stream_name(fed))
+    return await nats_admin.delete_streams(fed["spec"]["nats"]["url"], auth,
+                                           names.stream_names(fed))

@@ -112,16 +112,16 @@ async def resync_federation(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
     await _run("Federation", federations.reconcile, body, patch, memo, retry_until_ready=False)
 
 
-@kopf.on.delete(*FEDERATIONS, id="delete-stream")
+@kopf.on.delete(*FEDERATIONS, id="delete-streams")
 async def delete_federation(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     try:
-        existed = await federations.finalize(memo.kube, _plain(body))
+        deleted = await federations.finalize(memo.kube, _plain(body))
     except Exception as e:
         STREAM_OPERATIONS.labels("delete", type(e).__name__).inc()
         raise
-    STREAM_OPERATIONS.labels("delete", "ok" if existed else "absent").inc()
-    kopf.info(body, reason="StreamDeleted" if existed else "StreamAbsent",
-              message="the federation's JetStream stream is gone")
+    STREAM_OPERATIONS.labels("delete", "ok").inc()
+    kopf.info(body, reason="StreamsDeleted",
+              message=f"JetStream streams deleted: {', '.join(deleted) or 'none existed'}")
 
 
 # ---- Peer

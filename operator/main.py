@@ -8,7 +8,6 @@ kopf's own endpoint; Prometheus metrics are served on a separate port.
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
 
 import kopf
@@ -31,9 +30,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    kopf.configure(verbose=args.verbose)
+    kopf.configure(verbose=args.verbose)  # sets up logging too
     from . import handlers  # noqa: F401  (registers the handlers with kopf)
 
     if args.metrics_port:

@@ -6,9 +6,10 @@ what `<federation>-admin` or the stream of a federation is called.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
+
+from fedstats.node.federation.subjects import Names
 
 GROUP = "fedstats.io"
 VERSION = "v1alpha1"
@@ -27,16 +28,14 @@ def federation_name(fed: Mapping[str, Any]) -> str:
     return str(fed.get("spec", {}).get("federationName") or fed["metadata"]["name"])
 
 
-def stream_name(fed: Mapping[str, Any]) -> str:
-    """`FEDSTATS_<NAMESPACE>_<NAME>`: JetStream names take no dots, spaces, `*` or `>`."""
-    ns = fed["metadata"].get("namespace", "default")
-    raw = f"FEDSTATS_{ns}_{federation_name(fed)}"
-    return re.sub(r"[^A-Za-z0-9_]", "_", raw).upper()
+def nats_names(fed: Mapping[str, Any]) -> Names:
+    """The federation's streams and subjects, exactly as the nodes' agents name them."""
+    return Names.of(federation_name(fed))
 
 
-def stream_subjects(fed: Mapping[str, Any]) -> list[str]:
-    ns = fed["metadata"].get("namespace", "default")
-    return [f"fedstats.{ns}.{federation_name(fed)}.>"]
+def stream_names(fed: Mapping[str, Any]) -> list[str]:
+    n = nats_names(fed)
+    return [n.stats_stream, n.ctl_stream]
 
 
 def admin_name(fed: Mapping[str, Any]) -> str:

@@ -1,7 +1,7 @@
-"""The federation's JetStream stream: its desired configuration (pure) and its upkeep.
+"""The federation's JetStream streams: their desired configuration (pure) and its upkeep.
 
-The stream lives outside Kubernetes, so nothing garbage-collects it: the Federation's
-finalizer calls `delete_stream`. `ensure_stream` creates the stream or updates it to the
+The streams live outside Kubernetes, so nothing garbage-collects them: the Federation's
+finalizer calls `delete_streams`. `ensure_streams` creates them or updates them to the
 asked limits and is safe to call on every reconcile. Statistics travel as whole snapshots,
 so a memory stream with "discard old" loses nothing a republish cannot bring back.
 """
@@ -9,7 +9,7 @@ so a memory stream with "discard old" loses nothing a republish cannot bring bac
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ import nats
 from nats.errors import Error as NatsError
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
 from nats.js.errors import NotFoundError
+from nats.js.manager import JetStreamManager
 
 from . import names
 from .errors import InvalidSpec, NatsUnavailable
@@ -43,22 +44,29 @@ class NatsAuth:
     token: str | None = None
 
 
-def desired_stream(fed: Mapping[str, Any]) -> StreamConfig:
-    spec = fed.get("spec", {})
-    return StreamConfig(
-        name=names.stream_name(fed),
-        description=f"fedstats federation {names.federation_name(fed)}",
-        subjects=names.stream_subjects(fed),
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.MEMORY,
-        discard=DiscardPolicy.OLD,
-        max_bytes=parse_bytes(spec.get("streamMaxMemory", "64Mi")),
-    )
+def desired_streams(fed: Mapping[str, Any]) -> list[StreamConfig]:
+    """The stats and control streams, configured as the nodes' agents would create them."""
+    n = names.nats_names(fed)
+    limit = parse_bytes(fed.get("spec", {}).get("streamMaxMemory", "64Mi"))
+    return [
+        StreamConfig(
+            name=name,
+            description=f"fedstats federation {names.federation_name(fed)}",
+            subjects=[subject],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.MEMORY,
+            discard=DiscardPolicy.OLD,
+            max_bytes=limit,
+            max_msgs_per_subject=1,  # only the newest snapshot (chunk) per peer matters
+        )
+        for name, subject in ((n.stats_stream, n.stats_all), (n.ctl_stream, n.ctl_all))
+    ]
 
 
 def _differs(have: StreamConfig, want: StreamConfig) -> bool:
     return (sorted(have.subjects or []) != sorted(want.subjects or [])
-            or have.max_bytes != want.max_bytes or have.discard != want.discard)
+            or have.max_bytes != want.max_bytes or have.discard != want.discard
+            or have.max_msgs_per_subject != want.max_msgs_per_subject)
 
 
 async def _connect(url: str, auth: NatsAuth, timeout: float) -> nats.NATS:
@@ -71,35 +79,44 @@ async def _connect(url: str, auth: NatsAuth, timeout: float) -> nats.NATS:
         raise NatsUnavailable(f"cannot connect to NATS at {url}: {e!r}") from e
 
 
-async def ensure_stream(url: str, auth: NatsAuth, want: StreamConfig,
-                        timeout: float = 5.0) -> StreamInfo:
-    """The stream `want.name` with `want`'s limits, created or updated as needed."""
+async def ensure_streams(url: str, auth: NatsAuth, wanted: Sequence[StreamConfig],
+                         timeout: float = 5.0) -> list[StreamInfo]:
+    """Each stream with its wanted limits, created or updated as needed."""
     nc = await _connect(url, auth, timeout)
     try:
         jsm = nc.jsm(timeout=timeout)
-        try:
-            info = await jsm.stream_info(want.name)
-        except NotFoundError:
-            return await jsm.add_stream(want)
-        if _differs(info.config, want):
-            return await jsm.update_stream(want)
-        return info
+        return [await _ensure(jsm, want) for want in wanted]
     except NatsError as e:
-        raise NatsUnavailable(f"JetStream refused stream {want.name}: {e!r}") from e
+        raise NatsUnavailable(f"JetStream refused a stream: {e!r}") from e
     finally:
         await nc.close()
 
 
-async def delete_stream(url: str, auth: NatsAuth, name: str, timeout: float = 5.0) -> bool:
-    """Deletes the stream; False when it did not exist."""
+async def _ensure(jsm: JetStreamManager, want: StreamConfig) -> StreamInfo:
+    try:
+        info = await jsm.stream_info(str(want.name))
+    except NotFoundError:
+        return await jsm.add_stream(want)
+    if _differs(info.config, want):
+        return await jsm.update_stream(want)
+    return info
+
+
+async def delete_streams(url: str, auth: NatsAuth, stream_names: Sequence[str],
+                         timeout: float = 5.0) -> list[str]:
+    """Deletes the streams; returns those that existed."""
     nc = await _connect(url, auth, timeout)
+    deleted = []
     try:
         jsm = nc.jsm(timeout=timeout)
-        try:
-            return bool(await jsm.delete_stream(name))
-        except NotFoundError:
-            return False
+        for name in stream_names:
+            try:
+                await jsm.delete_stream(name)
+            except NotFoundError:
+                continue
+            deleted.append(name)
     except NatsError as e:
-        raise NatsUnavailable(f"JetStream refused deleting stream {name}: {e!r}") from e
+        raise NatsUnavailable(f"JetStream refused deleting a stream: {e!r}") from e
     finally:
         await nc.close()
+    return deleted
