@@ -39,7 +39,7 @@ def _node(args: argparse.Namespace) -> int:
         print(f"fedstats node: {e}", file=sys.stderr)
         return 2
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
-                loop="auto", http="auto", ws_max_size=settings.max_body_bytes,
+                loop="auto", http="auto", ws="websockets-sansio", ws_max_size=settings.max_body_bytes,
                 timeout_graceful_shutdown=10)
     return 0
 
