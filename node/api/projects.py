@@ -1,5 +1,8 @@
 """Projects: create, list, info, delete, learn / forget (JSON, CSV, Arrow) and explore.
 
+Explore answers `KSVDMap` (uni: per column statistics; bi: covar, linCorr, cond*);
+explorepca answers `pcaValues`, `pcaVectors` and the whole decomposition under `pca`.
+
 Learn and forget are the hot path: the raw body goes to `body.parse_rows` and the service
 on a worker thread, and the answer (200 with the row count) is sent only once the
 batch's statistics are committed. `?async=true` answers 202 with a job instead.
@@ -119,7 +122,7 @@ async def explore(request: Request, cid: str, pid: str,
                   metric: str = Query("uni", pattern="^(uni|bi)$")) -> Response:
     attributes = _attributes(_context(request))
     result = await run_sync(request, service_of(request).explore, cid, pid, metric, attributes)
-    return ok(_values(result))
+    return ok({"KSVDMap": result})
 
 
 @router.post("/projects/{pid}/explorepca", openapi_extra=body(MLCONTEXT),
@@ -128,8 +131,6 @@ async def explore_pca(request: Request, cid: str, pid: str,
                       k: int | None = Query(None, ge=1, le=100_000)) -> Response:
     attributes = _attributes(_context(request))
     result = await run_sync(request, service_of(request).explore_pca, cid, pid, attributes, k)
-    return ok(_values(result))
-
-
-def _values(result: Any) -> dict[str, Any]:
-    return result if isinstance(result, dict) else {"result": result}
+    # the spec's entities, plus the whole result (columns, count, explained variance, ...)
+    return ok({"pcaValues": result.get("eigenvalues"), "pcaVectors": result.get("eigenvectors"),
+               "pca": result})
