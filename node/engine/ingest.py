@@ -44,6 +44,8 @@ _JSON_WS = b" \t\n\r"
 _DATA_KEY = re.compile(rb'"data"[ \t\n\r]*:[ \t\n\r]*\[')
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BOM = b"\xef\xbb\xbf"
+_PLACEHOLDER = b'"\\u0000fedstats:rows"'
+_PLACEHOLDER_VALUE = "\x00fedstats:rows"
 _MAX_TOKENS = 100_000  # strings before the data key worth walking past
 
 
@@ -66,12 +68,13 @@ def parse_dataframe_bytes(body: bytes) -> Batch:
 
 def _fast_dataframe(body: bytes) -> Batch:
     a, b, csv_bytes, rows = _data_span(body)
-    # the rest of the document, with the rows taken out, is small: orjson checks it
+    # the rest of the document, with the rows taken out, is small: orjson checks it; the
+    # placeholder coming back as `data` proves no later duplicate key overrides the rows
     try:
-        head = orjson.loads(body[:a] + b"[]" + body[b:])
+        head = orjson.loads(body[:a] + _PLACEHOLDER + body[b:])
     except orjson.JSONDecodeError:
         raise _Unproven from None
-    if not isinstance(head, dict):
+    if not isinstance(head, dict) or head.get("data") != _PLACEHOLDER_VALUE:
         raise _Unproven
     try:
         names, types, _ = _shape({**head, "data": []})
@@ -103,14 +106,14 @@ def _data_span(body: bytes) -> tuple[int, int, tuple[np.ndarray, int], int]:
     q = np.flatnonzero(buf == _QUOTE)
     if q.size < 2 or _strip(bytes(buf[: q[0]])) != b"[[":
         raise _Unproven
-    kinds = _gap_kinds(buf, q)
+    kinds, rows_at = _gap_kinds(buf, q)
     e = int(np.argmin(kinds))  # the first gap that is neither `,` nor `],[`
     if not _strip(_gap(buf, q, e)).startswith(b"]]"):
         # pretty-printed: drop the whitespace between tokens and look again; quotes are
         # all kept, in order, so the n-th quote is the same one in both buffers
         buf = _without_outer_ws(buf, q)
         cq = np.flatnonzero(buf == _QUOTE)
-        kinds = _gap_kinds(buf, cq)
+        kinds, rows_at = _gap_kinds(buf, cq)
         e = int(np.argmin(kinds))
         if not _gap(buf, cq, e).startswith(b"]]"):
             raise _Unproven
@@ -120,7 +123,7 @@ def _data_span(body: bytes) -> tuple[int, int, tuple[np.ndarray, int], int]:
         close = a + int(q[2 * e + 1])
     end = _after_two_closers(body, close + 1)
     n = e + 1
-    rows_at = np.flatnonzero(kinds[:e] == 2)
+    rows_at = rows_at[: np.searchsorted(rows_at, e)]
     k = int(rows_at[0]) + 1 if rows_at.size else n
     if n % k or not np.array_equal(rows_at, np.arange(k - 1, e, k)):
         raise _Unproven
@@ -142,25 +145,25 @@ def _top_level_data(body: bytes) -> int:
     raise _Unproven
 
 
-def _gap_kinds(buf: np.ndarray, q: np.ndarray) -> np.ndarray:
+def _gap_kinds(buf: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each gap between consecutive strings: 1 for `,`, 2 for `],[`, 0 otherwise.
 
-    The last entry stands for the text after the last string and is always 0.
+    The last entry stands for the text after the last string and is always 0. Also
+    answers the indices of the `],[` gaps, in order.
     """
     m = q.size // 2
-    if m == 0:
-        raise _Unproven
-    gs = q[1 : 2 * m - 1 : 2] + 1
-    length = q[2 : 2 * m : 2] - gs
-    last = buf.size - 1
-    b0 = buf[gs]
-    b1 = buf[np.minimum(gs + 1, last)]
-    b2 = buf[np.minimum(gs + 2, last)]
-    comma = (length == 1) & (b0 == _COMMA)
-    row = (length == 3) & (b0 == _CLOSE) & (b1 == _COMMA) & (b2 == _OPEN)
+    closes = q[1 : 2 * m - 1 : 2]
+    length = q[2 : 2 * m : 2] - closes - 1
+    after = buf[closes + 1]
     kinds = np.zeros(m, dtype=np.int8)
-    kinds[:-1] = comma + 2 * row.astype(np.int8)
-    return kinds
+    kinds[:-1] = (length == 1) & (after == _COMMA)
+    # row breaks are one in K gaps: test their three bytes on those gaps only
+    r = np.flatnonzero((length == 3) & (after == _CLOSE))
+    g = closes[r]
+    row = (buf[g + 2] == _COMMA) & (buf[g + 3] == _OPEN)
+    rows_at = r[row]
+    kinds[rows_at] = 2
+    return kinds, rows_at
 
 
 def _gap(buf: np.ndarray, q: np.ndarray, e: int) -> bytes:
