@@ -31,7 +31,7 @@ def _node(args: argparse.Namespace) -> int:
         host=args.host, port=args.port,
         data_dir=Path(args.data_dir) if args.data_dir else None,
         customers_file=Path(args.customers) if args.customers else None,
-        max_body_bytes=args.max_body_bytes,
+        max_body_bytes=args.max_body_bytes, checkpoint_every=args.checkpoint_every,
     )
     try:
         app = create_app(settings)
@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default: $FEDSTATS_CUSTOMERS)")
     node.add_argument("--max-body-bytes", type=int, default=None,
                       help="largest request body / WebSocket message (default 256 MB)")
+    node.add_argument("--checkpoint-every", type=int, default=None,
+                      help="snapshot a project every N learned batches (default 64)")
     node.add_argument("--log-level", default="info")
     node.set_defaults(run=_node)
 
