@@ -16,7 +16,6 @@ from collections.abc import Callable
 import numpy as np
 import orjson
 import pyarrow as pa
-
 from fedstats.node.engine.frame import parse_frame
 from fedstats.node.engine.ingest import parse_arrow, parse_csv, parse_dataframe_bytes
 
@@ -35,13 +34,29 @@ def bodies(rows: int, cols: int) -> tuple[bytes, bytes, bytes]:
     return frame, csv, sink.getvalue().to_pybytes()
 
 
-def median_s(fn: Callable[[], object], repeat: int) -> float:
-    times = []
+def medians(routes: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median seconds per route, the routes taking turns so that noise hits them alike."""
+    times: dict[str, list[float]] = {name: [] for name in routes}
+    for fn in routes.values():
+        fn()  # warm up
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in routes.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def routes_for(frame: bytes, csv: bytes, arrow: bytes) -> dict[str, Callable[[], object]]:
+    return {
+        "orjson + np.array (baseline)": lambda: np.array(
+            orjson.loads(frame)["data"], dtype=np.float64
+        ),
+        "parse_frame(orjson.loads)": lambda: parse_frame(orjson.loads(frame)),
+        "parse_dataframe_bytes": lambda: parse_dataframe_bytes(frame),
+        "parse_csv": lambda: parse_csv(csv),
+        "parse_arrow": lambda: parse_arrow(arrow),
+    }
 
 
 def main() -> None:
@@ -51,23 +66,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     for rows in args.rows:
-        frame, csv, arrow = bodies(rows, args.cols)
-        routes: dict[str, Callable[[], object]] = {
-            "orjson + np.array (baseline)": lambda: np.array(
-                orjson.loads(frame)["data"], dtype=np.float64
-            ),
-            "parse_frame(orjson.loads)": lambda: parse_frame(orjson.loads(frame)),
-            "parse_dataframe_bytes": lambda: parse_dataframe_bytes(frame),
-            "parse_csv": lambda: parse_csv(csv),
-            "parse_arrow": lambda: parse_arrow(arrow),
-        }
-        print(f"{rows:,} rows x {args.cols} columns (median of {args.repeat})")
-        base = None
-        for name, fn in routes.items():
-            fn()  # warm up
-            s = median_s(fn, args.repeat)
+        routes = routes_for(*bodies(rows, args.cols))
+        print(f"{rows:,} rows x {args.cols} columns (median of {args.repeat}, interleaved)")
+        seconds = medians(routes, args.repeat)
+        base = rows / seconds["orjson + np.array (baseline)"]
+        for name, s in seconds.items():
             rate = rows / s
-            base = base or rate
             print(f"  {name:30s} {rate:14,.0f} rows/s  {rate / base:6.2f}x")
 
 
