@@ -266,6 +266,7 @@ def _placed(m: Moments, perm: list[int], d: int, xp: ModuleType) -> Moments:
     out.m2[np.ix_(perm, perm)] = m.m2
     out.m3[p] = m.m3
     out.m4[p] = m.m4
+    out.dmean[p] = m.dmean
     if m.n:
         out.lo[:] = 0.0
         out.hi[:] = 0.0

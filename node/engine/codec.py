@@ -8,7 +8,8 @@ cheap at d=1000 (~4 MB) and safe to decode from an untrusted peer. Layout, littl
     metadata      UTF-8 JSON: columns, types, parents, binary, cond (block order), then
                   zero padding to a multiple of 8 bytes so the arrays below are aligned
     counts        one u64 row count per block
-    arrays        per block, float64: mean, m3, m4, lo, hi (d each), then the UPPER
+    arrays        per block, float64: mean, dmean (the mean's rounding error), m3, m4,
+                  lo, hi (d each), then the UPPER
                   triangle of m2 row by row (d(d+1)/2; the matrix is symmetric)
     checksum      CRC-32 (zlib) of every byte before it, u32
 
@@ -75,10 +76,10 @@ def encode_snapshot(acc: Accumulator) -> bytes:
     upper = _upper_flat(d)
     for k, m in enumerate(blocks):
         out = arrays[k * per : (k + 1) * per]
-        for j, a in enumerate((m.mean, m.m3, m.m4, m.lo, m.hi)):
+        for j, a in enumerate((m.mean, m.dmean, m.m3, m.m4, m.lo, m.hi)):
             out[j * d : (j + 1) * d] = to_numpy(a)
         # take() on the flattened matrix is ~6x faster than m2[np.triu_indices(d)]
-        np.take(np.ascontiguousarray(to_numpy(m.m2)).ravel(), upper, out=out[5 * d :])
+        np.take(np.ascontiguousarray(to_numpy(m.m2)).ravel(), upper, out=out[6 * d :])
     body = b"".join((header, meta, counts.tobytes(), arrays.tobytes()))
     return body + _CRC.pack(zlib.crc32(body))
 
@@ -210,22 +211,24 @@ def _strings(v: Any) -> bool:
 
 
 def _moments(block: np.ndarray, n: int, d: int, xp: Any) -> Moments:
-    vec = [block[j * d : (j + 1) * d] for j in range(5)]
-    upper = block[5 * d :]
-    if not (np.isfinite(upper).all() and all(np.isfinite(v).all() for v in vec[:3])):
+    vec = [block[j * d : (j + 1) * d] for j in range(6)]
+    upper = block[6 * d :]
+    if not (np.isfinite(upper).all() and all(np.isfinite(v).all() for v in vec[:4])):
         raise SnapshotError("snapshot holds non-finite moments (NaN or infinity)")
     m2 = np.empty((d, d))
     flat = m2.ravel()  # a view: m2 is fresh and C-ordered
     flat[_upper_flat(d)] = upper
     flat[_lower_flat(d)] = upper
-    mean, m3, m4, lo, hi = (v.copy() for v in vec)  # own the memory, not the caller's bytes
+    mean, dmean, m3, m4, lo, hi = (v.copy() for v in vec)  # own the memory, not the bytes
     if xp is not np:  # pragma: no cover - GPU only
-        mean, m2, m3, m4, lo, hi = (xp.asarray(a) for a in (mean, m2, m3, m4, lo, hi))
-    return Moments(n, mean, m2, m3, m4, lo, hi)
+        mean, dmean, m2, m3, m4, lo, hi = (
+            xp.asarray(a) for a in (mean, dmean, m2, m3, m4, lo, hi)
+        )
+    return Moments(n, mean, m2, m3, m4, lo, hi, dmean)
 
 
 def _block_floats(d: int) -> int:
-    return 5 * d + d * (d + 1) // 2
+    return 6 * d + d * (d + 1) // 2
 
 
 # The index arrays are 4 MB each at d=1000 and cost more than the copy they drive: keep a

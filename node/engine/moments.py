@@ -20,10 +20,7 @@ import numpy as np
 
 from .xp import module_of
 
-try:  # in-place rank-1 update: 3-4x faster than allocating an outer product at d=1000
-    from scipy.linalg.blas import dger as _dger
-except ImportError:  # pragma: no cover
-    _dger = None
+_BLOCK_BYTES = 4 << 20  # rows per block in `of_rows`: a few MiB stays in L2/L3 cache
 
 Array = Any  # numpy.ndarray or cupy.ndarray
 
@@ -39,6 +36,14 @@ class Moments:
     m4: Array  # (d,) Σ (x - x̄)⁴ per column
     lo: Array  # (d,) smallest value seen (+inf when none)
     hi: Array  # (d,) largest value seen (-inf when none)
+    # The mean's rounding error (true mean = mean + dmean, a double-double). A float64 mean
+    # near 1e9 is only good to ~1e-7; without this term that error enters every merge's
+    # mean difference and spoils co-moments of data with large offsets.
+    dmean: Array = None
+
+    def __post_init__(self) -> None:
+        if self.dmean is None:
+            self.dmean = module_of(self.mean).zeros(self.mean.shape[0])
 
     @property
     def d(self) -> int:
@@ -62,30 +67,75 @@ class Moments:
 
     @classmethod
     def of_rows(cls, x: Array) -> Moments:
-        """Moments of the rows of a 2-D float64 array (one pass of BLAS syrk)."""
+        """Moments of the rows of a 2-D float64 array.
+
+        One pass for the column sums, then the rows in cache-sized blocks: each block is
+        centred into a reused buffer and feeds syrk, the cube and fourth-power sums and the
+        bounds while it is still in cache. Fresh full-size temporaries cost more than the
+        arithmetic here (page faults on every new 16 MB array).
+        """
         xp = module_of(x)
         n, d = x.shape
         if n == 0:
             return cls.empty(d, xp)
-        # Column sums as BLAS gemv (ones·X): 2-3x faster than x.mean(axis=0), same rounding.
         ones = xp.ones(n)
-        mean = (ones @ x) / n
+        mean = (ones @ x) / n  # BLAS gemv: faster than x.mean(axis=0)
+        if xp is not np:  # pragma: no cover - GPU: one large kernel each beats blocks
+            return cls._centred(x, mean, ones)
+        rows = max(16, _BLOCK_BYTES // (8 * d))
+        if rows >= n:
+            return cls._centred(x, mean, ones)
+        buf = np.empty((rows, d))
+        sq = np.empty((rows, d))
+        m2 = np.zeros((d, d))
+        s = np.zeros(d)
+        p3 = np.zeros(d)
+        p4 = np.zeros(d)
+        lo = np.full(d, np.inf)
+        hi = np.full(d, -np.inf)
+        for start in range(0, n, rows):
+            blk = x[start : start + rows]
+            k = blk.shape[0]
+            c, q = buf[:k], sq[:k]
+            np.subtract(blk, mean, out=c)
+            m2 += c.T @ c
+            np.multiply(c, c, out=q)
+            s += ones[:k] @ c
+            p3 += np.einsum("ij,ij->j", q, c)
+            p4 += np.einsum("ij,ij->j", q, q)
+            _fold(np.minimum, blk, q, lo)  # q is free again: scratch for the bounds
+            _fold(np.maximum, blk, q, hi)
+        return cls._recentred(n, mean, s / n, m2, p3, p4, lo, hi)
+
+    @classmethod
+    def _centred(cls, x: Array, mean: Array, ones: Array) -> Moments:
+        xp = module_of(x)
+        n = x.shape[0]
         xc = x - mean
         m2 = xc.T @ xc  # numpy recognises Aᵀ·A and calls syrk
         sq = xc * xc
-        p2 = xp.diagonal(m2).copy()
         p3 = xp.einsum("ij,ij->j", sq, xc)  # no temporary, unlike (sq * xc).sum(axis=0)
         p4 = xp.einsum("ij,ij->j", sq, sq)
-        # The mean's rounding leaves the rows centred on `s` (tiny, but not 0 with large
-        # offsets). Re-centring the moments in closed form is exact algebra and saves
-        # another pass over the rows; Σ xc = n·s gives the last terms.
         s = (ones @ xc) / n
+        return cls._recentred(n, mean, s, m2, p3, p4, x.min(axis=0), x.max(axis=0))
+
+    @classmethod
+    def _recentred(
+        cls, n: int, mean: Array, s: Array, m2: Array, p3: Array, p4: Array, lo: Array, hi: Array
+    ) -> Moments:
+        """Moments about the true mean from power sums about `mean`, whose rows average `s`.
+
+        `mean`'s rounding leaves the rows centred on `s` (tiny, but not 0 with large
+        offsets); re-centring in closed form is exact algebra and saves a pass over the rows.
+        """
+        p2 = module_of(m2).diagonal(m2).copy()
         nf = float(n)
         _rank1(m2, s, -nf)
         s2 = s * s
         m3 = p3 - 3.0 * s * p2 + 2.0 * nf * s2 * s
         m4 = p4 - 4.0 * s * p3 + 6.0 * s2 * p2 - 3.0 * nf * s2 * s2
-        return cls(n, mean + s, m2, m3, m4, x.min(axis=0), x.max(axis=0))
+        hi_mean, lo_mean = _two_sum(mean, s)
+        return cls(n, hi_mean, m2, m3, m4, lo, hi, lo_mean)
 
     def copy(self) -> Moments:
         return Moments(
@@ -96,6 +146,7 @@ class Moments:
             self.m4.copy(),
             self.lo.copy(),
             self.hi.copy(),
+            self.dmean.copy(),
         )
 
     def padded(self, d: int) -> Moments:
@@ -121,6 +172,7 @@ class Moments:
             xp.concatenate([self.m4, zeros]),
             xp.concatenate([self.lo, bound]),
             xp.concatenate([self.hi, -bound if not self.n else zeros]),
+            xp.concatenate([self.dmean, zeros]),
         )
 
     def take(self, idx: Array) -> Moments:
@@ -133,6 +185,7 @@ class Moments:
             self.m4[idx],
             self.lo[idx],
             self.hi[idx],
+            self.dmean[idx],
         )
 
     def variance(self, ddof: int = 0) -> Array:
@@ -163,11 +216,12 @@ def combine_into(a: Moments, b: Moments) -> None:
         return
     if a.n == 0:
         a.n, a.mean, a.m2, a.m3, a.m4 = b.n, b.mean.copy(), b.m2.copy(), b.m3.copy(), b.m4.copy()
+        a.dmean = b.dmean.copy()
         _with_bounds(a, b)
         return
     na, nb = float(a.n), float(b.n)
     n = na + nb
-    delta = b.mean - a.mean
+    delta = _difference(b, a.mean, a.dmean)
     m2a_diag = a.xp.diagonal(a.m2).copy()
     m2b_diag = b.xp.diagonal(b.m2)
     d2 = delta * delta
@@ -186,7 +240,7 @@ def combine_into(a: Moments, b: Moments) -> None:
     )
     a.m2 += b.m2
     _rank1(a.m2, delta, na * nb / n)
-    a.mean = a.mean + delta * (nb / n)
+    a.mean, a.dmean = _two_sum(a.mean, a.dmean + delta * (nb / n))
     a.m3, a.m4, a.n = m3, m4, a.n + b.n
     _with_bounds(a, b)
 
@@ -211,8 +265,10 @@ def remove(total: Moments, part: Moments) -> Moments:
     n, nb = float(total.n), float(part.n)
     na = n - nb
     # mean_a from the difference of the means keeps large offsets exact
-    mean_a = total.mean - (part.mean - total.mean) * (nb / na)
-    delta = part.mean - mean_a
+    mean_a, dmean_a = _two_sum(
+        total.mean, total.dmean - _difference(part, total.mean, total.dmean) * (nb / na)
+    )
+    delta = _difference(part, mean_a, dmean_a)
     m2 = total.m2 - part.m2
     _rank1(m2, delta, -na * nb / n)
     m2a_diag = xp.diagonal(m2).copy()
@@ -232,18 +288,54 @@ def remove(total: Moments, part: Moments) -> Moments:
         - 4.0 * delta * (na * part.m3 - nb * m3) / n
     )
     # m4's last term needs m3 of `a`, which is `m3` just computed
-    return Moments(total.n - part.n, mean_a, m2, m3, m4, total.lo.copy(), total.hi.copy())
+    lo, hi = total.lo.copy(), total.hi.copy()
+    return Moments(total.n - part.n, mean_a, m2, m3, m4, lo, hi, dmean_a)
+
+
+def _difference(b: Moments, mean: Array, dmean: Array) -> Array:
+    """b's true mean minus (mean + dmean), without the rounding of either mean."""
+    return (b.mean - mean) + (b.dmean - dmean)
+
+
+def _two_sum(a: Array, b: Array) -> tuple[Array, Array]:
+    """(s, e) with s = fl(a + b) and s + e = a + b exactly (Knuth's TwoSum)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
 
 
 def _rank1(m: Array, v: Array, alpha: float) -> None:
-    """m += alpha * v vᵀ, in place (BLAS dger on numpy arrays)."""
-    if _dger is not None and isinstance(m, np.ndarray) and m.flags.f_contiguous:
-        _dger(alpha, v, v, a=m, overwrite_a=True)
-    elif _dger is not None and isinstance(m, np.ndarray) and m.flags.c_contiguous:
-        # a C-ordered symmetric update is the same as the F-ordered one on mᵀ
-        _dger(alpha, v, v, a=m.T, overwrite_a=True)
-    else:
-        m += alpha * module_of(m).outer(v, v)
+    """m += alpha · v vᵀ, in place.
+
+    numpy's own outer product, not scipy's BLAS dger: numpy and scipy each bundle an
+    OpenBLAS with its own thread pool, and waking the second pool right after numpy's syrk
+    cost milliseconds per call here (two pools fighting over two cores), far more than the
+    d² temporary this allocates.
+    """
+    m += module_of(m).multiply.outer(v, v * alpha)
+
+
+def _fold(op: Any, x: np.ndarray, scratch: np.ndarray, acc: np.ndarray) -> None:
+    """acc = op(acc, op over the rows of x), by halving: every step is one contiguous
+    vectorised op, about twice as fast as numpy's column-wise reduce of a C-ordered array."""
+    k = x.shape[0]
+    h = k // 2
+    if h == 0:
+        if k:
+            op(acc, x[0], out=acc)
+        return
+    cur = scratch[:h]
+    op(x[:h], x[h : 2 * h], out=cur)
+    if k % 2:
+        op(acc, x[-1], out=acc)
+    while cur.shape[0] > 1:
+        m = cur.shape[0]
+        h = m // 2
+        if m % 2:
+            op(acc, cur[-1], out=acc)
+        op(cur[:h], cur[h : 2 * h], out=cur[:h])
+        cur = cur[:h]
+    op(acc, cur[0], out=acc)
 
 
 def _with_bounds(a: Moments, b: Moments) -> Moments:

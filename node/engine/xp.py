@@ -26,7 +26,7 @@ def array_module(engine: str = "cpu") -> ModuleType:
     if engine != "gpu":
         raise ValueError(f"unknown engine {engine!r}: expected one of {ENGINES}")
     try:
-        import cupy  # noqa: PLC0415 - import only when a GPU project asks
+        import cupy  # imported only when a GPU project asks
     except ImportError as e:  # pragma: no cover - depends on the machine
         raise EngineUnavailable("engine 'gpu' needs CuPy (pip install fedstats[gpu])") from e
     try:
@@ -52,7 +52,7 @@ def module_of(a: Any) -> ModuleType:
         return np
     mod = type(a).__module__.split(".")[0]
     if mod == "cupy":  # pragma: no cover - GPU only
-        import cupy  # noqa: PLC0415
+        import cupy
 
         return cupy
     return np

@@ -220,6 +220,27 @@ def test_huge_offsets_keep_the_variance_where_naive_sums_lose_it() -> None:
     assert acc.total.mean[0] == pytest.approx(x[15_000:].mean(), rel=1e-15)
 
 
+def test_merges_and_forgets_at_huge_offsets_are_exact_to_rounding() -> None:
+    # The means carry their rounding error (a double-double): without it, a float64 mean
+    # near 1e9 is only good to ~1e-7 and every merge's mean difference spoils the
+    # co-moments by ~1e-6 relative.
+    rng = np.random.default_rng(4)
+    x = 1e9 + rng.normal(size=(30_000, 3)) @ np.array([[1, 0.5, 0], [0, 1, 0.3], [0, 0, 1.0]])
+    centred = x - 1e9  # exact in float64
+    exact = (centred - centred.mean(0)).T @ (centred - centred.mean(0))
+    parts = []
+    for piece in np.array_split(x, 7):
+        site = Accumulator()
+        site.learn_array(piece, ["a", "b", "c"])
+        parts.append(site)
+    merged = Accumulator.merged(parts)
+    np.testing.assert_allclose(merged.total.m2, exact, rtol=1e-12, atol=1e-12 * exact.max())
+
+    merged.forget_array(x[10:], ["a", "b", "c"])
+    few = centred[:10] - centred[:10].mean(0)
+    np.testing.assert_allclose(merged.total.m2, few.T @ few, rtol=1e-8, atol=1e-8)
+
+
 # ---------------------------------------------------------------------- growing schemas
 def test_columns_first_seen_in_a_later_batch_were_zero_before(rows: np.ndarray) -> None:
     acc = Accumulator()

@@ -138,7 +138,7 @@ def test_the_snapshot_holds_only_the_upper_triangle_of_each_co_moment_matrix() -
     acc = _classes()
     d, blocks = acc.d, 1 + len(acc.cond)
     meta_len = HEADER.unpack_from(encode_snapshot(acc))[6]
-    floats = blocks * (5 * d + d * (d + 1) // 2)
+    floats = blocks * (6 * d + d * (d + 1) // 2)
     assert len(encode_snapshot(acc)) == HEADER.size + meta_len + 8 * blocks + 8 * floats + 4
 
     acc.total.m2[3, 0] += 1.0  # the lower triangle is not stored: the upper one wins

@@ -151,10 +151,6 @@ def test_batch_from_array_marks_binary_columns_and_refuses_nan() -> None:
         Batch.from_array([1.0, 0.0], ["x", "y"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="frame.py looks for JSON booleans in the first row only (reported to the owner)",
-)
 def test_a_json_boolean_in_a_later_row_is_refused() -> None:
     with pytest.raises(FrameError, match="row 1: True is not a number string"):
         parse_frame(frame(["x"], ["C"], [["1"], [True]]))
