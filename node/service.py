@@ -36,7 +36,7 @@ import orjson
 
 from .engine.accumulator import Accumulator
 from .engine.codec import decode_snapshot, encode_snapshot
-from .engine.errors import SchemaMismatch
+from .engine.errors import FrameError, SchemaMismatch
 from .engine.frame import Batch
 from .engine.moments import remove
 from .engine.xp import EngineUnavailable, gpu_available
@@ -183,6 +183,8 @@ class ProjectService:
 
     def _update(self, cid: str, pid: str, batch: Batch, kind: str) -> int:
         project = self._project(cid, pid)
+        if not batch.columns:
+            raise FrameError("the DataFrame has no attribute to learn or forget (all X, or none)")
         part = Accumulator(project.engine)
         part.learn(batch)  # the expensive arithmetic, outside the lock
         stats = encode_snapshot(part)

@@ -103,6 +103,9 @@ BAD_BODIES = {
     "binary-not-0-1": (b'{"attributeNames":["b"],"attributeTypes":["B"],"data":[["2"]]}', "b"),
     "missing-data": (b'{"attributeNames":["x"],"attributeTypes":["C"]}', "data"),
     "empty": (b"", ""),
+    "no-attributes": (b'{"attributeNames":[],"attributeTypes":[],"data":[[]]}', "no attribute"),
+    "all-ignored": (b'{"attributeNames":["x"],"attributeTypes":["X"],"data":[["1"]]}',
+                    "no attribute"),
 }
 
 
