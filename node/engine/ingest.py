@@ -53,12 +53,19 @@ class _Unproven(Exception):
     """The fast path cannot vouch for this body: the reference route decides."""
 
 
+# Under ~64 KB (a few hundred rows) the fast path's fixed cost (the byte scan, Arrow's
+# reader: ~0.3 ms) outweighs what it saves: a 10-row predict frame parses in 70 µs the
+# plain way and 300 µs the fast way.
+SMALL_BODY = 64 * 1024
+
+
 def parse_dataframe_bytes(body: bytes) -> Batch:
     """`parse_frame(orjson.loads(body))`, same result and errors, without per-value objects."""
-    try:
-        return _fast_dataframe(body)
-    except _Unproven:
-        pass
+    if len(body) >= SMALL_BODY:
+        try:
+            return _fast_dataframe(body)
+        except _Unproven:
+            pass
     try:
         frame = orjson.loads(body)
     except orjson.JSONDecodeError as e:

@@ -61,6 +61,22 @@ def assert_same(got: Batch | str, want: Batch | str) -> None:
     assert got.values.tobytes() == want.values.tobytes()
 
 
+@pytest.fixture(autouse=True)
+def fast_path_for_every_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests pin the fast path on small hand-made bodies: take it whatever the size."""
+    monkeypatch.setattr(ingest, "SMALL_BODY", 0)
+
+
+def test_small_bodies_skip_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest, "SMALL_BODY", 64 * 1024)
+
+    def refuse(_: bytes) -> Batch:
+        raise AssertionError("a small body took the fast path")
+
+    monkeypatch.setattr(ingest, "_fast_dataframe", refuse)
+    assert_same(parse_dataframe_bytes(orjson.dumps(PLAIN)), parse_frame(PLAIN))
+
+
 @pytest.fixture
 def no_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if the body leaves the fast path."""
