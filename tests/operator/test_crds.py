@@ -12,10 +12,9 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from fedstats.operator.testing import ControlPlane
+from fedstats.operator.testing import REPO, ControlPlane
 
-from .conftest import EXAMPLES
-
+EXAMPLES = REPO / "examples"
 Manifest = dict[str, Any]
 
 

@@ -17,12 +17,11 @@ import orjson
 import pytest
 import yaml
 from fedstats.node.federation.natsproc import NatsServer, free_port
-from fedstats.operator.testing import ControlPlane
+from fedstats.operator.testing import REPO, ControlPlane
 from kopf.testing import KopfRunner
 from nats.js.errors import NotFoundError
 
-from .conftest import EXAMPLES
-
+EXAMPLES = REPO / "examples"
 WAIT = "90s"
 
 
