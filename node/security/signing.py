@@ -224,6 +224,18 @@ class Verifier:
     def verify(self, verb: str, path: str, query: str | None, headers: Mapping[str, str],
                body: bytes, customer_id: str) -> Customer:
         """The customer who signed this REST request; AuthError with a reason otherwise."""
+        check = self.begin(verb, path, query, headers, customer_id)
+        check.update(body)
+        return check.finish(body)
+
+    def begin(self, verb: str, path: str, query: str | None, headers: Mapping[str, str],
+              customer_id: str) -> SignedRequest:
+        """Start checking a REST request before its body has arrived.
+
+        Customer, headers and date are checked at once (a bad request is refused before
+        its body is read); the body's MD5 and HMAC are then fed chunk by chunk as it
+        streams in (`update`), and `finish` compares them and records the signature.
+        """
         customer = self._customer(customer_id)
         auth, date = _header(headers, AUTH_HEADER), _header(headers, DATE_HEADER)
         if not auth:
@@ -231,21 +243,8 @@ class Verifier:
         if not date:
             raise AuthError("missing sym-date header")
         when = self._check_date(date)
-        md5 = content_md5(body)
-        sent_md5 = _header(headers, MD5_HEADER)
-        if body and sent_md5 is None:
-            raise AuthError("missing Content-MD5 header for a request with a body")
-        if sent_md5 and sent_md5 != md5:
-            raise AuthError("Content-MD5 does not match the body")
-        expected = rest_signature(verb, md5, customer.secret_key, date, customer_id, body, path,
-                                  query)
-        if not hmac.compare_digest(expected, auth.strip()):
-            sts = string_to_sign(verb, md5, customer.secret_key, date, customer_id, body, path,
-                                 query)
-            shown = _masked_sts(sts, customer.secret_key, _body_text(body))
-            raise AuthError(f"signature does not match; expected string to sign: {shown!r}")
-        self._remember(customer_id, auth.strip(), when)
-        return customer
+        return SignedRequest(self, customer, auth.strip(), date, when,
+                             _header(headers, MD5_HEADER), verb, path, query)
 
     def verify_ws(self, header: Mapping[str, Any], payload: str, service_path: str) -> Customer:
         """The customer who signed this WebSocket message; AuthError otherwise."""
@@ -299,6 +298,56 @@ class Verifier:
                 raise AuthError("replayed request: this signature was already used")
             self._seen[key] = when
             heapq.heappush(self._expiry, (when, key))
+
+
+class SignedRequest:
+    """A REST request whose body is being hashed as it arrives (see `Verifier.begin`).
+
+    The string to sign has the Content-MD5 before the body, so the HMAC starts from the
+    MD5 the client sent; `finish` then checks that MD5 against the body's own.
+    """
+
+    def __init__(self, verifier: Verifier, customer: Customer, auth: str, date: str,
+                 when: float, sent_md5: str | None, verb: str, path: str,
+                 query: str | None) -> None:
+        self._verifier, self.customer, self._auth = verifier, customer, auth
+        self._date, self._when, self._sent_md5 = date, when, sent_md5
+        self._verb, self._path, self._query = verb, path, query
+        head = [verb.upper(), sent_md5 or "", customer.secret_key, date, customer.id]
+        self._mac = hmac.new(decode_key(customer.secret_key),
+                             _utf8("".join(f + "\n" for f in head)), hashlib.sha256)
+        self._md5 = hashlib.md5()
+        self._size = 0
+
+    def update(self, chunk: bytes) -> None:
+        if chunk:
+            self._md5.update(chunk)
+            self._mac.update(chunk)
+            self._size += len(chunk)
+
+    def finish(self, body: bytes | None = None) -> Customer:
+        """The signer, once the whole body went through `update`; AuthError otherwise.
+
+        `body` (the same bytes) is used only to show the expected string to sign."""
+        if self._size:
+            md5 = base64.b64encode(self._md5.digest()).decode("ascii")
+            if self._sent_md5 is None:
+                raise AuthError("missing Content-MD5 header for a request with a body")
+            if self._sent_md5 != md5:
+                raise AuthError("Content-MD5 does not match the body")
+            self._mac.update(b"\n")
+        tail = [self._path] + ([self._query] if self._query else [])
+        self._mac.update(_utf8("".join(f + "\n" for f in tail)))
+        expected = base64.b64encode(self._mac.digest()).decode("ascii")
+        if not hmac.compare_digest(expected, self._auth):
+            key = self.customer.secret_key
+            md5 = content_md5(body or b"")
+            sts = string_to_sign(self._verb, md5, key, self._date, self.customer.id, body,
+                                 self._path, self._query)
+            shown = _masked_sts(sts, key, _body_text(body))
+            raise AuthError(f"signature does not match; expected string to sign: {shown!r}")
+        self._verifier._remember(self.customer.id, self._auth, self._when)
+        return self.customer
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
