@@ -8,6 +8,7 @@ so a memory stream with "discard old" loses nothing a republish cannot bring bac
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -69,13 +70,20 @@ def _differs(have: StreamConfig, want: StreamConfig) -> bool:
             or have.max_msgs_per_subject != want.max_msgs_per_subject)
 
 
+async def _quiet(_: Exception) -> None:
+    return None
+
+
 async def _connect(url: str, auth: NatsAuth, timeout: float) -> nats.NATS:
     try:
-        return await nats.connect(
+        # nats-py retries a refused first connect forever with 0 attempts: 1 means "give up
+        # after a second try"; its error callback only logs what we raise anyway.
+        return await asyncio.wait_for(nats.connect(
             url, user=auth.user, password=auth.password, token=auth.token,
-            connect_timeout=timeout, allow_reconnect=False, max_reconnect_attempts=0,
-        )
-    except (NatsError, OSError) as e:
+            connect_timeout=timeout, allow_reconnect=False, max_reconnect_attempts=1,
+            reconnect_time_wait=0.2, error_cb=_quiet,
+        ), timeout=3 * timeout)
+    except (NatsError, OSError, TimeoutError) as e:
         raise NatsUnavailable(f"cannot connect to NATS at {url}: {e!r}") from e
 
 

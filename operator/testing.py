@@ -199,7 +199,7 @@ current-context: local
             f"--authorization-kubeconfig={kc}", "--leader-elect=false",
             "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
             f"--service-account-private-key-file={d / 'sa.key'}", f"--root-ca-file={d / 'ca.crt'}",
-            "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle",
+            "--controllers=*,-nodeipam,-cloud-node-lifecycle",
         ])
         self._spawn("kube-scheduler", [
             "kube-scheduler", f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
@@ -207,7 +207,8 @@ current-context: local
             "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
         ])
         self._spawn("kwok", [
-            "kwok", f"--kubeconfig={kc}", "--manage-all-nodes=false",
+            "kwok", f"--kubeconfig={kc}", f"--config={self.bin / 'kwok-stages.yaml'}",
+            "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--cidr=10.0.0.1/24", "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40",
             f"--server-address=127.0.0.1:{free_port()}",
@@ -225,10 +226,11 @@ current-context: local
             time.sleep(0.25)
         raise TimeoutError(f"workers not ready within {timeout}s; logs in {self.dir}")
 
-    def kubectl(self, *args: str, input: str | None = None,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 600) -> subprocess.CompletedProcess[str]:
         done = subprocess.run([str(self.bin / "kubectl"), f"--kubeconfig={self.kubeconfig}",
-                               *args], input=input, capture_output=True, text=True, timeout=60)
+                               *args], input=input, capture_output=True, text=True,
+                              timeout=timeout)
         if check and done.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr}")
         return done

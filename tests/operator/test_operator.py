@@ -150,7 +150,7 @@ def test_peers_get_their_node_and_a_gpu_peer_lands_on_a_gpu_node(
     wait(cluster, namespace, "peer/hospital-b")
 
     gpu = get(cluster, namespace, "deployment", "hospital-b-peer")["spec"]["template"]["spec"]
-    assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert gpu["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert gpu["tolerations"][0]["key"] == "nvidia.com/gpu"
     pods = get(cluster, namespace, "pods", "-l", "app.kubernetes.io/instance=hospital-b")
