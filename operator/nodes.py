@@ -13,7 +13,7 @@ from typing import Any
 from fedstats.node.security.keys import new_secret_key
 
 from . import builders
-from .conditions import Condition
+from .conditions import Condition, Status
 from .kube import Kube
 
 
@@ -37,7 +37,7 @@ async def observe_node(kube: Kube, owner: Mapping[str, Any], name: str) -> Condi
     status = dep.get("status", {})
     for cond in status.get("conditions", []):
         if cond.get("type") == "Available":
-            state = "True" if cond.get("status") == "True" else "False"
+            state: Status = "True" if cond.get("status") == "True" else "False"
             return Condition("Available", state, cond.get("reason") or "Unknown",
                              cond.get("message", ""))
     return Condition("Available", "Unknown", "NotObserved",

@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def k8s_bin() -> Path:
     try:
-        return binaries(build=True)
+        return binaries()
     except ControlPlaneUnavailable as e:
         pytest.skip(str(e))
 
