@@ -18,6 +18,8 @@ from pathlib import Path
 LAZY: dict[str, tuple[str, str]] = {
     "demo": ("run the whole federation flow locally (nats-server, admin, peers)",
              "fedstats.node.demo:main"),
+    "operator": ("run the Kubernetes operator (kopf): Federation, Peer, PsrContract",
+                 "fedstats.operator.main:main"),
 }
 
 
