@@ -1,0 +1,238 @@
+"""Agents of one federation on a real nats-server: exchange, exactness, faults, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fedstats.node.engine.accumulator import Accumulator
+from fedstats.node.engine.codec import encode_snapshot
+from fedstats.node.federation.agent import Agent
+from fedstats.node.federation.natsproc import NatsServer
+from fedstats.node.federation.state import FedConfig, FedState
+from fedstats.node.federation.wire import seal_message
+from fedstats.node.security.keys import new_secret_key
+
+COLS = ["a", "b", "c", "y"]
+RNG = np.random.default_rng(3)
+
+
+class Node:
+    """A stand-in for a node: an accumulator, a state file, an agent."""
+
+    def __init__(self, server: NatsServer, root: Path, name: str, key: str, fed: str, **kw: Any):
+        self.name, self.acc = name, Accumulator()
+        self.state = FedState(root / name / "federation.sqlite")
+        role = "admin" if name == "admin" else "peer"
+        self.config = FedConfig(
+            fed_name=fed,
+            fed_secret_key=key,
+            role=role,
+            peer_id=name,
+            nats_hosts=[server.url],
+            nats_req_timeout=5,
+            sync_sched="s1",
+            nats_stream_max_memory=8 << 20,
+            **kw,
+        )
+        self.state.save_config("c1", name, self.config)
+        self.agent = self.new_agent()
+
+    def new_agent(self, **kw: Any) -> Agent:
+        config = self.state.config("c1", self.name)
+        assert config is not None
+        return Agent("c1", self.name, config, self.state, lambda: self.acc, **kw)
+
+    def learn(self, rows: np.ndarray) -> None:
+        self.acc.learn_array(rows, COLS)
+
+
+async def until(agent: Agent, test: Callable[[], bool], timeout: float = 15.0) -> None:
+    async with agent.changed:
+        await asyncio.wait_for(agent.changed.wait_for(test), timeout)
+
+
+def merged(node: Node) -> Accumulator:
+    return Accumulator.merged([node.acc, *node.agent.peer_accumulators()])
+
+
+@pytest.fixture
+async def fed(
+    nats_server: NatsServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[dict[str, Node]]:
+    key = new_secret_key()
+    name = request.node.name.replace("[", "_").replace("]", "")
+    nodes = {n: Node(nats_server, tmp_path, n, key, name) for n in ("admin", "p1", "p2")}
+    for node in nodes.values():
+        await node.agent.start()
+    yield nodes
+    for node in nodes.values():
+        await node.agent.stop()
+
+
+def rows(n: int) -> np.ndarray:
+    x = RNG.normal(size=(n, 3)) + 1e6  # a large offset: the merge must stay exact
+    y = x @ [1.5, -2.0, 0.5] + RNG.normal(size=n)
+    return np.column_stack([x, y])
+
+
+async def test_admin_merges_peers_into_the_pooled_statistics(fed: dict[str, Node]) -> None:
+    parts = {"admin": rows(40), "p1": rows(60), "p2": rows(80)}
+    for name, r in parts.items():
+        fed[name].learn(r)
+        fed[name].agent.start_pulse()
+    admin = fed["admin"].agent
+    await until(admin, lambda: set(admin.peers) == {"p1", "p2"})
+    pooled = Accumulator()
+    pooled.learn_array(np.vstack(list(parts.values())), COLS)
+    assert merged(fed["admin"]).allclose(pooled, rtol=1e-12, atol=1e-6)
+    # decentralized: a peer merges too
+    p1 = fed["p1"].agent
+    await until(p1, lambda: set(p1.peers) == {"admin", "p2"})
+    assert merged(fed["p1"]).allclose(pooled, rtol=1e-12, atol=1e-6)
+    assert admin.sync_stats()["rcvCount"] >= 2
+
+
+async def test_forget_at_a_peer_reaches_the_admin_after_a_full_sync(fed: dict[str, Node]) -> None:
+    r = rows(100)
+    fed["p1"].learn(r)
+    admin, p1 = fed["admin"].agent, fed["p1"].agent
+    p1.config.sync_sched = "h1"  # only the full sync request can make it publish again
+    p1.start_pulse()
+    await until(admin, lambda: admin.peers.get("p1", (0, Accumulator()))[1].n == 100)
+    fed["p1"].acc.forget_array(r[:30], COLS)
+    await admin.full_sync_request()
+    await until(admin, lambda: admin.peers["p1"][1].n == 70)
+    expected = Accumulator()
+    expected.learn_array(r[30:], COLS)
+    assert admin.peers["p1"][1].allclose(expected, rtol=1e-9, atol=1e-6)
+
+
+async def test_duplicates_and_stale_versions_change_nothing(fed: dict[str, Node]) -> None:
+    admin, p2 = fed["admin"].agent, fed["p2"]
+    old, new = Accumulator(), Accumulator()
+    old.learn_array(rows(20), COLS)
+    new.learn_array(rows(50), COLS)
+
+    sent = 0
+
+    async def send(acc: Accumulator, version: int) -> None:
+        nonlocal sent
+        [frame] = seal_message(
+            p2.config.fed_secret_key,
+            admin.names.fed,
+            "p2",
+            "snapshot",
+            version,
+            encode_snapshot(acc),
+        )
+        # distinct subjects, so the stream (newest message per subject) keeps all of them
+        await p2.agent.js.publish(f"{admin.names.stats('p2')}.{sent}", frame)
+        sent += 1
+
+    await send(new, 200)
+    await send(new, 200)  # delivered twice
+    await send(old, 100)  # an older version arriving late
+    await until(admin, lambda: "p2" in admin.peers)
+    await send(new, 300)  # a marker: once it is seen, the two before it were handled
+    await until(admin, lambda: admin.peers["p2"][0] == 300)
+    assert admin.peers["p2"][1].n == 50
+    assert admin.counters["rcvCount"] == 2  # v200 and v300; the copy and v100 were ignored
+    assert any("ignored snapshot v100" in m for m in admin.sync_stats()["syncLog"])
+
+
+async def test_snapshots_larger_than_a_chunk_are_reassembled(fed: dict[str, Node]) -> None:
+    p1 = fed["p1"]
+    await p1.agent.stop()
+    p1.agent = p1.new_agent(chunk_size=256)
+    await p1.agent.start()
+    p1.learn(rows(30))
+    assert await p1.agent.publish()
+    admin = fed["admin"].agent
+    await until(admin, lambda: "p1" in admin.peers)
+    assert admin.peers["p1"][1].allclose(p1.acc, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("contract", "rows_", "reason"),
+    [
+        (["COUNT(a) >= 1000"], 50, "COUNT(a) >= 1000 fails"),
+        ([], 6, "under the floor of 9 rows"),
+    ],
+    ids=["contract-rule", "floor"],
+)
+async def test_send_is_blocked_counted_and_logged(
+    fed: dict[str, Node], contract: list[str], rows_: int, reason: str
+) -> None:
+    p1 = fed["p1"]
+    await p1.agent.set_contract(contract) if contract else None
+    p1.learn(rows(rows_))
+    assert not await p1.agent.publish()
+    stats = p1.agent.sync_stats()
+    assert stats["sndContractError"] == 1 and stats["sndCount"] == 0
+    assert reason in stats["errorLog"][-1]
+
+
+async def test_receiver_refuses_snapshots_breaking_its_contract(fed: dict[str, Node]) -> None:
+    admin, p1 = fed["admin"].agent, fed["p1"]
+    admin._contract = __import__(
+        "fedstats.node.federation.contract", fromlist=["x"]
+    ).parse_contract(["MEAN(y) < -1e300"])
+    p1.learn(rows(50))
+    assert await p1.agent.publish()
+    await until(admin, lambda: admin.counters["rcvContractError"].get("p1") == 1)
+    assert "p1" not in admin.peers
+    assert "from p1 refused" in admin.sync_stats()["errorLog"][-1]
+
+
+async def test_admin_contract_and_schedule_reach_peers(fed: dict[str, Node]) -> None:
+    admin, p2 = fed["admin"].agent, fed["p2"].agent
+    await admin.set_contract(["COUNT(a) >= 10"])
+    await admin.set_schedule("m5")
+    deadline = asyncio.get_running_loop().time() + 10
+    while (p2.config.sync_sched, p2.config.contract) != ("m5", ["COUNT(a) >= 10"]):
+        assert asyncio.get_running_loop().time() < deadline, "control messages did not arrive"
+        await asyncio.sleep(0.05)  # no event to await: the peer applies them in its consumer
+    assert fed["p2"].state.config("c1", "p2").sync_sched == "m5"  # persisted
+
+
+async def test_pulse_and_peers_survive_an_agent_restart(fed: dict[str, Node]) -> None:
+    admin_node, p1 = fed["admin"], fed["p1"]
+    p1.learn(rows(40))
+    p1.agent.start_pulse()
+    await until(admin_node.agent, lambda: "p1" in admin_node.agent.peers)
+    await p1.agent.stop()
+    await admin_node.agent.stop()
+    admin_node.agent = admin_node.new_agent()
+    assert admin_node.agent.peers["p1"][1].n == 40  # from SQLite, before hearing anything
+    await admin_node.agent.start()
+    p1.agent = p1.new_agent()
+    await p1.agent.start()
+    assert p1.agent.pulsing  # the pulse state was persisted
+    p1.learn(rows(20))
+    p1.agent.wake()
+    await until(admin_node.agent, lambda: admin_node.agent.peers["p1"][1].n == 60)
+
+
+async def test_federation_recovers_when_nats_server_restarts(tmp_path: Path) -> None:
+    server = NatsServer(tmp_path / "nats").start()
+    key = new_secret_key()
+    admin, p1 = (Node(server, tmp_path, n, key, "restart") for n in ("admin", "p1"))
+    try:
+        for node in (admin, p1):
+            await node.agent.start()
+        p1.learn(rows(30))
+        p1.agent.start_pulse()
+        await until(admin.agent, lambda: "p1" in admin.agent.peers)
+        await asyncio.to_thread(server.restart)  # memory streams and consumers are gone
+        p1.learn(rows(30))
+        await until(admin.agent, lambda: admin.agent.peers["p1"][1].n == 60, timeout=30)
+        assert any("reconnected" in m for m in p1.agent.sync_stats()["syncLog"])
+    finally:
+        for node in (admin, p1):
+            await node.agent.stop()
+        server.stop()
