@@ -403,6 +403,11 @@ class Agent:
         )
         self.wake()
 
+    def set_contract_locally(self, lines: list[str]) -> None:
+        """Adopt a contract (the admin's, at join) without announcing it."""
+        self._contract = psr.parse_contract(lines)
+        self.config.contract = list(lines)
+
     async def set_contract(self, lines: list[str]) -> None:
         self._contract = psr.parse_contract(lines)
         self.config.contract, self.config.contract_seq = list(lines), self.config.contract_seq + 1

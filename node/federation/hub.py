@@ -1,0 +1,317 @@
+"""The node's federations: one `Agent` per federated project, and the operations behind fedml.
+
+The REST facade (`api/fedml.py`) only reads requests and writes envelopes; everything it
+asks — create, invite, join, pulse, schedule, contracts, logs — is a method here, so the
+same operations run in tests without HTTP. Invitations are redeemed at the admin (over
+NATS, by the admin's agent), because that is where the one-time token was issued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from ..engine.accumulator import Accumulator
+from ..security.errors import CryptoError
+from ..security.invites import SqliteTokenStore, TokenBook, seal_invite
+from ..security.keys import new_secret_key
+from .agent import Agent
+from .contract import parse_contract
+from .errors import FederationError, InviteError, NotAdmin
+from .natsconf import TOPOLOGIES
+from .schedule import parse_schedule
+from .state import FedConfig, FedState
+from .subjects import token
+
+log = logging.getLogger("fedstats.federation")
+
+INVITE_TTL_S = 24 * 3600.0
+_AUTH_KEYS = ("nats_sec_user", "nats_sec_passwd", "nats_sec_token", "nats_sec_nkey_seed")
+
+
+def _hosts(value: Any) -> list[str]:
+    if value is None:
+        return ["nats://127.0.0.1:4222"]
+    items = value.split(",") if isinstance(value, str) else list(value)
+    hosts = [str(h).strip() for h in items if str(h).strip()]
+    if not hosts:
+        raise FederationError("nats_hosts names no server")
+    return [h if "://" in h else f"nats://{h}" for h in hosts]
+
+
+def _number(opts: dict[str, Any], key: str, default: float) -> float:
+    try:
+        value = float(opts.get(key, default))
+    except (TypeError, ValueError):
+        raise FederationError(f"{key} must be a number, not {opts.get(key)!r}") from None
+    if value <= 0:
+        raise FederationError(f"{key} must be positive")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes")
+
+
+class Hub:
+    """Every federated project of one node."""
+
+    def __init__(self, data_dir: str | Path, service: Any) -> None:
+        path = Path(data_dir) / "federation.sqlite"
+        self.state = FedState(path)
+        self.tokens = TokenBook(SqliteTokenStore(str(path)))
+        self.service = service
+        self.agents: dict[tuple[str, str], Agent] = {}
+        self._starting: set[asyncio.Task[None]] = set()
+        service.register_peer_source(self.peer_accumulators)
+
+    # ------------------------------------------------------------ lifecycle
+    async def startup(self) -> None:
+        """Bring back every federated project's agent (in the background: NATS may be down)."""
+        for cid, pid in self.state.projects():
+            if self.service.project_exists(cid, pid):
+                task = asyncio.create_task(self._revive(cid, pid))
+                self._starting.add(task)
+                task.add_done_callback(self._starting.discard)
+
+    async def _revive(self, cid: str, pid: str) -> None:
+        delay = 0.5
+        while True:
+            agent = self._agent_for(cid, pid)
+            try:
+                await agent.start()
+                self.agents[(cid, pid)] = agent
+                return
+            except Exception as e:
+                self.state.log(cid, pid, "error", f"cannot reconnect the federation: {e}")
+                await agent.stop()
+                await asyncio.sleep(delay)  # a retry delay: NATS is not there yet
+                delay = min(delay * 2, 10.0)
+
+    async def shutdown(self) -> None:
+        for task in list(self._starting):
+            task.cancel()
+        for agent in list(self.agents.values()):
+            await agent.stop()
+        self.agents.clear()
+
+    def _agent_for(self, cid: str, pid: str, config: FedConfig | None = None) -> Agent:
+        config = config or self.state.config(cid, pid)
+        assert config is not None
+        return Agent(
+            cid,
+            pid,
+            config,
+            self.state,
+            lambda: self.service.local_accumulator(cid, pid),
+            join_handler=self._join_handler(cid, pid) if config.is_admin else None,
+        )
+
+    def peer_accumulators(self, cid: str, pid: str) -> list[Accumulator]:
+        agent = self.agents.get((cid, pid))
+        return agent.peer_accumulators() if agent else []
+
+    def agent(self, cid: str, pid: str) -> Agent:
+        agent = self.agents.get((cid, pid))
+        if agent is None:
+            self.service.require_project(cid, pid)
+            if self.state.config(cid, pid) is None:
+                raise FederationError(f"project [{pid}] is not part of a federation")
+            raise FederationError(f"project [{pid}]'s federation is not connected yet")
+        return agent
+
+    def admin_agent(self, cid: str, pid: str, what: str) -> Agent:
+        agent = self.agent(cid, pid)
+        if not agent.config.is_admin:
+            raise NotAdmin(f"only the federation administrator can {what}; [{pid}] is a peer")
+        return agent
+
+    # ------------------------------------------------------------ create / invite / join
+    async def create(self, cid: str, pid: str, opts: dict[str, Any]) -> FedConfig:
+        name = opts.get("fed_name")
+        if not isinstance(name, str) or not name.strip():
+            raise FederationError("fed_name is required")
+        topology = str(opts.get("fed_type", "decentralized")).lower()
+        if topology not in TOPOLOGIES:
+            raise FederationError(f"fed_type must be one of {', '.join(TOPOLOGIES)}")
+        config = FedConfig(
+            fed_name=name.strip(),
+            fed_secret_key=new_secret_key(),
+            role="admin",
+            peer_id=token(str(opts.get("fed_peer_id", "admin"))),
+            topology=topology,
+            sync_sched=parse_schedule(str(opts.get("sync_sched", "m30"))).text,
+            contract=list(opts.get("contract", [])),
+            fed_local_type=str(opts.get("fed_local_type", "cpu")),
+            nats_hosts=_hosts(opts.get("nats_hosts")),
+            nats_req_timeout=_number(opts, "nats_req_timeout", 30.0),
+            nats_stream_max_memory=int(_number(opts, "nats_stream_max_memory", 1 << 30)),
+            **{k: str(opts[k]) for k in _AUTH_KEYS if opts.get(k)},
+        )
+        config.admin_peer = config.peer_id
+        parse_contract(config.contract)
+        await self._open(cid, pid, config)
+        return config
+
+    async def _open(self, cid: str, pid: str, config: FedConfig, join: Any = None) -> Any:
+        """Create the project and connect its agent; undo both if NATS says no."""
+        if self.service.project_exists(cid, pid):
+            self.service.create_project(cid, pid, config.fed_local_type)  # its 409 Conflict
+        agent = self._agent_for(cid, pid, config)
+        answer = None
+        try:
+            await agent.connect()
+            if join is not None:
+                answer = await join(agent)
+            self.service.create_project(cid, pid, config.fed_local_type)
+        except BaseException:
+            await agent.stop()
+            raise
+        self.state.save_config(cid, pid, config)
+        try:
+            await agent.start()
+        except BaseException:
+            await agent.stop()
+            self.state.delete(cid, pid)
+            with contextlib.suppress(Exception):
+                self.service.delete_project(cid, pid)
+            raise
+        self.agents[(cid, pid)] = agent
+        return answer
+
+    def invitation(self, cid: str, pid: str, opts: dict[str, Any]) -> str:
+        """A password-sealed invitation holding a one-time, expiring join token."""
+        agent = self.admin_agent(cid, pid, "issue invitations")
+        password = opts.get("passwd")
+        if not isinstance(password, str) or not password:
+            raise FederationError("passwd is required to seal the invitation")
+        config = agent.config
+        peer = token(str(opts.get("fed_peer_id") or f"peer-{secrets.token_hex(4)}"))
+        if peer == config.peer_id or peer in config.peers:
+            raise FederationError(f"peer id {peer!r} is already taken in this federation")
+        merges = config.topology == "decentralized" or (
+            config.topology == "hybrid" and _flag(opts.get("fed_merges", False))
+        )
+        ttl = _number(opts, "fed_req_token_ttl", INVITE_TTL_S)
+        join_token = self.tokens.issue(ttl, f"join:{config.fed_name}", peer=peer, merges=merges)
+        payload: dict[str, Any] = {
+            "fed_name": config.fed_name,
+            "fed_secret_key": config.fed_secret_key,
+            "fed_req_token": join_token,
+            "fed_peer_id": peer,
+            "fed_admin_peer": config.peer_id,
+            "fed_type": config.topology,
+            "fed_merges": merges,
+            "sync_sched": config.sync_sched,
+            "nats_hosts": ",".join(config.nats_hosts),
+            "nats_req_timeout": config.nats_req_timeout,
+            "nats_stream_max_memory": config.nats_stream_max_memory,
+            "fed_rest_host": opts.get("fed_rest_host") or config.fed_rest_host or "",
+        }
+        # the peer's own NATS credentials when given (centralized needs one user per
+        # peer), else the federation's shared ones
+        for key in _AUTH_KEYS:
+            value = opts.get(key) or getattr(config, key)
+            if value:
+                payload[key] = value
+        return seal_invite(password, payload)
+
+    def _join_handler(self, cid: str, pid: str) -> Any:
+        def handle(request: dict[str, Any]) -> dict[str, Any]:
+            config = self.agents[(cid, pid)].config if (cid, pid) in self.agents else None
+            if config is None:
+                return {"ok": False, "error": "the federation admin is starting; retry"}
+            try:
+                meta = self.tokens.redeem(str(request.get("token", "")), f"join:{config.fed_name}")
+            except CryptoError as e:
+                return {"ok": False, "error": str(e)}
+            if meta.get("peer") != request.get("peer"):
+                return {"ok": False, "error": "the invitation was issued for another peer id"}
+            config.peers[str(meta["peer"])] = {
+                "joined_at": time.time(),
+                "merges": bool(meta.get("merges")),
+            }
+            self.state.save_config(cid, pid, config)
+            self.state.log(cid, pid, "sync", f"peer {meta['peer']} joined")
+            return {
+                "ok": True,
+                "sync_sched": config.sync_sched,
+                "schedule_seq": config.schedule_seq,
+                "contract": config.contract,
+                "contract_seq": config.contract_seq,
+            }
+
+        return handle
+
+    async def join(self, cid: str, pid: str, opts: dict[str, Any]) -> FedConfig:
+        """Create `pid` as a peer of the federation an invitation describes."""
+        missing = [k for k in ("fed_name", "fed_secret_key", "fed_req_token") if not opts.get(k)]
+        if missing:
+            raise FederationError(f"the join body lacks {', '.join(missing)} (from the invitation)")
+        topology = str(opts.get("fed_type", "decentralized"))
+        config = FedConfig(
+            fed_name=str(opts["fed_name"]),
+            fed_secret_key=str(opts["fed_secret_key"]),
+            role="peer",
+            peer_id=token(str(opts.get("fed_peer_id") or f"peer-{secrets.token_hex(4)}")),
+            admin_peer=str(opts.get("fed_admin_peer", "admin")),
+            topology=topology if topology in TOPOLOGIES else "decentralized",
+            merges=_flag(opts.get("fed_merges", topology == "decentralized")),
+            sync_sched=parse_schedule(str(opts.get("sync_sched", "m30"))).text,
+            fed_local_type=str(opts.get("fed_local_type", "cpu")),
+            nats_hosts=_hosts(opts.get("nats_hosts")),
+            nats_req_timeout=_number(opts, "nats_req_timeout", 30.0),
+            nats_stream_max_memory=int(_number(opts, "nats_stream_max_memory", 1 << 30)),
+            fed_rest_host=opts.get("fed_rest_host") or None,
+            **{k: str(opts[k]) for k in _AUTH_KEYS if opts.get(k)},
+        )
+
+        async def ask_admin(agent: Agent) -> dict[str, Any]:
+            answer = await agent.request_join(str(opts["fed_req_token"]), {})
+            if not answer.get("ok"):
+                raise InviteError(f"the federation admin refused the join: {answer.get('error')}")
+            return answer
+
+        await self._open_joined(cid, pid, config, ask_admin)
+        return config
+
+    async def _open_joined(self, cid: str, pid: str, config: FedConfig, ask: Any) -> Any:
+        async def join(agent: Agent) -> Any:
+            answer = await ask(agent)
+            config.sync_sched = answer.get("sync_sched", config.sync_sched)
+            config.schedule_seq = int(answer.get("schedule_seq", 0))
+            config.contract = list(answer.get("contract", []))
+            config.contract_seq = int(answer.get("contract_seq", 0))
+            agent.set_contract_locally(config.contract)
+            return answer
+
+        return await self._open(cid, pid, config, join)
+
+    # ------------------------------------------------------------ the rest of fedml
+    def info(self, cid: str, pid: str) -> dict[str, Any]:
+        agent = self.agent(cid, pid)
+        c = agent.config
+        return {
+            "fed_name": c.fed_name,
+            "fed_secret_key": c.fed_secret_key,
+            "sync_sched": c.sync_sched,
+            "fed_type": c.topology,
+            "fed_is_admin": c.is_admin,
+            "fed_peer_id": c.peer_id,
+            "is_pulsing": agent.pulsing,
+            "peersInfo": {p: {"version": v, "rows": a.n} for p, (v, a) in agent.peers.items()}
+            | {p: info for p, info in c.peers.items() if p not in agent.peers},
+            "contract": c.contract,
+            "allow_peers_explore": c.allow_peers_explore,
+            "nats_hosts": ",".join(c.nats_hosts),
+        }
+
+    def set_explore_peers(self, cid: str, pid: str, allow: bool) -> None:
+        agent = self.agent(cid, pid)
+        agent.config.allow_peers_explore = allow
+        self.state.save_config(cid, pid, agent.config)
