@@ -1,0 +1,233 @@
+"""The whole federation through the REST API: real nats-server, real `fedstats node` processes.
+
+One federation (an admin and two peers, diabetes rows split between them) is built once
+for the module; the tests then run in order against it, faults included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import numpy as np
+import pytest
+from fedstats.node.client import ApiError, Client
+from fedstats.node.federation.errors import WireError
+from fedstats.node.federation.localnet import NodeProcess
+from fedstats.node.federation.natsproc import NatsServer
+from fedstats.node.federation.subjects import Names
+from fedstats.node.federation.wire import open_snapshot, read_frame
+from fedstats.node.security.errors import CryptoError
+from fedstats.node.security.keys import new_secret_key
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import LinearRegression
+
+pytestmark = pytest.mark.slow
+CID = "c1"
+X, Y = load_diabetes(return_X_y=True)
+NAMES = [f"x{i}" for i in range(X.shape[1])] + ["y"]
+SPLIT = {"admin": slice(0, 100), "p1": slice(100, 250), "p2": slice(250, 442)}
+
+
+def frame(rows: np.ndarray) -> dict[str, Any]:
+    return {
+        "attributeNames": NAMES,
+        "attributeTypes": ["C"] * len(NAMES),
+        "data": [[repr(float(v)) for v in row] for row in rows],
+    }
+
+
+def data(part: slice) -> np.ndarray:
+    return np.column_stack([X[part], Y[part]])
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)  # polling another process over REST: nothing to await
+
+
+@dataclass
+class Fed:
+    nats: NatsServer
+    nodes: dict[str, NodeProcess]
+    clients: dict[str, Client]
+    key: str
+
+    def rows(self, name: str) -> int:
+        return int(self.clients[name].project_info(name)["values"]["smlInfo"]["rows"])
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
+    root = tmp_path_factory.mktemp("fed")
+    key = new_secret_key()
+    server = NatsServer(root / "nats").start()
+    nodes = {n: NodeProcess(n, root, {CID: key}) for n in SPLIT}
+    clients: dict[str, Client] = {}
+    try:
+        for node in nodes.values():
+            node.start()
+        clients = {n: Client(node.url, CID, key) for n, node in nodes.items()}
+        admin = clients["admin"]
+        admin.fed_create(
+            "admin",
+            {
+                "fed_name": "diabetes",
+                "nats_hosts": server.url,
+                "sync_sched": "s1",
+                "nats_req_timeout": 10,
+                "nats_stream_max_memory": 32 << 20,
+            },
+        )
+        for peer in ("p1", "p2"):
+            invite = admin.fed_invitation("admin", "s3cret", fed_peer_id=peer)
+            clients[peer].fed_join(peer, invite, "s3cret")
+        for name, client in clients.items():
+            client.learn(name, frame(data(SPLIT[name])))
+            client.start_pulse(name)
+        yield Fed(server, nodes, clients, key)
+    finally:
+        for c in clients.values():
+            c.close()
+        for node in nodes.values():
+            node.stop()
+        server.stop()
+
+
+def test_every_peer_merges_all_rows(fed: Fed) -> None:
+    for name in SPLIT:
+        eventually(lambda n=name: fed.rows(n) == len(Y), what=f"{name} to see every row")
+
+
+def test_federated_model_equals_pooled_scikit_learn(fed: Fed) -> None:
+    eventually(lambda: fed.rows("admin") == len(Y), what="the admin to see every row")
+    admin = fed.clients["admin"]
+    context = {"inputAttributeNames": NAMES[:-1], "targetAttributeNames": ["y"]}
+    done = admin.build("admin", "m1", "mlr", context)
+    assert done["statusCode"] == "OK", done
+    got = _predict(admin, "m1")
+    want = LinearRegression().fit(X, Y).predict(X)
+    assert np.max(np.abs(got - want) / np.abs(want)) < 1e-9
+
+
+def _predict(client: Client, model: str) -> np.ndarray:
+    values = client.predict("admin", model, frame(data(slice(0, 442))))["values"]["KSVSMap"]
+    [column] = [v for k, v in values.items() if "y" in k.lower()] or list(values.values())
+    return np.asarray(column, dtype=float)
+
+
+def test_info_is_encrypted_and_says_who_is_admin(fed: Fed) -> None:
+    info = fed.clients["admin"].fed_info("admin")["values"]
+    assert info["fedInfo"]["fed_is_admin"] is True and info["fedInfo"]["is_pulsing"] is True
+    assert "diabetes" not in info["fedInfoEncrypted"]
+    assert fed.clients["p1"].fed_info("p1")["values"]["fedInfo"]["fed_is_admin"] is False
+
+
+def test_a_captured_snapshot_does_not_decrypt_without_the_federation_key(fed: Fed) -> None:
+    fed_key = fed.clients["admin"].fed_info("admin")["values"]["fedInfo"]["fed_secret_key"]
+    names = Names.of("diabetes")
+
+    async def capture() -> bytes:
+        nc = await nats.connect(fed.nats.url)
+        sub = await nc.jetstream().pull_subscribe(names.stats_all, stream=names.stats_stream)
+        [msg] = await sub.fetch(1, timeout=10)
+        await nc.close()
+        return bytes(msg.data)
+
+    raw = asyncio.run(capture())
+    with pytest.raises(WireError, match="does not decrypt"):
+        open_snapshot(new_secret_key(), [read_frame(raw)])
+    assert open_snapshot(fed_key, [read_frame(raw)]).n > 0
+
+
+def test_forget_at_a_peer_shows_at_the_admin_after_the_next_sync(fed: Fed) -> None:
+    fed.clients["p1"].forget("p1", frame(data(slice(100, 130))))
+    fed.clients["admin"].full_sync("admin")
+    eventually(lambda: fed.rows("admin") == len(Y) - 30, what="the forget to reach the admin")
+    fed.clients["p1"].learn("p1", frame(data(slice(100, 130))))
+    eventually(lambda: fed.rows("admin") == len(Y), what="the relearn to reach the admin")
+
+
+@pytest.mark.parametrize("call", ["newSchedule", "addPsrContract"], ids=["schedule", "contract"])
+def test_peers_cannot_do_what_only_the_admin_may(fed: Fed, call: str) -> None:
+    p1 = fed.clients["p1"]
+    with pytest.raises(ApiError) as e:
+        if call == "newSchedule":
+            p1.new_schedule("p1", "m5")
+        else:
+            p1.add_contract("p1", ["COUNT(y) > 1"])
+    assert e.value.http_status == 400
+    assert "only the federation administrator" in e.value.message
+
+
+def test_admin_contract_reaches_peers_and_invalid_ones_say_where(fed: Fed) -> None:
+    admin = fed.clients["admin"]
+    with pytest.raises(ApiError) as e:
+        admin.validate_contract("admin", ["# rules", "COUNT(y) >= 10 AND"])
+    assert "line 2, column 19" in e.value.message
+    assert admin.validate_contract("admin", ["COUNT(y) >= 10"])["statusCode"] == "OK"
+    admin.add_contract("admin", ["COUNT(y) >= 10"])
+    eventually(
+        lambda: (
+            fed.clients["p2"].fed_info("p2")["values"]["fedInfo"]["contract"] == ["COUNT(y) >= 10"]
+        ),
+        what="the contract to reach p2",
+    )
+
+
+def test_invitations_are_one_time_expiring_and_password_sealed(fed: Fed) -> None:
+    admin, p1 = fed.clients["admin"], fed.clients["p1"]
+    invite = admin.fed_invitation("admin", "pw", fed_peer_id="p3")
+    with pytest.raises(CryptoError, match="wrong password"):
+        p1.fed_join("p3", invite, "not-the-password")
+    p1.fed_join("p3", invite, "pw")
+    with pytest.raises(ApiError) as e:
+        p1.fed_join("p3b", invite, "pw")
+    assert "already used" in e.value.message
+    expired = admin.fed_invitation("admin", "pw", fed_peer_id="p4", fed_req_token_ttl=0.001)
+    with pytest.raises(ApiError) as e:
+        p1.fed_join("p4", expired, "pw")
+    assert "expired" in e.value.message
+    assert "p4" not in p1.list_projects()["values"]["stringList"]  # nothing half-created
+
+
+def test_sync_stats_and_logs(fed: Fed) -> None:
+    admin = fed.clients["admin"]
+    stats = admin.sync_stats("admin")["values"]["fedSyncStats"]
+    assert stats["sndCount"] >= 1 and stats["rcvCount"] >= 2
+    assert set(stats) >= {"sndContractError", "rcvError", "rcvContractError", "errorLog"}
+    assert any("received snapshot" in m for m in admin.sync_log("admin")["values"]["stringList"])
+    admin.clear_error_log("admin")
+    assert admin.error_log("admin")["values"]["stringList"] == []
+
+
+def test_awsinfo_says_this_build_is_nats_backed(fed: Fed) -> None:
+    with pytest.raises(ApiError, match="NATS-backed"):
+        fed.clients["admin"].fed("POST", "awsinfo", pid="admin", body={})
+
+
+def test_federation_survives_a_nats_server_restart(fed: Fed) -> None:
+    fed.nats.restart()
+    fed.clients["p2"].forget("p2", frame(data(slice(250, 280))))
+    eventually(lambda: fed.rows("admin") == len(Y) - 30, what="p2's forget after the restart")
+    fed.clients["p2"].learn("p2", frame(data(slice(250, 280))))
+    eventually(lambda: fed.rows("admin") == len(Y), what="p2's relearn after the restart")
+
+
+def test_a_peer_killed_with_sigkill_comes_back_and_syncs(fed: Fed) -> None:
+    node = fed.nodes["p2"]
+    node.kill()
+    assert fed.rows("admin") == len(Y)  # its last snapshot stays merged at the admin
+    node.start()
+    eventually(
+        lambda: fed.clients["p2"].fed_info("p2")["values"]["fedInfo"]["is_pulsing"],
+        what="p2's pulse to resume",
+    )
+    fed.clients["p2"].forget("p2", frame(data(slice(250, 290))))
+    eventually(lambda: fed.rows("admin") == len(Y) - 40, what="p2's forget after its restart")
