@@ -116,14 +116,22 @@ def run(algo: str, workdir: Path, schedule: str) -> int:
         values = admin.predict("fed", "model", _frame(x, y, names, types))["values"]["KSVSMap"]
         got = _prediction(values, algo)
         want = _pooled(algo, x, y)
-        rel = float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-12)))
+        if algo == "mlr":
+            rel = float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-12)))
+            measure = "max relative difference"
+        else:  # probabilities near 0 make relative differences meaningless: absolute
+            rel = float(np.max(np.abs(got - want)))
+            measure = "max absolute difference of P(y=1)"
         print()
         print(f"  {'row':>4}  {'federated':>22}  {'pooled scikit-learn':>22}")
         for i in range(5):
             print(f"  {i:4d}  {got[i]:22.15g}  {want[i]:22.15g}")
-        print(f"\n  max relative difference over {len(y)} rows: {rel:.3g}")
-        print(f"  {'IDENTICAL (within 1e-9)' if rel < 1e-9 else 'DIFFERENT'}\n")
-        return 0 if rel < 1e-9 else 1
+        print(f"\n  {measure} over {len(y)} rows: {rel:.3g}")
+        # breast cancer's covariance is ill-conditioned (~1e13), so the two solvers' own
+        # rounding differs near 1e-9 there; diabetes' regression agrees to ~1e-14
+        tol = 1e-9 if algo == "mlr" else 1e-6
+        print(f"  {f'IDENTICAL (within {tol:g})' if rel < tol else 'DIFFERENT'}\n")
+        return 0 if rel < tol else 1
 
 
 def _prediction(values: dict[str, list[str]], algo: str) -> np.ndarray:
