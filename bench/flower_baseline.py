@@ -171,7 +171,7 @@ def _ray_safe_path() -> Iterator[list[str]]:
     """sys.path without the entries that shadow a stdlib module, while Ray starts.
 
     Flower's Ray backend copies `sys.path` into the workers' PYTHONPATH. In this repository
-    `bench/operator.py` and the root's `operator/` package shadow the stdlib `operator`
+    the root's `operator/` package shadow the stdlib `operator`
     module: Ray's agents then die at start-up ("The current node timed out during
     startup"). This module is shipped to the workers by value, so they need neither entry.
     """

@@ -5,7 +5,7 @@ nodes), a real nats-server and the operator as its own process (`python -m
 fedstats.operator`), then prints the figures. Ready includes the Deployments rolling out
 onto kwok's nodes, so the figure is the operator plus Kubernetes' own controllers.
 
-    python bench/operator.py [--peers 50] [--retry-seconds 5]
+    python bench/operator_ready.py [--peers 50] [--retry-seconds 5]
 """
 
 from __future__ import annotations
