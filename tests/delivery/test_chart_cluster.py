@@ -25,7 +25,16 @@ import pytest
 from fedstats.node.federation.natsproc import NatsServer, free_port
 from fedstats.operator.testing import ControlPlane
 
-from .chart import CHART, KUBE_VERSION, NON_DEFAULT, find, operator_container, render, run_helm
+from .chart import (
+    CHART,
+    KUBE_VERSION,
+    NON_DEFAULT,
+    REPO,
+    find,
+    operator_container,
+    render,
+    run_helm,
+)
 
 pytestmark = pytest.mark.slow
 WAIT = "120s"
@@ -245,3 +254,23 @@ def test_the_service_account_can_do_what_the_operator_does_and_no_more(
 def test_kube_version_of_the_renders_is_the_control_planes(control_plane: ControlPlane) -> None:
     version = orjson.loads(control_plane.kubectl("version", "-o", "json").stdout)
     assert version["serverVersion"]["gitVersion"] == f"v{KUBE_VERSION}"
+
+
+def test_e2e_runs_examples_rewritten_onto_its_image_that_the_api_server_accepts(
+        control_plane: ControlPlane, ns: str) -> None:
+    """e2e/run.sh's inline rewrite of examples/ (it cannot run here: no container engine)."""
+    script = (REPO / "e2e" / "run.sh").read_text()
+    assert subprocess.run(["bash", "-n", str(REPO / "e2e" / "run.sh")]).returncode == 0
+    snippet = script.split("<<'PY' | kubectl", 1)[1].split("\n", 1)[1].split("\nPY\n", 1)[0]
+    files = [str(REPO / "examples" / f)
+             for f in ("federation.yaml", "peer-cpu.yaml", "psrcontract.yaml")]
+    out = subprocess.run([sys.executable, "-", "fedstats.local/fedstats:e2e", *files],
+                         input=snippet, capture_output=True, text=True, check=True).stdout
+    objs = [orjson.loads(line) for line in out.splitlines()]
+    assert [o["metadata"]["name"] for o in objs] == [
+        "demo", "hospital-a", "demo-privacy", "hospital-c"]
+    assert objs[0]["spec"]["admin"]["image"] == "fedstats.local/fedstats:e2e"
+    assert objs[3]["spec"]["imagePullPolicy"] == "Never"
+    applied = _apply_json(control_plane, [o | {"metadata": o["metadata"] | {"namespace": ns}}
+                                          for o in objs], "--dry-run=server")
+    assert applied.count("(server dry run)") == 4, applied
