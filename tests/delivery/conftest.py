@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -17,7 +18,7 @@ from .chart import HelmUnavailable, helm
 _OPERATOR_CONFTEST = Path(__file__).resolve().parents[1] / "operator" / "conftest.py"
 
 
-def _load_operator_conftest():  # type: ignore[no-untyped-def]
+def _load_operator_conftest() -> ModuleType:
     spec = importlib.util.spec_from_file_location("fedstats_tests_operator_conftest",
                                                   _OPERATOR_CONFTEST)
     assert spec is not None and spec.loader is not None

@@ -45,7 +45,8 @@ def nodes(tmp_path: Path) -> Iterator[tuple[NatsServer, dict[str, tuple[NodeProc
         server.stop()
 
 
-def test_the_driver_gets_the_pooled_model_from_a_federation(nodes) -> None:  # type: ignore[no-untyped-def]
+def test_the_driver_gets_the_pooled_model_from_a_federation(
+        nodes: tuple[NatsServer, dict[str, tuple[NodeProcess, str]]]) -> None:
     server, made = nodes
     clients = {name: Client(node.url, "operator", key) for name, (node, key) in made.items()}
     try:
