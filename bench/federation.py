@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.federation.agent import Agent
 from fedstats.node.federation.natsproc import NatsServer
@@ -42,10 +41,17 @@ class Sim:
     def __init__(self, root: Path, name: str, fed: str, key: str, url: str) -> None:
         self.acc = Accumulator()
         state = FedState(root / name / "federation.sqlite")
-        config = FedConfig(fed_name=fed, fed_secret_key=key, peer_id=name,
-                           role="admin" if name == "admin" else "peer", merges=False,
-                           topology="centralized", nats_hosts=[url], sync_sched="h1",
-                           nats_stream_max_memory=512 << 20)
+        config = FedConfig(
+            fed_name=fed,
+            fed_secret_key=key,
+            peer_id=name,
+            role="admin" if name == "admin" else "peer",
+            merges=False,
+            topology="centralized",
+            nats_hosts=[url],
+            sync_sched="h1",
+            nats_stream_max_memory=512 << 20,
+        )
         state.save_config("c", name, config)
         self.agent = Agent("c", name, config, state, lambda: self.acc)
 
@@ -74,18 +80,22 @@ async def point(url: str, root: Path, peers: int, d: int, trials: int) -> dict[s
     try:
         for s in others:
             s.acc.learn_array(_rows(2 * d, d, rng), cols)
-        await asyncio.gather(*(s.agent.publish() for s in others))
+        for s in others:
+            s.agent.start_pulse()  # publishes now, then on wake-ups (the schedule is h1)
         await _until(admin.agent, lambda: len(admin.agent.peers) == peers)
 
         # latency: one peer learns; how long until the admin's merged model includes it
         latencies = []
         for _ in range(trials):
             p = others[0]
-            want = p.acc.n + d
+            want = p.acc.n + 2 * d  # an increment above the floor (d + 5 rows)
             t0 = time.perf_counter()
-            p.acc.learn_array(_rows(d, d, rng), cols)
-            await p.agent.publish()
-            await _until(admin.agent, lambda p=p, want=want: admin.agent.peers[p.agent.config.peer_id][1].n == want)
+            p.acc.learn_array(_rows(2 * d, d, rng), cols)
+            p.agent.wake()
+            await _until(
+                admin.agent,
+                lambda p=p, want=want: admin.agent.peers[p.agent.config.peer_id][1].n == want,
+            )
             merged = Accumulator.merged([admin.acc, *admin.agent.peer_accumulators()])
             _solve(merged)
             latencies.append(time.perf_counter() - t0)
@@ -94,52 +104,46 @@ async def point(url: str, root: Path, peers: int, d: int, trials: int) -> dict[s
         syncs, wire = [], 0
         for _ in range(trials):
             before = {k: v for k, (v, _) in admin.agent.peers.items()}
-            for s in others:
-                s.agent._pulse = asyncio.create_task(asyncio.sleep(3600))  # "pulsing"
             sent0 = sum(s.agent.counters["sndCount"] for s in others)
             t0 = time.perf_counter()
             await admin.agent.full_sync_request()
-            await asyncio.gather(*(_republish(s) for s in others))
-            await _until(admin.agent, lambda b=before: all(
-                admin.agent.peers[k][0] > v for k, v in b.items()))
+            await _until(
+                admin.agent, lambda b=before: all(admin.agent.peers[k][0] > v for k, v in b.items())
+            )
             syncs.append(time.perf_counter() - t0)
             assert sum(s.agent.counters["sndCount"] for s in others) - sent0 == peers
-            wire = sum(len(s.agent.state.sent("c", s.agent.config.peer_id)[0] or b"") + 96
-                       for s in others)
+            wire = sum(
+                len(s.agent.state.sent("c", s.agent.config.peer_id)[0] or b"") + 96 for s in others
+            )
         return {
-            "peers": peers, "d": d,
+            "peers": peers,
+            "d": d,
             "learn_to_model_ms": 1000 * statistics.median(latencies),
             "full_sync_s": statistics.median(syncs),
             "full_sync_MB": wire / 1e6,
             "snapshot_kB": wire / peers / 1e3,
         }
     finally:
-        for s in sims:
-            if s.agent._pulse:
-                s.agent._pulse.cancel()
         await asyncio.gather(*(s.agent.stop() for s in sims))
-
-
-async def _republish(s: Sim) -> None:
-    # the peer's control consumer wakes its pulse; in this harness the pulse loop is not
-    # running, so the forced publish the wake asks for is done here, when the request lands
-    while not s.agent._force:
-        await asyncio.sleep(0.001)
-    await s.agent.publish()
 
 
 async def main_async(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = NatsServer(Path(tmp) / "nats").start()
         try:
-            print(f"{'peers':>5} {'d':>4} {'learn->model ms':>16} {'full sync s':>12} "
-                  f"{'wire MB':>8} {'snapshot kB':>12}")
+            print(
+                f"{'peers':>5} {'d':>4} {'learn->model ms':>16} {'full sync s':>12} "
+                f"{'wire MB':>8} {'snapshot kB':>12}"
+            )
             for d in args.dims:
                 for peers in args.peers:
                     r = await point(server.url, Path(tmp), peers, d, args.trials)
-                    print(f"{r['peers']:5d} {r['d']:4d} {r['learn_to_model_ms']:16.1f} "
-                          f"{r['full_sync_s']:12.3f} {r['full_sync_MB']:8.1f} "
-                          f"{r['snapshot_kB']:12.1f}", flush=True)
+                    print(
+                        f"{r['peers']:5d} {r['d']:4d} {r['learn_to_model_ms']:16.1f} "
+                        f"{r['full_sync_s']:12.3f} {r['full_sync_MB']:8.1f} "
+                        f"{r['snapshot_kB']:12.1f}",
+                        flush=True,
+                    )
         finally:
             server.stop()
     for baseline in BASELINES:
@@ -149,10 +153,10 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--peers", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[10, 50, 100])
-    parser.add_argument("--dims", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[50, 200])
+    parser.add_argument(
+        "--peers", type=lambda s: [int(x) for x in s.split(",")], default=[10, 50, 100]
+    )
+    parser.add_argument("--dims", type=lambda s: [int(x) for x in s.split(",")], default=[50, 200])
     parser.add_argument("--trials", type=int, default=3)
     asyncio.run(main_async(parser.parse_args()))
 
