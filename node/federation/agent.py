@@ -151,10 +151,12 @@ class Agent:
     async def ensure_streams(self) -> None:
         """Create the federation's streams if missing (idempotent; peers may lack the right)."""
         limit = int(self.config.nats_stream_max_memory)
-        for name, subject in (
-            (self.names.stats_stream, self.names.stats_all),
-            (self.names.ctl_stream, self.names.ctl_all),
-        ):
+        streams = [(self.names.ctl_stream, self.names.ctl_all)]
+        if self.reads_stats:
+            # a peer that may not read statistics may not inspect their stream either
+            # (centralized): the admin keeps it
+            streams.append((self.names.stats_stream, self.names.stats_all))
+        for name, subject in streams:
             with contextlib.suppress(Exception):
                 await self.js.stream_info(name)
                 continue

@@ -1,0 +1,110 @@
+"""Centralized mode through REST: only the admin merges, and the NATS server enforces it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import nats
+import numpy as np
+import pytest
+from fedstats.node.client import Client
+from fedstats.node.federation.localnet import NodeProcess
+from fedstats.node.federation.natsconf import User, connect_options, federation_users
+from fedstats.node.federation.natsproc import NatsServer
+from fedstats.node.federation.subjects import Names
+from fedstats.node.security.keys import new_secret_key
+
+from .test_rest_flow import eventually, frame
+
+pytestmark = pytest.mark.slow
+ADMIN = User("admin", "admin", password="admin-pw")
+PEERS = {"p1": User("p1", "p1", password="p1-pw"), "p2": User("p2", "p2", password="p2-pw")}
+RNG = np.random.default_rng(5)
+
+
+@pytest.fixture(scope="module")
+def central(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[NatsServer, dict[str, Client]]]:
+    root = tmp_path_factory.mktemp("central")
+    key = new_secret_key()
+    users = federation_users("central", "centralized", ADMIN, PEERS.values())
+    server = NatsServer(root / "nats", users).start()
+    nodes = {n: NodeProcess(n, root, {"c1": key}) for n in ("admin", *PEERS)}
+    clients: dict[str, Client] = {}
+    try:
+        for node in nodes.values():
+            node.start()
+        clients = {n: Client(node.url, "c1", key) for n, node in nodes.items()}
+        clients["admin"].fed_create(
+            "admin",
+            {
+                "fed_name": "central",
+                "fed_type": "centralized",
+                "nats_hosts": server.url,
+                "sync_sched": "s1",
+                "nats_sec_user": "admin",
+                "nats_sec_passwd": "admin-pw",
+                "nats_stream_max_memory": 16 << 20,
+            },
+        )
+        for name, user in PEERS.items():
+            invite = clients["admin"].fed_invitation(
+                "admin",
+                "pw",
+                fed_peer_id=name,
+                nats_sec_user=user.name,
+                nats_sec_passwd=user.password,
+            )
+            clients[name].fed_join(name, invite, "pw")
+        yield server, clients
+    finally:
+        for c in clients.values():
+            c.close()
+        for node in nodes.values():
+            node.stop()
+        server.stop()
+
+
+def rows(client: Client, pid: str) -> int:
+    return int(client.project_info(pid)["values"]["smlInfo"]["rows"])
+
+
+def test_only_the_admin_merges(central: tuple[NatsServer, dict[str, Client]]) -> None:
+    _, clients = central
+    data = RNG.normal(size=(60, 4))
+    names = ["a", "b", "c", "y"]
+    fr = {n: frame(data[i * 30 : (i + 1) * 30]) for i, n in enumerate(PEERS)}
+    for n in PEERS:
+        fr[n]["attributeNames"] = names
+        fr[n]["attributeTypes"] = ["C"] * 4
+        clients[n].learn(n, fr[n])
+        clients[n].start_pulse(n)
+    eventually(lambda: rows(clients["admin"], "admin") == 60, what="the admin to merge both")
+    assert rows(clients["p1"], "p1") == 30  # p1 never sees p2's statistics
+    assert clients["p1"].sync_stats("p1")["values"]["fedSyncStats"]["rcvCount"] == 0
+
+
+def test_a_peers_credentials_cannot_read_another_peers_statistics(
+    central: tuple[NatsServer, dict[str, Client]],
+) -> None:
+    server, _ = central
+    names = Names.of("central")
+
+    async def attempt() -> str:
+        seen: asyncio.Queue[str] = asyncio.Queue()
+
+        async def on_error(e: Exception) -> None:
+            await seen.put(str(e))
+
+        nc = await nats.connect(
+            server.url, allow_reconnect=False, error_cb=on_error, **connect_options(PEERS["p1"])
+        )
+        await nc.subscribe(f"{names.stats('p2')}.>")
+        await nc.flush()
+        message = await asyncio.wait_for(seen.get(), 10)
+        await nc.close()
+        return message
+
+    assert "permissions violation for subscription" in asyncio.run(attempt()).lower()
