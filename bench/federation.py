@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
 import statistics
 import tempfile
 import time
@@ -50,7 +52,7 @@ class Sim:
             topology="centralized",
             nats_hosts=[url],
             sync_sched="h1",
-            nats_stream_max_memory=512 << 20,
+            nats_stream_max_memory=64 << 20,
         )
         state.save_config("c", name, config)
         self.agent = Agent("c", name, config, state, lambda: self.acc)
@@ -124,6 +126,10 @@ async def point(url: str, root: Path, peers: int, d: int, trials: int) -> dict[s
             "snapshot_kB": wire / peers / 1e3,
         }
     finally:
+        # memory streams reserve their limit on the server: free them for the next point
+        for stream in (admin.agent.names.stats_stream, admin.agent.names.ctl_stream):
+            with contextlib.suppress(Exception):
+                await admin.agent.js.delete_stream(stream)
         await asyncio.gather(*(s.agent.stop() for s in sims))
 
 
@@ -158,6 +164,7 @@ def main() -> None:
     )
     parser.add_argument("--dims", type=lambda s: [int(x) for x in s.split(",")], default=[50, 200])
     parser.add_argument("--trials", type=int, default=3)
+    logging.basicConfig(level=logging.ERROR)
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -88,8 +88,15 @@ def run(algo: str, workdir: Path, schedule: str) -> int:
         clients = {n: stack.enter_context(Client(node.url, CID, key)) for n, node in nodes.items()}
         admin = clients["admin"]
 
-        admin.fed_create("fed", {"fed_name": "demo", "nats_hosts": nats_server.url,
-                                 "sync_sched": schedule, "nats_stream_max_memory": 64 << 20})
+        admin.fed_create(
+            "fed",
+            {
+                "fed_name": "demo",
+                "nats_hosts": nats_server.url,
+                "sync_sched": schedule,
+                "nats_stream_max_memory": 64 << 20,
+            },
+        )
         _say("admin created federation 'demo' (project 'fed')")
         for peer in PEERS:
             invite = admin.fed_invitation("fed", f"pw-{peer}", fed_peer_id=peer)

@@ -157,7 +157,7 @@ async def _add(request: Request, cid: str, pid: str) -> Response:
     agent = hub_of(request).admin_agent(cid, pid, "change the PSR contract")
     lines = _lines(request)
     await agent.set_contract(lines)  # ContractError (400) if it does not parse
-    return ok(status_string=f"PSR contract updated ({len(agent._contract.rules)} rules)")
+    return ok(status_string=f"PSR contract updated ({len(agent.contract.rules)} rules)")
 
 
 @router.post("/{pid}/addPsrContract", dependencies=[Signed], summary="Set the PSR contract (admin)")

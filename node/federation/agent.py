@@ -405,6 +405,10 @@ class Agent:
         )
         self.wake()
 
+    @property
+    def contract(self) -> psr.Contract:
+        return self._contract
+
     def set_contract_locally(self, lines: list[str]) -> None:
         """Adopt a contract (the admin's, at join) without announcing it."""
         self._contract = psr.parse_contract(lines)

@@ -169,7 +169,8 @@ async def test_send_is_blocked_counted_and_logged(
     fed: dict[str, Node], contract: list[str], rows_: int, reason: str
 ) -> None:
     p1 = fed["p1"]
-    await p1.agent.set_contract(contract) if contract else None
+    if contract:
+        await p1.agent.set_contract(contract)
     p1.learn(rows(rows_))
     assert not await p1.agent.publish()
     stats = p1.agent.sync_stats()
@@ -179,9 +180,7 @@ async def test_send_is_blocked_counted_and_logged(
 
 async def test_receiver_refuses_snapshots_breaking_its_contract(fed: dict[str, Node]) -> None:
     admin, p1 = fed["admin"].agent, fed["p1"]
-    admin._contract = __import__(
-        "fedstats.node.federation.contract", fromlist=["x"]
-    ).parse_contract(["MEAN(y) < -1e300"])
+    admin.set_contract_locally(["MEAN(y) < -1e300"])
     p1.learn(rows(50))
     assert await p1.agent.publish()
     await until(admin, lambda: admin.counters["rcvContractError"].get("p1") == 1)

@@ -95,7 +95,9 @@ async def test_reading_another_peers_statistics_follows_the_topology(
         await asyncio.wait_for(errors.event.wait(), 5)
         assert "permissions violation for subscription" in errors.seen[0].lower()
         with pytest.raises(nats.errors.Error):  # the consumer API is refused as well
-            await p1.jetstream().pull_subscribe(FED.stats_all, "p1-peek", stream=FED.stats_stream)
+            await p1.jetstream(timeout=1).pull_subscribe(
+                FED.stats_all, "p1-peek", stream=FED.stats_stream
+            )
     else:
         sub = await p1.jetstream().pull_subscribe(FED.stats_all, "p1", stream=FED.stats_stream)
         await sub.fetch(1, timeout=5)
