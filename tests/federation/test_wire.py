@@ -24,7 +24,7 @@ KEY = new_secret_key()
 
 def _acc(d: int = 6, rows: int = 50) -> Accumulator:
     acc = Accumulator()
-    acc.learn_array(np.random.default_rng(1).normal(size=(rows, d)), [f"c{i}" for i in range(d)])
+    acc.learn_array(np.random.default_rng(1).normal(size=(rows, d)), [f"confidential_{i}" for i in range(d)])
     return acc
 
 
@@ -47,7 +47,7 @@ def test_captured_snapshot_does_not_decrypt_without_the_key() -> None:
 def test_statistics_are_not_readable_in_the_frame() -> None:
     acc = _acc()
     [frame] = seal_snapshot(KEY, "fed", "p1", 1, acc)
-    assert b"c0" not in frame  # column names travel inside the sealed codec bytes
+    assert b"confidential_" not in frame  # column names travel inside the sealed bytes
     assert np.asarray(acc.total.mean).tobytes()[:8] not in frame
 
 
