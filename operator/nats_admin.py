@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats
+from fedstats.node.federation.subjects import CONTROL_STREAM_MAX_BYTES
 from nats.errors import Error as NatsError
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
 from nats.js.errors import NotFoundError
@@ -57,10 +58,13 @@ def desired_streams(fed: Mapping[str, Any]) -> list[StreamConfig]:
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.MEMORY,
             discard=DiscardPolicy.OLD,
-            max_bytes=limit,
+            max_bytes=max_bytes,
             max_msgs_per_subject=1,  # only the newest snapshot (chunk) per peer matters
         )
-        for name, subject in ((n.stats_stream, n.stats_all), (n.ctl_stream, n.ctl_all))
+        for name, subject, max_bytes in (
+            (n.stats_stream, n.stats_all, limit),
+            (n.ctl_stream, n.ctl_all, min(limit, CONTROL_STREAM_MAX_BYTES)),
+        )
     ]
 
 

@@ -43,7 +43,7 @@ from . import contract as psr
 from .errors import FederationError, WireError
 from .schedule import parse_schedule
 from .state import FedConfig, FedState
-from .subjects import Names, inbox_prefix
+from .subjects import CONTROL_STREAM_MAX_BYTES, Names, inbox_prefix
 from .wire import DEFAULT_CHUNK, Reassembler, open_message, read_frame, seal_message
 
 log = logging.getLogger("fedstats.federation")
@@ -151,12 +151,13 @@ class Agent:
     async def ensure_streams(self) -> None:
         """Create the federation's streams if missing (idempotent; peers may lack the right)."""
         limit = int(self.config.nats_stream_max_memory)
-        streams = [(self.names.ctl_stream, self.names.ctl_all)]
+        streams = [(self.names.ctl_stream, self.names.ctl_all,
+                    min(limit, CONTROL_STREAM_MAX_BYTES))]
         if self.reads_stats:
             # a peer that may not read statistics may not inspect their stream either
             # (centralized): the admin keeps it
-            streams.append((self.names.stats_stream, self.names.stats_all))
-        for name, subject in streams:
+            streams.append((self.names.stats_stream, self.names.stats_all, limit))
+        for name, subject, max_bytes in streams:
             with contextlib.suppress(Exception):
                 await self.js.stream_info(name)
                 continue
@@ -164,7 +165,7 @@ class Agent:
                 name=name,
                 subjects=[subject],
                 storage=StorageType.MEMORY,
-                max_bytes=limit,
+                max_bytes=max_bytes,
                 max_msgs_per_subject=1,  # only the newest snapshot (chunk) per peer matters
                 discard=DiscardPolicy.OLD,
             )

@@ -26,7 +26,7 @@ from .errors import FederationError, InviteError, NotAdmin
 from .natsconf import TOPOLOGIES
 from .schedule import parse_schedule
 from .state import FedConfig, FedState
-from .subjects import token
+from .subjects import DEFAULT_STREAM_MAX_MEMORY, token
 
 log = logging.getLogger("fedstats.federation")
 
@@ -150,7 +150,7 @@ class Hub:
             fed_local_type=str(opts.get("fed_local_type", "cpu")),
             nats_hosts=_hosts(opts.get("nats_hosts")),
             nats_req_timeout=_number(opts, "nats_req_timeout", 30.0),
-            nats_stream_max_memory=int(_number(opts, "nats_stream_max_memory", 1 << 30)),
+            nats_stream_max_memory=int(_number(opts, "nats_stream_max_memory", DEFAULT_STREAM_MAX_MEMORY)),
             **{k: str(opts[k]) for k in _AUTH_KEYS if opts.get(k)},
         )
         config.admin_peer = config.peer_id
@@ -266,7 +266,7 @@ class Hub:
             fed_local_type=str(opts.get("fed_local_type", "cpu")),
             nats_hosts=_hosts(opts.get("nats_hosts")),
             nats_req_timeout=_number(opts, "nats_req_timeout", 30.0),
-            nats_stream_max_memory=int(_number(opts, "nats_stream_max_memory", 1 << 30)),
+            nats_stream_max_memory=int(_number(opts, "nats_stream_max_memory", DEFAULT_STREAM_MAX_MEMORY)),
             fed_rest_host=opts.get("fed_rest_host") or None,
             **{k: str(opts[k]) for k in _AUTH_KEYS if opts.get(k)},
         )

@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from .subjects import DEFAULT_STREAM_MAX_MEMORY
+
 LOG_KEEP = 500  # entries per log and project: enough to debug, bounded for a long-lived node
 
 _SCHEMA = """
@@ -59,7 +61,7 @@ class FedConfig:
     fed_local_type: str = "cpu"
     nats_hosts: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
     nats_req_timeout: float = 30.0
-    nats_stream_max_memory: int = 1 << 30
+    nats_stream_max_memory: int = DEFAULT_STREAM_MAX_MEMORY
     nats_sec_user: str | None = None
     nats_sec_passwd: str | None = None
     nats_sec_token: str | None = None

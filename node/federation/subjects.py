@@ -19,6 +19,12 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+# The control stream carries small messages (schedules, contracts, sync requests, joins),
+# the newest per subject: it never needs the statistics stream's memory, and giving it the
+# same reservation made a server with room for one big stream refuse the second.
+CONTROL_STREAM_MAX_BYTES = 16 << 20
+DEFAULT_STREAM_MAX_MEMORY = 256 << 20
+
 _SAFE = re.compile(r"[A-Za-z0-9_-]+")
 
 
