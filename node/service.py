@@ -118,9 +118,9 @@ class ProjectService:
                 project.since_checkpoint += 1
             self._projects[(rec.cid, rec.pid)] = project
         for cid, pid, model_id, body in self.models_store.all():
-            project = self._projects.get((cid, pid))
-            if project is not None:
-                project.models[model_id] = _load_model(body)
+            owner = self._projects.get((cid, pid))
+            if owner is not None:
+                owner.models[model_id] = _load_model(body)
 
     # ------------------------------------------------------------------ projects
     def create_project(self, cid: str, pid: str, engine: str = "cpu") -> None:

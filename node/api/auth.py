@@ -51,7 +51,7 @@ def check_declared_length(request: Request, limit: int) -> None:
 
 def body_of(request: Request) -> bytes:
     """The raw body `signed_customer` read and verified."""
-    return request.state.body  # type: ignore[no-any-return]
+    return request.state.body
 
 
 async def signed_customer(request: Request, cid: str) -> Customer:

@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 
 def service_of(conn: HTTPConnection) -> ProjectService:
-    return conn.app.state.service  # type: ignore[no-any-return]
+    return conn.app.state.service
 
 
 async def run_sync(conn: HTTPConnection, fn: Callable[..., T], *args: Any) -> T:

@@ -74,7 +74,7 @@ def job_path(cid: str, job_id: int) -> str:
 
 
 def runner_of(request: Request) -> JobRunner:
-    return request.app.state.jobs  # type: ignore[no-any-return]
+    return request.app.state.jobs
 
 
 router = APIRouter(prefix="/symetry/rest/{cid}", tags=["jobs"],

@@ -45,8 +45,8 @@ def _keys(extra: Any) -> list[str]:
 async def ws_endpoint(ws: WebSocket, service: str) -> None:
     await ws.accept()
     if service not in SERVICES:
-        message = f"unknown WebSocket service {service!r}: use one of {', '.join(SERVICES)}"
-        await ws.send_text(envelope_bytes(400, message, {"error": message}).decode("utf-8"))
+        reason = f"unknown WebSocket service {service!r}: use one of {', '.join(SERVICES)}"
+        await ws.send_text(envelope_bytes(400, reason, {"error": reason}).decode("utf-8"))
         await ws.close(POLICY_VIOLATION)
         return
     session = _Session(ws, service)

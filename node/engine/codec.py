@@ -30,7 +30,7 @@ import json
 import struct
 import zlib
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -206,7 +206,7 @@ def _metadata(view: memoryview, meta_len: int, d: int, nblocks: int) -> dict[str
     return meta
 
 
-def _strings(v: Any) -> bool:
+def _strings(v: Any) -> TypeGuard[list[str]]:
     return isinstance(v, list) and all(isinstance(s, str) for s in v)
 
 
