@@ -1,7 +1,14 @@
 """Maps the repository's top-level folders onto the `fedstats.*` import names.
 
-`node/` becomes `fedstats.node` and `operator/` becomes `fedstats.operator`; every folder
-below them holding an `__init__.py` is a subpackage. Everything else is in pyproject.toml.
+`node/` becomes `fedstats.node`; `operator/` becomes `fedstats.operator` through the link
+`fedstats/operator -> ../operator`. Every folder below them holding Python modules is a
+subpackage. Everything else is in pyproject.toml.
+
+`operator/` has no `__init__.py` on purpose: a regular package of that name at the
+repository root would shadow the standard library's `operator` for any `python -m ...`
+started there (even `python3 -m venv`), while a namespace portion never wins over a real
+module (PEP 420). Reached through the link inside the regular package `fedstats`, it is the
+namespace subpackage `fedstats.operator`, in editable and wheel installs alike.
 """
 
 from pathlib import Path
@@ -9,7 +16,7 @@ from pathlib import Path
 from setuptools import setup
 
 ROOT = Path(__file__).parent
-FOLDERS = {"fedstats.node": "node", "fedstats.operator": "operator"}
+FOLDERS = {"fedstats.node": "node", "fedstats.operator": "fedstats/operator"}
 
 
 def _packages() -> tuple[list[str], dict[str, str]]:
@@ -17,11 +24,14 @@ def _packages() -> tuple[list[str], dict[str, str]]:
     package_dir = {"fedstats": "fedstats"}
     for name, folder in FOLDERS.items():
         base = ROOT / folder
-        if not (base / "__init__.py").exists():
+        if not base.is_dir():
             continue
         package_dir[name] = folder
-        for init in sorted(base.rglob("__init__.py")):
-            rel = init.parent.relative_to(base)
+        # every folder holding Python modules is a package (see the module docstring)
+        for here in sorted({p.parent for p in base.rglob("*.py")}):
+            if "__pycache__" in here.parts:
+                continue
+            rel = here.relative_to(base)
             packages.append(".".join([name, *rel.parts]) if rel.parts else name)
     return packages, package_dir
 
