@@ -3,16 +3,21 @@
 `install(app)` is what the node's `create_app` calls: it opens the node's federations
 (`Hub`, in `<data_dir>/federation.sqlite`), registers them as a source of peers'
 statistics with the project service, mounts the `fedml` router, maps federation errors
-to 400 envelopes, and starts/stops the agents with the app.
+to 400 envelopes, starts/stops the agents with the app, makes a deleted project's agent
+stop and be forgotten, and runs the `FEDSTATS_*` bootstrap (see `bootstrap`).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 from .errors import FederationError, NotAdmin
 
 __all__ = ["install"]
+
+log = logging.getLogger("fedstats.federation")
 
 
 def install(app: Any) -> None:
@@ -22,12 +27,21 @@ def install(app: Any) -> None:
 
     from ..api import fedml
     from ..api.envelope import error
+    from .bootstrap import engine_of, install_bootstrap
+    from .errors import BootstrapError
     from .hub import Hub
 
-    hub = Hub(app.state.settings.data_dir, app.state.service)
+    try:
+        engine = engine_of(os.environ)
+    except BootstrapError as e:
+        log.error("%s: new projects use cpu", e)
+        engine = "cpu"
+    hub = Hub(app.state.settings.data_dir, app.state.service, default_engine=_usable(engine))
     app.state.federation = hub
     app.state.on_startup.append(hub.startup)
     app.state.on_shutdown.append(hub.shutdown)
+    _forget_deleted_projects(app.state.service, hub)
+    app.state.bootstrap = install_bootstrap(app, hub, os.environ)
 
     async def federation_error(request: Request, exc: Exception) -> Response:
         kind = "not_admin" if isinstance(exc, NotAdmin) else "federation"
@@ -35,3 +49,28 @@ def install(app: Any) -> None:
 
     app.add_exception_handler(FederationError, federation_error)
     app.include_router(fedml.router)
+
+
+def _usable(engine: str) -> str:
+    from ..engine.xp import gpu_available
+
+    if engine == "gpu" and not gpu_available():
+        log.warning("FEDSTATS_ENGINE=cupy but this node has no CUDA GPU/CuPy: projects use cpu")
+        return "cpu"
+    return engine
+
+
+def _forget_deleted_projects(service: Any, hub: Any) -> None:
+    """Deleting a project (by any facade) first stops its agent and drops its federation.
+
+    The service offers no deletion hook, so its `delete_project` is wrapped here, on this
+    app's instance only.
+    """
+    delete = service.delete_project
+
+    def delete_project(cid: str, pid: str) -> None:
+        service.require_project(cid, pid)  # an unknown project: its 404, agent untouched
+        hub.forget_from_any_thread(cid, pid)
+        delete(cid, pid)
+
+    service.delete_project = delete_project

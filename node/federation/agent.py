@@ -40,7 +40,7 @@ from ..engine.codec import decode_snapshot, encode_snapshot
 from ..engine.errors import EngineError
 from ..security.errors import SecurityError
 from . import contract as psr
-from .errors import FederationError, WireError
+from .errors import FederationError, Unreachable, WireError
 from .schedule import parse_schedule
 from .state import FedConfig, FedState
 from .subjects import CONTROL_STREAM_MAX_BYTES, Names, inbox_prefix
@@ -117,7 +117,7 @@ class Agent:
         try:
             self.nc = await nats.connect(**opts)
         except Exception as e:  # nats-py raises a mix of OSError and its own errors
-            raise FederationError(f"cannot reach NATS at {', '.join(cfg.nats_hosts)}: {e}") from e
+            raise Unreachable(f"cannot reach NATS at {', '.join(cfg.nats_hosts)}: {e}") from e
         self.js = self.nc.jetstream(timeout=cfg.nats_req_timeout)
 
     async def start(self) -> None:
@@ -135,6 +135,13 @@ class Agent:
             self.start_pulse()
 
     async def stop(self) -> None:
+        await self._cancel_tasks()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        self.nc = None
+
+    async def _cancel_tasks(self) -> None:
         # nats-py's fetch can turn a cancellation into its own timeout error: the loops
         # also watch this flag, so they end even when the CancelledError is swallowed
         self._stopping = True
@@ -143,10 +150,19 @@ class Agent:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks, self._pulse = [], None
-        if self.nc is not None:
-            with contextlib.suppress(Exception):
-                await self.nc.close()
-        self.nc = None
+
+    async def leave(self) -> None:
+        """Stop for good: this project is gone, so its durable consumers go from the server."""
+        await self._cancel_tasks()  # first, or a consumer loop would recreate them
+        if self.js is not None and self.nc is not None and self.nc.is_connected:
+            for which, stream in (("ctl", self.names.ctl_stream),
+                                  ("stats", self.names.stats_stream)):
+                with contextlib.suppress(Exception):  # best effort: missing or no right
+                    await self.js.delete_consumer(stream, self._durable(which))
+        await self.stop()
+
+    def _durable(self, which: str) -> str:
+        return f"{self.names.fed}_{self.config.peer_id}_{which}"
 
     async def ensure_streams(self) -> None:
         """Create the federation's streams if missing (idempotent; peers may lack the right)."""
@@ -266,7 +282,7 @@ class Agent:
     async def _consume(self, which: str) -> None:
         stream = self.names.stats_stream if which == "stats" else self.names.ctl_stream
         subject = self.names.stats_all if which == "stats" else self.names.ctl_all
-        durable = f"{self.names.fed}_{self.config.peer_id}_{which}"
+        durable = self._durable(which)
         backoff = 0.2
         while not self._stopping:
             try:
@@ -438,7 +454,7 @@ class Agent:
                 open_message(self.config.fed_secret_key, [read_frame(reply.data)])
             )
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
-            raise FederationError(
+            raise Unreachable(
                 f"the federation admin did not answer within {self.config.nats_req_timeout}s"
             ) from e
         return dict(answer)

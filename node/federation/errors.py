@@ -6,7 +6,10 @@
     ├── WireError                     a message that is not ours, is truncated, or does not
     │                                 decrypt with the federation key
     ├── InviteError                   an invitation that is wrong, reused or expired
-    └── NotAdmin                      an admin-only operation asked of a peer
+    ├── NotAdmin                      an admin-only operation asked of a peer
+    ├── Unreachable                   NATS or the federation admin did not answer: worth
+    │                                 retrying later (the bootstrap does, with backoff)
+    └── BootstrapError                FEDSTATS_* environment that cannot describe a node
 
 They subclass ValueError like the engine's errors, so a caller that only knows "bad
 input" can still map them to a 400.
@@ -43,3 +46,11 @@ class InviteError(FederationError):
 
 class NotAdmin(FederationError):
     """An operation only the federation's administrator may perform."""
+
+
+class Unreachable(FederationError):
+    """NATS, or the admin behind it, did not answer: a temporary condition, retry later."""
+
+
+class BootstrapError(FederationError):
+    """The `FEDSTATS_*` environment is incomplete or contradictory (never retried)."""

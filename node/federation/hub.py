@@ -19,10 +19,10 @@ from typing import Any
 from ..engine.accumulator import Accumulator
 from ..security.errors import CryptoError
 from ..security.invites import SqliteTokenStore, TokenBook, seal_invite
-from ..security.keys import new_secret_key
+from ..security.keys import decode_key, new_secret_key
 from .agent import Agent
 from .contract import parse_contract
-from .errors import FederationError, InviteError, NotAdmin
+from .errors import FederationError, InviteError, NotAdmin, Unreachable
 from .natsconf import TOPOLOGIES
 from .schedule import parse_schedule
 from .state import FedConfig, FedState
@@ -58,24 +58,39 @@ def _flag(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes")
 
 
+def _federation_key(value: Any) -> str:
+    """The key an operator generated (validated: Base64 of 32 bytes), else a new one."""
+    if value is None or value == "":
+        return new_secret_key()
+    try:
+        decode_key(value)
+    except CryptoError as e:
+        raise FederationError(f"fed_secret_key is not usable: {e}") from None
+    return str(value).strip()
+
+
 class Hub:
     """Every federated project of one node."""
 
-    def __init__(self, data_dir: str | Path, service: Any) -> None:
+    def __init__(self, data_dir: str | Path, service: Any, default_engine: str = "cpu") -> None:
         path = Path(data_dir) / "federation.sqlite"
         self.state = FedState(path)
         self.tokens = TokenBook(SqliteTokenStore(str(path)))
         self.service = service
+        self.default_engine = default_engine  # fed_local_type when a body names none
         self.agents: dict[tuple[str, str], Agent] = {}
         self._starting: set[asyncio.Task[None]] = set()
+        self._agents_changed = asyncio.Condition()
+        self._loop: asyncio.AbstractEventLoop | None = None
         service.register_peer_source(self.peer_accumulators)
 
     # ------------------------------------------------------------ lifecycle
     async def startup(self) -> None:
         """Bring back every federated project's agent (in the background: NATS may be down)."""
+        self._loop = asyncio.get_running_loop()
         for cid, pid in self.state.projects():
             if self.service.project_exists(cid, pid):
-                task = asyncio.create_task(self._revive(cid, pid))
+                task = asyncio.create_task(self._revive(cid, pid), name=f"fed-revive {cid}/{pid}")
                 self._starting.add(task)
                 task.add_done_callback(self._starting.discard)
 
@@ -85,7 +100,7 @@ class Hub:
             agent = self._agent_for(cid, pid)
             try:
                 await agent.start()
-                self.agents[(cid, pid)] = agent
+                await self._add_agent(cid, pid, agent)
                 return
             except Exception as e:
                 self.state.log(cid, pid, "error", f"cannot reconnect the federation: {e}")
@@ -99,6 +114,48 @@ class Hub:
         for agent in list(self.agents.values()):
             await agent.stop()
         self.agents.clear()
+
+    async def _add_agent(self, cid: str, pid: str, agent: Agent) -> None:
+        self.agents[(cid, pid)] = agent
+        async with self._agents_changed:
+            self._agents_changed.notify_all()
+
+    async def wait_agent(self, cid: str, pid: str) -> Agent:
+        """The project's agent once it is connected (a revived one may wait for NATS)."""
+        async with self._agents_changed:
+            await self._agents_changed.wait_for(lambda: (cid, pid) in self.agents)
+        return self.agents[(cid, pid)]
+
+    async def forget(self, cid: str, pid: str) -> None:
+        """Stop the project's agent and drop what this node knew of its federation.
+
+        Called when the project is deleted: its durable consumers go from the server
+        (best effort), its peers' snapshots, counters and logs from `federation.sqlite`.
+        """
+        agent = self.agents.pop((cid, pid), None)
+        for task in list(self._starting):
+            if task.get_name() == f"fed-revive {cid}/{pid}":
+                task.cancel()
+        if agent is not None:
+            await agent.leave()
+        self.state.delete(cid, pid)
+
+    def forget_from_any_thread(self, cid: str, pid: str, timeout: float = 30.0) -> None:
+        """`forget`, from a worker thread (waits for it) or from the loop (schedules it)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self.state.delete(cid, pid)  # no agent can be running
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            task = loop.create_task(self.forget(cid, pid))
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+        else:
+            asyncio.run_coroutine_threadsafe(self.forget(cid, pid), loop).result(timeout)
 
     def _agent_for(self, cid: str, pid: str, config: FedConfig | None = None) -> Agent:
         config = config or self.state.config(cid, pid)
@@ -141,13 +198,13 @@ class Hub:
             raise FederationError(f"fed_type must be one of {', '.join(TOPOLOGIES)}")
         config = FedConfig(
             fed_name=name.strip(),
-            fed_secret_key=new_secret_key(),
+            fed_secret_key=_federation_key(opts.get("fed_secret_key")),
             role="admin",
             peer_id=token(str(opts.get("fed_peer_id", "admin"))),
             topology=topology,
             sync_sched=parse_schedule(str(opts.get("sync_sched", "m30"))).text,
             contract=list(opts.get("contract", [])),
-            fed_local_type=str(opts.get("fed_local_type", "cpu")),
+            fed_local_type=str(opts.get("fed_local_type") or self.default_engine),
             nats_hosts=_hosts(opts.get("nats_hosts")),
             nats_req_timeout=_number(opts, "nats_req_timeout", 30.0),
             nats_stream_max_memory=int(_number(opts, "nats_stream_max_memory", DEFAULT_STREAM_MAX_MEMORY)),
@@ -181,7 +238,7 @@ class Hub:
             with contextlib.suppress(Exception):
                 self.service.delete_project(cid, pid)
             raise
-        self.agents[(cid, pid)] = agent
+        await self._add_agent(cid, pid, agent)
         return answer
 
     def invitation(self, cid: str, pid: str, opts: dict[str, Any]) -> str:
@@ -225,7 +282,7 @@ class Hub:
         def handle(request: dict[str, Any]) -> dict[str, Any]:
             config = self.agents[(cid, pid)].config if (cid, pid) in self.agents else None
             if config is None:
-                return {"ok": False, "error": "the federation admin is starting; retry"}
+                return {"ok": False, "retry": True, "error": "the federation admin is starting"}
             try:
                 meta = self.tokens.redeem(str(request.get("token", "")), f"join:{config.fed_name}")
             except CryptoError as e:
@@ -263,7 +320,7 @@ class Hub:
             topology=topology if topology in TOPOLOGIES else "decentralized",
             merges=_flag(opts.get("fed_merges", topology == "decentralized")),
             sync_sched=parse_schedule(str(opts.get("sync_sched", "m30"))).text,
-            fed_local_type=str(opts.get("fed_local_type", "cpu")),
+            fed_local_type=str(opts.get("fed_local_type") or self.default_engine),
             nats_hosts=_hosts(opts.get("nats_hosts")),
             nats_req_timeout=_number(opts, "nats_req_timeout", 30.0),
             nats_stream_max_memory=int(_number(opts, "nats_stream_max_memory", DEFAULT_STREAM_MAX_MEMORY)),
@@ -274,7 +331,8 @@ class Hub:
         async def ask_admin(agent: Agent) -> dict[str, Any]:
             answer = await agent.request_join(str(opts["fed_req_token"]), {})
             if not answer.get("ok"):
-                raise InviteError(f"the federation admin refused the join: {answer.get('error')}")
+                error = Unreachable if answer.get("retry") else InviteError
+                raise error(f"the federation admin refused the join: {answer.get('error')}")
             return answer
 
         await self._open_joined(cid, pid, config, ask_admin)

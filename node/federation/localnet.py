@@ -3,6 +3,7 @@
 Each node is a real process (`fedstats node --host --port --data-dir --customers`) on a
 free port, so what runs is what users run: separate interpreters, separate SQLite files,
 REST only between them. `kill()` is a kill -9; `start()` again reuses the data directory.
+`env` adds variables to the child's environment (the `FEDSTATS_*` bootstrap, for one).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class NodeProcess:
         host: str = "127.0.0.1",
         port: int | None = None,
         log_level: str = "warning",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.dir = Path(workdir) / name
@@ -39,7 +41,15 @@ class NodeProcess:
         self.customers_file.write_text(json.dumps(customers))
         self.host, self.port = host, port or free_port(host)
         self.log_level = log_level
+        self.env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "node.log"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     @property
     def url(self) -> str:
@@ -54,8 +64,9 @@ class NodeProcess:
         ]  # fmt: skip
 
     def start(self, timeout: float = 60.0) -> NodeProcess:
-        log = open(self.dir / "node.log", "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        env = {**os.environ, **self.env}
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, env=env)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
