@@ -114,10 +114,17 @@ class Agent:
             opts["token"] = cfg.nats_sec_token
         elif cfg.nats_sec_nkey_seed:
             opts["nkeys_seed_str"] = cfg.nats_sec_nkey_seed
+        # with endless reconnects nats-py would retry a first connection forever (reporting
+        # each failure to error_cb): bound it, so the caller hears why and retries itself
+        nc = nats.NATS()
         try:
-            self.nc = await nats.connect(**opts)
+            await asyncio.wait_for(nc.connect(**opts), opts["connect_timeout"] + 1.0)
         except Exception as e:  # nats-py raises a mix of OSError and its own errors
-            raise Unreachable(f"cannot reach NATS at {', '.join(cfg.nats_hosts)}: {e}") from e
+            with contextlib.suppress(Exception):
+                await nc.close()
+            reason = str(nc.last_error or e) or type(e).__name__
+            raise Unreachable(f"cannot reach NATS at {', '.join(cfg.nats_hosts)}: {reason}") from e
+        self.nc = nc
         self.js = self.nc.jetstream(timeout=cfg.nats_req_timeout)
 
     async def start(self) -> None:
@@ -478,14 +485,15 @@ class Agent:
 
     # ------------------------------------------------------------ reconnects
     async def _on_disconnected(self) -> None:
-        if not self._stopping:
+        if not self._stopping and self.nc is not None:
             self._error("disconnected from NATS; reconnecting")
 
     async def _on_reconnected(self) -> None:
         self._reconnected.set()
 
     async def _on_error(self, e: Exception) -> None:
-        self._error(f"NATS: {e}")
+        if self.nc is not None:  # a first connection's failures are connect()'s to report
+            self._error(f"NATS: {e}")
 
     async def _watch_reconnects(self) -> None:
         while True:
