@@ -7,11 +7,13 @@ from the admin's REST API), run in order: form, sync, restart, refuse, retry.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import nats
 import numpy as np
 import pytest
 from fedstats.node.client import ApiError, Client
@@ -19,6 +21,7 @@ from fedstats.node.federation.bootstrap import engine_of, join_body, read_plan
 from fedstats.node.federation.errors import BootstrapError
 from fedstats.node.federation.localnet import NodeProcess
 from fedstats.node.federation.natsproc import NatsServer, free_port
+from fedstats.node.federation.subjects import Names
 from fedstats.node.security.keys import new_secret_key
 from sklearn.linear_model import LinearRegression
 
@@ -265,3 +268,32 @@ def test_an_invalid_operator_key_is_refused_without_being_echoed(boot: Boot) -> 
                                                    "nats_hosts": boot.nats.url})  # fmt: skip
     assert e.value.http_status == 400 and "fed_secret_key" in e.value.message
     assert bad not in e.value.message
+
+
+def _consumers(server: NatsServer, stream: str) -> list[str]:
+    async def names() -> list[str]:
+        nc = await nats.connect(server.url)
+        try:
+            return [c.name for c in await nc.jetstream().consumers_info(stream)]
+        finally:
+            await nc.close()
+
+    return asyncio.run(names())
+
+
+def test_deleting_a_federated_project_stops_and_forgets_its_agent(boot: Boot) -> None:
+    p2, names = boot.clients["p2"], Names.of("boot")
+    assert "boot_p2_stats" in _consumers(boot.nats, names.stats_stream)
+    assert p2.delete_project("boot")["statusCode"] == "OK"
+    assert "boot_p2_stats" not in _consumers(boot.nats, names.stats_stream)
+    assert "boot_p2_ctl" not in _consumers(boot.nats, names.ctl_stream)
+    with pytest.raises(ApiError):
+        p2.fed_info("boot")
+    # nothing of the old federation remains: the same id joins again with a new invitation
+    invite = boot.clients["admin"].fed_invitation("boot", PASSWORD, fed_peer_id="p2b")
+    p2.fed_join("boot", invite, PASSWORD)
+    p2.learn("boot", frame(data(slice(250, 300))))
+    p2.start_pulse("boot")
+    eventually(lambda: "p2b" in (_federated(boot.clients["admin"], "boot") or {})["peersInfo"],
+               what="the rejoined peer's snapshot")  # fmt: skip
+    assert "pulse failed" not in boot.nodes["p2"].log_text()
