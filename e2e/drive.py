@@ -3,12 +3,16 @@
 
 e2e/run.sh port-forwards each node's Service and calls this with the local URLs; each
 node's customer id and key are read from its `<node>-customers` Secret (as a user would,
-with kubectl). The flow is the README's: create the federation on the admin node, invite
-and join each peer, learn a split of scikit-learn's diabetes rows on every node, pulse,
-wait until every row is merged, build `mlr` on the admin and compare its predictions with
-scikit-learn's LinearRegression on the pooled rows. Exit 0 when they agree to 1e-9.
+with kubectl). The operator's pods made the federation themselves (the admin creates it,
+each peer joins with the invitation the operator stored), every node holding it as the
+project named after the federation: this learns a split of scikit-learn's diabetes rows
+on every node, waits until every row is merged, builds `mlr` on the admin and compares
+its predictions with scikit-learn's LinearRegression on the pooled rows. Exit 0 when they
+agree to 1e-9.
 
-`drive()` takes ready Clients, so tests/delivery runs the same flow against local nodes.
+`learn_and_compare()` takes ready Clients, so tests/operator runs it on the operator's
+pods run locally; `drive()` also makes the federation itself over REST (create, invite,
+join), which tests/delivery runs against plain local nodes.
 """
 
 from __future__ import annotations
@@ -50,11 +54,6 @@ def drive(clients: Mapping[str, Client], admin: str, *, fed_name: str, nats_url:
     `clients` maps each node's project id to a Client of that node (the admin's first),
     `nats_url` and `admin_rest_host` are as the nodes themselves reach NATS and the admin.
     """
-    x, y = load_diabetes(return_X_y=True)
-    names = [f"x{i}" for i in range(x.shape[1])] + ["y"]
-    rows = np.column_stack([x, y])
-    parts = dict(zip(clients, np.array_split(np.arange(len(y)), len(clients)), strict=True))
-
     clients[admin].fed_create(admin, {"fed_name": fed_name, "nats_hosts": nats_url,
                                       "sync_sched": "s1", "nats_req_timeout": 10})
     for pid, client in clients.items():
@@ -64,19 +63,32 @@ def drive(clients: Mapping[str, Client], admin: str, *, fed_name: str, nats_url:
                                                    fed_peer_id=pid)
             client.fed_join(pid, invite, "e2e-password")
     for pid, client in clients.items():
-        client.learn(pid, frame(rows[parts[pid]], names))
         client.start_pulse(pid)
+    return learn_and_compare(clients, admin, {pid: pid for pid in clients}, timeout=timeout)
+
+
+def learn_and_compare(clients: Mapping[str, Client], admin: str, projects: Mapping[str, str],
+                      *, timeout: float = 120.0) -> dict[str, Any]:
+    """Learns a split of the rows on every node of a pulsing federation, then compares the
+    admin's federated model with the pooled one. `projects` names each node's project."""
+    x, y = load_diabetes(return_X_y=True)
+    names = [f"x{i}" for i in range(x.shape[1])] + ["y"]
+    rows = np.column_stack([x, y])
+    parts = dict(zip(clients, np.array_split(np.arange(len(y)), len(clients)), strict=True))
+    for name, client in clients.items():
+        client.learn(projects[name], frame(rows[parts[name]], names))
+    pid = projects[admin]
 
     def merged() -> bool:
-        info = clients[admin].project_info(admin)["values"]["smlInfo"]
+        info = clients[admin].project_info(pid)["values"]["smlInfo"]
         return int(info["rows"]) == len(y)
 
     _wait(merged, timeout, "the admin to merge every peer's rows")
     context = {"inputAttributeNames": names[:-1], "targetAttributeNames": ["y"]}
-    built = clients[admin].build(admin, "e2e-mlr", "mlr", context, timeout=timeout)
+    built = clients[admin].build(pid, "e2e-mlr", "mlr", context, timeout=timeout)
     if built.get("statusCode") != "OK":
         raise RuntimeError(f"build failed: {built}")
-    answer = clients[admin].predict(admin, "e2e-mlr", frame(rows, names))["values"]["KSVSMap"]
+    answer = clients[admin].predict(pid, "e2e-mlr", frame(rows, names))["values"]["KSVSMap"]
     [column] = [v for k, v in answer.items() if "y" in k.lower()] or list(answer.values())
     federated = np.asarray(column, dtype=float)
     pooled = LinearRegression().fit(x, y).predict(x)
@@ -99,11 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--namespace", default="fedstats")
     p.add_argument("--kubectl", default="kubectl")
-    p.add_argument("--federation", default="demo")
-    p.add_argument("--nats-url", default="nats://nats.fedstats.svc:4222",
-                   help="NATS as the nodes reach it (in the cluster)")
-    p.add_argument("--admin-rest-host", default="http://demo-admin.fedstats.svc:8080",
-                   help="the admin node as the peers reach it (in the cluster)")
+    p.add_argument("--federation", default="demo",
+                   help="the federation's name: each node's project is named after it")
+    p.add_argument("--nats-url", help="(ignored: the operator's pods make the federation)")
+    p.add_argument("--admin-rest-host", help="(ignored: as --nats-url)")
     p.add_argument("--node", action="append", required=True, metavar="NAME=URL",
                    help="a node's Service name and its local URL; the admin first")
     args = p.parse_args(argv)
@@ -113,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         cid, key = customers_of(args.kubectl, args.namespace, name)
         clients[name] = Client(url, cid, key)
     admin = next(iter(clients))
-    result = drive(clients, admin, fed_name=args.federation, nats_url=args.nats_url,
-                   admin_rest_host=args.admin_rest_host)
+    result = learn_and_compare(clients, admin, dict.fromkeys(clients, args.federation))
     print(json.dumps(result, indent=2))
     ok = result["worst_relative_error"] < TOLERANCE
     print("federated == pooled scikit-learn" if ok else "MISMATCH", file=sys.stderr)

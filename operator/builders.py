@@ -8,13 +8,23 @@ so `desired_*_secret` take the key as an argument and are only created when abse
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from . import names
-from .names import CUSTOMERS_KEY, CUSTOMERS_PATH, DATA_DIR, FEDERATION_KEY, NODE_PORT
+from .errors import InvalidSpec
+from .names import (
+    CUSTOMERS_KEY,
+    CUSTOMERS_PATH,
+    DATA_DIR,
+    FEDERATION_KEY,
+    INVITATION_KEY,
+    NODE_PORT,
+    PASSWORD_KEY,
+)
 
 Obj = dict[str, Any]
 Body = Mapping[str, Any]
@@ -27,6 +37,21 @@ NODE_COMMAND = [
 GPU_RESOURCE = "nvidia.com/gpu"
 # Without tolerations of its own a GPU peer tolerates the taint GPU node pools usually carry.
 DEFAULT_GPU_TOLERATIONS = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+
+
+_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_QUANTITY = re.compile(r"([1-9][0-9]*)(Ki|Mi|Gi|Ti|k|M|G|T)?")
+
+
+def parse_bytes(quantity: str | int) -> int:
+    """`64Mi` -> 67108864, as the CRD's streamMaxMemory pattern allows."""
+    if isinstance(quantity, int):
+        return quantity
+    m = _QUANTITY.fullmatch(quantity.strip())
+    if m is None:
+        raise InvalidSpec(f"spec.streamMaxMemory: {quantity!r} is not a quantity like 64Mi")
+    return int(m.group(1)) * _UNITS[m.group(2) or ""]
 
 
 def owner_reference(owner: Body) -> Obj:
@@ -75,6 +100,21 @@ def desired_customers_secret(owner: Body, customer_key: str) -> Obj:
     }
 
 
+def desired_invitation_secret(peer: Body, invitation: str, password: str) -> Obj:
+    """The invitation the admin node issued for `peer`, and the password that seals it.
+
+    Made once (an invitation is one-time): the Secret is also the record that this peer was
+    invited, so an operator restart never asks the admin node for a second one.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(peer, names.invitation_secret(peer), "peer"),
+        "type": "Opaque",
+        "stringData": {INVITATION_KEY: invitation, PASSWORD_KEY: password},
+    }
+
+
 def _node_spec(owner: Body) -> Mapping[str, Any]:
     """The part of the spec that describes the node: spec.admin for a Federation, else spec."""
     spec = owner.get("spec", {})
@@ -89,6 +129,8 @@ def _federation_env(fed: Body) -> list[Obj]:
         {"name": "FEDSTATS_SYNC_SCHEDULE", "value": spec.get("syncSchedule", "m30")},
         {"name": "FEDSTATS_NATS_URL", "value": spec["nats"]["url"]},
         {"name": "FEDSTATS_NATS_REQ_TIMEOUT", "value": str(spec.get("requestTimeoutSeconds", 10))},
+        {"name": "FEDSTATS_STREAM_MAX_MEMORY",
+         "value": str(parse_bytes(spec.get("streamMaxMemory", "64Mi")))},
     ]
     auth = spec["nats"].get("authSecretRef")
     if auth:
@@ -97,6 +139,14 @@ def _federation_env(fed: Body) -> list[Obj]:
         if auth.get("tokenKey"):
             pairs = [("FEDSTATS_NATS_TOKEN", auth["tokenKey"])]
         env += [_secret_env(var, auth["name"], key) for var, key in pairs]
+    return env
+
+
+def _identity_env(owner: Body, project: str | None) -> list[Obj]:
+    """Whose the node's federated project is: the operator's customer (and the project)."""
+    env = [{"name": "FEDSTATS_CUSTOMER", "value": _node_spec(owner).get("customerId", "operator")}]
+    if project:
+        env.append({"name": "FEDSTATS_PROJECT", "value": project})
     return env
 
 
@@ -165,6 +215,7 @@ def desired_admin_deployment(fed: Body) -> Obj:
     env = [
         *_federation_env(fed),
         {"name": "FEDSTATS_ROLE", "value": "admin"},
+        *_identity_env(fed, names.federation_name(fed)),
         _secret_env("FEDSTATS_FEDERATION_KEY", names.federation_key_secret(fed), FEDERATION_KEY),
         {"name": "FEDSTATS_ENGINE", "value": "numpy"},
     ]
@@ -175,21 +226,23 @@ def desired_admin_deployment(fed: Body) -> Obj:
 def desired_peer_deployment(peer: Body, fed: Body | None) -> Obj:
     """A peer's node; `fed` is its Federation (None when it joins by an invitation Secret).
 
-    A GPU peer asks for `nvidia.com/gpu` (a limit: extended resources are never overcommitted),
+    The node joins at start with the invitation in its environment: the one the operator
+    had the admin node issue for this peer (`<peer>-peer-invitation`), or the Secret named by
+    spec.inviteSecretRef for a federation managed elsewhere. A GPU peer asks for `nvidia.com/gpu` (a limit: extended resources are never overcommitted),
     lands on the selected nodes, tolerates their taints and runs the CuPy engine.
     """
     spec = peer["spec"]
     env: list[Obj] = [{"name": "FEDSTATS_ROLE", "value": "peer"}]
     if fed is not None:
         env += _federation_env(fed)
-    invite = spec.get("inviteSecretRef")
-    if invite:
-        env += [
-            _secret_env("FEDSTATS_INVITATION", invite["name"],
-                        invite.get("invitationKey", "invitation")),
-            _secret_env("FEDSTATS_INVITATION_PASSWORD", invite["name"],
-                        invite.get("passwordKey", "password")),
-        ]
+    env += _identity_env(peer, names.federation_name(fed) if fed is not None else None)
+    invite = spec.get("inviteSecretRef") or {"name": names.invitation_secret(peer)}
+    env += [
+        _secret_env("FEDSTATS_INVITATION", invite["name"],
+                    invite.get("invitationKey", INVITATION_KEY)),
+        _secret_env("FEDSTATS_INVITATION_PASSWORD", invite["name"],
+                    invite.get("passwordKey", PASSWORD_KEY)),
+    ]
     resources = _resources(spec)
     gpu = spec.get("localType", "cpu") == "gpu"
     env.append({"name": "FEDSTATS_ENGINE", "value": "cupy" if gpu else "numpy"})

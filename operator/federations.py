@@ -1,9 +1,10 @@
 """Reconciling a Federation: its JetStream stream, its key, and its admin node.
 
 Each step reports its own condition so that a NATS outage does not hide that the admin
-node is deployed, and vice versa. The step that talks to the admin node's REST API (create
-the federation there with the stream and key) is its own condition, `FederationConfigured`,
-and is not part of `Ready` until the node's fedml API exists: see the module `handlers`.
+node is deployed, and vice versa. The admin node creates the federation itself at start,
+from its environment (role, federation key, NATS, schedule, topology); the operator then
+checks it through the node's signed REST API (`FederationConfigured`, part of `Ready`) and
+corrects the one setting a running federation can change, its pulse schedule.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
+from fedstats.node.federation.schedule import parse_schedule
 from fedstats.node.security.keys import new_secret_key
 
-from . import builders, conditions, names, nats_admin
+from . import builders, conditions, names, nats_admin, nodeapi
 from .conditions import Condition
-from .errors import NatsUnavailable
+from .errors import NatsUnavailable, NodeRefused, RetryLater, WaitingFor
 from .kube import Kube
 from .nodes import apply_node, observe_node
 from .outcome import Outcome
@@ -68,14 +70,73 @@ async def reconcile(kube: Kube, fed: Body) -> Outcome:
     seen = await observe_node(kube, fed, names.admin_name(fed))
     available = out.add(Condition("AdminAvailable", seen.status, seen.reason, seen.message))
     out.status["adminService"] = f"{names.admin_name(fed)}:{names.NODE_PORT}"
-    out.add(Condition("FederationConfigured", "Unknown", "AwaitingNodeApi",
-                      "creating the federation on the admin node needs its fedml REST API"))
-    out.add(conditions.ready([stream, deployed, available]))
+    configured = await _configured(kube, fed, out)
+    out.add(conditions.ready([stream, deployed, available, configured]))
     return out
 
 
+def check_info(fed: Body, info: Body) -> str | None:
+    """What in the admin node's fedInfo contradicts the Federation; None when nothing. Pure."""
+    want = names.federation_name(fed)
+    if info.get("fed_name") != want:
+        return f"project {want} on the admin node belongs to federation {info.get('fed_name')!r}"
+    if not info.get("fed_is_admin"):
+        return f"project {want} on the admin node is a peer, not the federation's admin"
+    topology = fed["spec"].get("topology", "decentralized")
+    if info.get("fed_type") != topology:
+        return f"the admin node runs a {info.get('fed_type')} federation, spec asks {topology}"
+    return None
+
+
+def joined_peers(info: Body) -> list[str]:
+    """The peer ids the admin node knows, itself excluded. Pure."""
+    own = info.get("fed_peer_id")
+    return sorted(str(p) for p in (info.get("peersInfo") or {}) if p != own)
+
+
+async def _configured(kube: Kube, fed: Body, out: Outcome) -> Condition:
+    """FederationConfigured: the admin node's fedInfo, and its schedule corrected to spec."""
+    pid = names.federation_name(fed)
+    try:
+        api = await nodeapi.of_node(kube, fed)
+        info = await api.fed_info(pid)
+        wrong = check_info(fed, info)
+        if wrong is not None:
+            return out.fail(Condition("FederationConfigured", "False", "Mismatch", wrong),
+                            NodeRefused(wrong, 409, delay=nodeapi.RETRY_SECONDS))
+        schedule = parse_schedule(fed["spec"].get("syncSchedule", "m30")).text
+        if info.get("sync_sched") != schedule:
+            await api.call("new_schedule", pid, schedule)
+            out.event("Normal", "ScheduleChanged",
+                      f"admin node's pulse schedule {info.get('sync_sched')} -> {schedule}")
+            info["sync_sched"] = schedule
+    except NodeRefused as e:
+        return out.fail(Condition("FederationConfigured", "False", "NotConfigured",
+                                  f"the admin node says: {e.node_message}"), e)
+    except RetryLater as e:  # NodeUnreachable, or the customers Secret not there yet
+        return out.fail(Condition("FederationConfigured", "False", "NodeUnreachable", str(e)), e)
+    out.status["peers"] = joined_peers(info)
+    pulse = "pulsing" if info.get("is_pulsing") else "not pulsing"
+    return out.add(Condition(
+        "FederationConfigured", "True", "Configured",
+        f"federation {pid} on {api.url}: {info.get('fed_type')}, schedule "
+        f"{info.get('sync_sched')}, {pulse}, {len(out.status['peers'])} peer(s) joined"))
+
+
 async def finalize(kube: Kube, fed: Body) -> list[str]:
-    """Deletes the streams (owned objects go with the Federation); those that existed."""
+    """Stops the admin node, then deletes the streams; returns those that existed.
+
+    A running admin node recreates the streams it misses, so it is scaled to zero first and
+    the streams go only once its pods are gone (owned objects go with the Federation).
+    """
+    stopped = builders.desired_admin_deployment(fed)
+    stopped["spec"]["replicas"] = 0
+    await kube.apply(stopped)
+    seen = await kube.get("Deployment", fed["metadata"]["namespace"], names.admin_name(fed))
+    running = int(((seen or {}).get("status") or {}).get("replicas") or 0)
+    if running:
+        raise WaitingFor(f"the admin node ({running} pod(s)) stops before its streams go",
+                         delay=2)
     auth = await nats_auth(kube, fed)
     return await nats_admin.delete_streams(fed["spec"]["nats"]["url"], auth,
                                            names.stream_names(fed))

@@ -77,6 +77,8 @@ async def _run(kind: str, reconcile: Reconcile, body: kopf.Body, patch: kopf.Pat
         for key, value in out.status.items():
             patch.status[key] = value
         _post_ready_event(body, find(old, "Ready"), find(new, "Ready"))
+        for type_, reason, message in out.events:
+            kopf.event(body, type=type_, reason=reason, message=message)
         if out.error is not None:
             raise out.error
         ready = find(new, "Ready")

@@ -21,6 +21,8 @@ CUSTOMERS_PATH = "/etc/fedstats/customers.json"
 DATA_DIR = "/data"
 FEDERATION_KEY = "federationKey"  # the key inside the federation key Secret
 CUSTOMERS_KEY = "customers.json"  # the key inside a node's customers Secret
+INVITATION_KEY = "invitation"  # the keys inside a peer's invitation Secret (as inviteSecretRef's)
+PASSWORD_KEY = "password"
 
 
 def federation_name(fed: Mapping[str, Any]) -> str:
@@ -49,6 +51,16 @@ def federation_key_secret(fed: Mapping[str, Any]) -> str:
 def customers_secret(owner: Mapping[str, Any]) -> str:
     """The customers file of a node: `<federation>-admin-customers` or `<peer>-peer-customers`."""
     return f"{node_name(owner)}-customers"
+
+
+def invitation_secret(peer: Mapping[str, Any]) -> str:
+    """The invitation (and its password) the admin node issued for a Peer of this cluster."""
+    return f"{peer_name(peer)}-invitation"
+
+
+def node_url(namespace: str, service: str) -> str:
+    """A node's REST API as pods reach it: its Service's cluster DNS name."""
+    return f"http://{service}.{namespace}.svc:{NODE_PORT}"
 
 
 def peer_name(peer: Mapping[str, Any]) -> str:

@@ -9,7 +9,6 @@ so a memory stream with "discard old" loses nothing a republish cannot bring bac
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,21 +21,8 @@ from nats.js.errors import NotFoundError
 from nats.js.manager import JetStreamManager
 
 from . import names
-from .errors import InvalidSpec, NatsUnavailable
-
-_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-_QUANTITY = re.compile(r"([1-9][0-9]*)(Ki|Mi|Gi|Ti|k|M|G|T)?")
-
-
-def parse_bytes(quantity: str | int) -> int:
-    """`64Mi` -> 67108864, as the CRD's streamMaxMemory pattern allows."""
-    if isinstance(quantity, int):
-        return quantity
-    m = _QUANTITY.fullmatch(quantity.strip())
-    if m is None:
-        raise InvalidSpec(f"spec.streamMaxMemory: {quantity!r} is not a quantity like 64Mi")
-    return int(m.group(1)) * _UNITS[m.group(2) or ""]
+from .builders import parse_bytes
+from .errors import NatsUnavailable
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """What one reconcile observed: conditions, extra status fields, and the error to retry on.
 
 Reconcilers return an `Outcome` instead of writing status themselves, so the kopf layer
-(`handlers.py`) alone decides how status is patched and which Events are posted, and a
+(`handlers.py`) alone patches status and posts Events (Ready's changes, and the ones a
+reconciler asks for, like an invitation issued), and a
 failed step still reports the steps that did succeed.
 """
 
@@ -18,10 +19,15 @@ class Outcome:
     conditions: list[Condition] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
     error: Exception | None = None
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
     def add(self, cond: Condition) -> Condition:
         self.conditions.append(cond)
         return cond
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        """An Event for users to see (`Normal` or `Warning`), posted by the kopf layer."""
+        self.events.append((type_, reason, message))
 
     def fail(self, cond: Condition, error: Exception) -> Condition:
         """Records a failed step; the first error is the one the handler raises."""

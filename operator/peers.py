@@ -1,24 +1,35 @@
-"""Reconciling a Peer: its Federation (when referenced), its node, and its availability.
+"""Reconciling a Peer: its Federation (when referenced), its invitation, its node, its joining.
 
 A Peer whose Federation does not exist yet is not an error of the Peer: it waits, with
-`FederationFound=False`, and is looked at again. Joining (the invitation issued by the
-admin node, stored as an encrypted Secret, and redeemed by the peer) goes through the
-nodes' fedml REST API and is reported as its own `Joined` condition, outside `Ready`.
+`FederationFound=False`, and is looked at again. A Peer of this cluster's Federation gets
+an invitation the admin node issues for it (`fed_peer_id` = the Peer's name, a generated
+password), kept in a Secret the Peer owns: the invitation is one-time, so the Secret is
+both the node's source and the record that it was issued, and a restarted operator never
+asks for a second. A Peer by `inviteSecretRef` uses that Secret as it is. The node joins
+by itself at start (the invitation is in its environment); `Joined` reports what the
+admin node (or, for a federation elsewhere, the peer's own node) says.
 """
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from . import builders, conditions, names
+from fedstats.node.federation.subjects import token
+
+from . import builders, conditions, names, nodeapi
 from .conditions import Condition
-from .errors import WaitingFor
+from .errors import NodeRefused, RetryLater, WaitingFor
 from .kube import Kube
 from .nodes import apply_node, observe_node
 from .outcome import Outcome
 
 Body = Mapping[str, Any]
+
+# One invitation at a time per Secret: the create handler and the resync timer may both run.
+_issuing: dict[tuple[str, str], asyncio.Lock] = {}
 
 
 async def _federation(kube: Kube, peer: Body, out: Outcome) -> tuple[Condition, Body | None]:
@@ -35,8 +46,96 @@ async def _federation(kube: Kube, peer: Body, out: Outcome) -> tuple[Condition, 
     return out.add(Condition("FederationFound", "True", "Found", f"Federation {ref['name']}")), fed
 
 
+def peer_id(peer: Body) -> str:
+    """The id the Peer has in its federation: its name, as the nodes make a NATS token of it."""
+    return token(peer["metadata"]["name"])
+
+
+async def _invite(kube: Kube, peer: Body, fed: Body, out: Outcome) -> None:
+    """The Peer's invitation Secret, the admin node asked for one only when there is none."""
+    namespace, name = peer["metadata"]["namespace"], names.invitation_secret(peer)
+    out.status["invitationSecret"] = name
+    if await kube.get("Secret", namespace, name) is not None:
+        return
+    lock = _issuing.setdefault((namespace, name), asyncio.Lock())
+    async with lock:
+        if await kube.get("Secret", namespace, name) is not None:
+            return
+        api = await nodeapi.of_node(kube, fed)
+        password = secrets.token_urlsafe(24)
+        invitation = await api.call(
+            "fed_invitation", names.federation_name(fed), password,
+            fed_rest_host=names.node_url(namespace, names.admin_name(fed)),
+            fed_peer_id=peer["metadata"]["name"])
+        await kube.create_if_absent(builders.desired_invitation_secret(peer, invitation,
+                                                                       password))
+    out.event("Normal", "Invited", f"the admin node issued an invitation for peer "
+                                   f"{peer_id(peer)}, stored in Secret {name}")
+
+
+def last_sync(stats: Body) -> str | None:
+    """The time of the newest snapshot sent or received, RFC 3339, from a syncLog. Pure."""
+    for line in reversed(stats.get("syncLog") or []):
+        stamp, _, message = str(line).partition("Z ")
+        if message.startswith(("sent snapshot", "received snapshot")):
+            return stamp.replace(" ", "T") + "Z"
+    return None
+
+
+async def _joined(kube: Kube, peer: Body, fed: Body | None, out: Outcome) -> Condition:
+    """Joined: listed by the admin node (or, invited from elsewhere, joined by its own node)."""
+    me = peer_id(peer)
+    try:
+        if fed is not None:
+            await _invite(kube, peer, fed, out)
+            admin = await nodeapi.of_node(kube, fed)
+            known = (await admin.fed_info(names.federation_name(fed))).get("peersInfo") or {}
+            if me not in known:
+                msg = f"the admin node does not list peer {me} yet"
+                return out.fail(Condition("Joined", "False", "NotJoined", msg),
+                                WaitingFor(msg, delay=nodeapi.RETRY_SECONDS))
+            where = f"federation {names.federation_name(fed)}"
+        own = await nodeapi.of_node(kube, peer)
+        pid = names.federation_name(fed) if fed is not None else None
+        if pid is None:
+            projects = await own.call("list_projects")
+            pid = _federated_project(projects)
+            info = await own.fed_info(pid)
+            where = f"federation {info.get('fed_name')}"
+        await _sync_status(own, pid, out)
+    except NodeRefused as e:
+        return out.fail(Condition("Joined", "False", "NotJoined",
+                                  f"the node says: {e.node_message}"), e)
+    except RetryLater as e:
+        return out.fail(Condition("Joined", "False", "NodeUnreachable", str(e)), e)
+    return out.add(Condition("Joined", "True", "Joined", f"peer {me} joined {where}"))
+
+
+def _federated_project(projects: Body) -> str:
+    """The one project of the peer's node (the node made it when it joined)."""
+    found = (projects.get("values") or {}).get("stringList") or []
+    if len(found) != 1:
+        raise NodeRefused(f"the peer's node has {len(found)} projects, not the one it joined",
+                          404, delay=nodeapi.RETRY_SECONDS)
+    return str(found[0])
+
+
+async def _sync_status(own: nodeapi.NodeApi, pid: str, out: Outcome) -> None:
+    """Counters and the last sync time from the peer's own node; best effort."""
+    try:
+        stats = ((await own.call("sync_stats", pid)).get("values") or {}).get("fedSyncStats")
+    except RetryLater:
+        return  # the admin lists the peer: Joined holds even when its node is restarting
+    stats = stats or {}
+    out.status["sync"] = {"sent": int(stats.get("sndCount", 0)),
+                          "received": int(stats.get("rcvCount", 0))}
+    when = last_sync(stats)
+    if when:
+        out.status["lastSyncTime"] = when
+
+
 async def reconcile(kube: Kube, peer: Body) -> Outcome:
-    """Conditions FederationFound, Deployed, Available (making Ready) and Joined."""
+    """Conditions FederationFound, Deployed, Available and Joined, making Ready."""
     out = Outcome()
     found, fed = await _federation(kube, peer, out)
     if found.status != "True":
@@ -45,7 +144,7 @@ async def reconcile(kube: Kube, peer: Body) -> Outcome:
     deployed = out.add(await apply_node(kube, peer, builders.desired_peer_deployment(peer, fed)))
     available = out.add(await observe_node(kube, peer, names.peer_name(peer)))
     out.status["service"] = f"{names.peer_name(peer)}:{names.NODE_PORT}"
-    out.add(Condition("Joined", "Unknown", "AwaitingNodeApi",
-                      "joining needs the admin node's invitation and the peer's fedml REST API"))
-    out.add(conditions.ready([found, deployed, available]))
+    out.status["peerId"] = peer_id(peer)
+    joined = await _joined(kube, peer, fed, out)
+    out.add(conditions.ready([found, deployed, available, joined]))
     return out
