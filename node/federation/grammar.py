@@ -1,0 +1,301 @@
+"""The PSR contract grammar: text in, syntax tree out (pure; errors say line and column).
+
+    rule   := or ; or := and (OR and)* ; and := not (AND not)* ; not := NOT not | (rule) | cmp
+    cmp    := sum op sum          op: > >= < <= = == != <>
+    sum    := product (+|- product)* ; product := unary (*|/ unary)*
+    unary  := -unary | number | (sum) | NAME(args)
+
+plus `@send block|allow` / `@receive block|allow` lines and `#` comments. Names and
+arities of the statistics are checked here, so a contract is validated without data;
+what they compute is `evaluate`'s job.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .errors import ContractError
+
+Action = Literal["block", "allow"]
+
+# statistic -> number of attribute arguments (evaluate.STATISTICS computes them)
+ARITY = {
+    "COUNT": 1, "MEAN": 1, "VARIANCE": 1, "VARIANCE_UNBIASED": 1, "STDDEV": 1,
+    "STDDEV_UNBIASED": 1, "COVAR": 2, "COVAR_UNBIASED": 2, "LINCORR": 2,
+}  # fmt: skip
+# functions of a binary column `b` (the last argument) over the whole rows
+SPECIAL = {"PCT_OF_TRUE": 1, "PCT_OF_FALSE": 1, "MEAN_WHEN_TRUE": 2, "MEAN_WHEN_FALSE": 2}
+FUNCTIONS = sorted([*ARITY, *(f"COND_{k}" for k in ARITY), *SPECIAL])
+
+
+# ------------------------------------------------------------------ syntax tree
+@dataclass(frozen=True)
+class Num:
+    value: float
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple[str | float, ...]
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.name}({', '.join(str(a) for a in self.args)})"
+
+
+@dataclass(frozen=True)
+class Arith:
+    op: str
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Compare:
+    op: str
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Logic:
+    op: str  # AND, OR, NOT
+    items: tuple[Cond, ...]
+
+
+Expr = Num | Call | Arith
+Cond = Compare | Logic
+
+
+@dataclass(frozen=True)
+class Rule:
+    line: int
+    text: str
+    tree: Cond
+
+
+@dataclass(frozen=True)
+class Contract:
+    rules: tuple[Rule, ...] = ()
+    send: Action = "block"
+    receive: Action = "block"
+    source: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def empty(self) -> bool:
+        return not self.rules
+
+
+# ------------------------------------------------------------------ parser
+_TOKEN = re.compile(
+    r"""(?P<ws>\s+)
+    |(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+    |(?P<str>"[^"]*"|'[^']*')
+    |(?P<name>[A-Za-z_][A-Za-z0-9_$.]*)
+    |(?P<op>>=|<=|==|!=|<>|[<>=])
+    |(?P<punct>[(),+\-*/])""",
+    re.VERBOSE,
+)
+_KEYWORDS = {"AND", "OR", "NOT"}
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str  # num, str, name, kw, op, punct, end
+    text: str
+    col: int
+
+
+def _tokens(text: str, line: int) -> list[_Tok]:
+    out: list[_Tok] = []
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise ContractError(f"unexpected character {text[pos]!r}", line, pos + 1)
+        kind = m.lastgroup or ""
+        if kind != "ws":
+            word = m.group()
+            if kind == "name" and word.upper() in _KEYWORDS:
+                kind, word = "kw", word.upper()
+            elif kind == "str":
+                kind, word = "name", word[1:-1]
+            out.append(_Tok(kind, word, pos + 1))
+        pos = m.end()
+    out.append(_Tok("end", "", len(text) + 1))
+    return out
+
+
+class _Parser:
+    """Recursive descent: or := and (OR and)*; and := not (AND not)*; not := NOT not | atom."""
+
+    def __init__(self, text: str, line: int) -> None:
+        self.toks = _tokens(text, line)
+        self.i = 0
+        self.line = line
+
+    def peek(self) -> _Tok:
+        return self.toks[self.i]
+
+    def take(self, kind: str, text: str | None = None) -> _Tok:
+        tok = self.peek()
+        if tok.kind != kind or (text is not None and tok.text != text):
+            want = repr(text) if text else kind
+            got = repr(tok.text) if tok.kind != "end" else "end of line"
+            raise ContractError(f"expected {want}, found {got}", self.line, tok.col)
+        self.i += 1
+        return tok
+
+    def rule(self) -> Cond:
+        tree = self.disjunction()
+        self.take("end")
+        return tree
+
+    def disjunction(self) -> Cond:
+        items = [self.conjunction()]
+        while self.peek().kind == "kw" and self.peek().text == "OR":
+            self.i += 1
+            items.append(self.conjunction())
+        return items[0] if len(items) == 1 else Logic("OR", tuple(items))
+
+    def conjunction(self) -> Cond:
+        items = [self.negation()]
+        while self.peek().kind == "kw" and self.peek().text == "AND":
+            self.i += 1
+            items.append(self.negation())
+        return items[0] if len(items) == 1 else Logic("AND", tuple(items))
+
+    def negation(self) -> Cond:
+        if self.peek().kind == "kw" and self.peek().text == "NOT":
+            self.i += 1
+            return Logic("NOT", (self.negation(),))
+        if self.peek().text == "(" and self._parenthesised_condition():
+            self.i += 1
+            tree = self.disjunction()
+            self.take("punct", ")")
+            return tree
+        left = self.sum()
+        tok = self.peek()
+        if tok.kind != "op":
+            raise ContractError("expected a comparison (>, >=, <, <=, =, !=)", self.line, tok.col)
+        self.i += 1
+        op = {"=": "==", "<>": "!="}.get(tok.text, tok.text)
+        return Compare(op, left, self.sum())
+
+    def _parenthesised_condition(self) -> bool:
+        """Whether the `(` here opens a condition, not an arithmetic group like `(a + b) > 1`."""
+        depth = 0
+        for tok in self.toks[self.i :]:
+            if tok.text == "(":
+                depth += 1
+            elif tok.text == ")":
+                depth -= 1
+                if depth == 0:
+                    return False
+            elif depth >= 1 and (tok.kind == "op" or tok.kind == "kw"):
+                return True
+        return False
+
+    def sum(self) -> Expr:
+        left = self.product()
+        while self.peek().text in ("+", "-") and self.peek().kind == "punct":
+            op = self.take("punct").text
+            left = Arith(op, left, self.product())
+        return left
+
+    def product(self) -> Expr:
+        left = self.unary()
+        while self.peek().text in ("*", "/") and self.peek().kind == "punct":
+            op = self.take("punct").text
+            left = Arith(op, left, self.unary())
+        return left
+
+    def unary(self) -> Expr:
+        tok = self.peek()
+        if tok.kind == "punct" and tok.text == "-":
+            self.i += 1
+            return Arith("-", Num(0.0), self.unary())
+        if tok.kind == "num":
+            self.i += 1
+            return Num(float(tok.text))
+        if tok.kind == "punct" and tok.text == "(":
+            self.i += 1
+            inner = self.sum()
+            self.take("punct", ")")
+            return inner
+        if tok.kind == "name":
+            return self.call()
+        raise ContractError("expected a number or a statistic", self.line, tok.col)
+
+    def call(self) -> Call:
+        tok = self.take("name")
+        name = tok.text.upper()
+        if name not in FUNCTIONS:
+            raise ContractError(f"unknown function {tok.text!r}", self.line, tok.col)
+        self.take("punct", "(")
+        args: list[str | float] = []
+        while self.peek().text != ")" or self.peek().kind != "punct":
+            arg = self.peek()
+            if arg.kind == "name":
+                args.append(arg.text)
+            elif arg.kind == "num":
+                args.append(float(arg.text))
+            else:
+                raise ContractError("expected an attribute name", self.line, arg.col)
+            self.i += 1
+            if self.peek().text == ",":
+                self.i += 1
+            elif self.peek().text != ")":
+                raise ContractError("expected ',' or ')'", self.line, self.peek().col)
+        self.take("punct", ")")
+        _check_arity(name, args, self.line, tok.col)
+        return Call(name, tuple(args), self.line, tok.col)
+
+
+def _check_arity(name: str, args: list[str | float], line: int, col: int) -> None:
+    if name.startswith("COND_"):
+        arity = ARITY[name[5:]]
+        ok = len(args) in (arity + 1, arity + 2)
+        names = args[: arity + 1]
+        if ok and len(args) == arity + 2 and args[-1] not in (0.0, 1.0):
+            raise ContractError(f"{name}: the condition value must be 0 or 1", line, col)
+        want = f"{arity} attribute(s), a binary column and optionally 0 or 1"
+    else:
+        arity = ARITY[name] if name in ARITY else SPECIAL[name]
+        ok, names = len(args) == arity, args
+        want = f"{arity} attribute(s)"
+    if not ok:
+        raise ContractError(f"{name} takes {want}, not {len(args)} argument(s)", line, col)
+    if any(not isinstance(a, str) for a in names):
+        raise ContractError(f"{name}: arguments must be attribute names", line, col)
+
+
+def parse_contract(lines: str | Sequence[str]) -> Contract:
+    """Parse a contract (text, or a StringList of lines); raises ContractError."""
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    rules: list[Rule] = []
+    actions: dict[str, Action] = {"send": "block", "receive": "block"}
+    for number, raw in enumerate(lines, start=1):
+        text = raw.split("#", 1)[0].strip()
+        if not text:
+            continue
+        if text.startswith("@"):
+            parts = text[1:].split()
+            if len(parts) != 2 or parts[0].lower() not in actions:
+                raise ContractError(
+                    "expected '@send block|allow' or '@receive block|allow'", number, 1
+                )
+            action = parts[1].lower()
+            if action not in ("block", "allow"):
+                raise ContractError(f"unknown action {parts[1]!r}: block or allow", number, 1)
+            actions[parts[0].lower()] = action  # type: ignore[assignment]
+            continue
+        tree = _Parser(raw.split("#", 1)[0], number).rule()
+        rules.append(Rule(number, text, tree))
+    return Contract(tuple(rules), actions["send"], actions["receive"], tuple(lines))
