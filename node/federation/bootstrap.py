@@ -101,7 +101,9 @@ def read_plan(env: Mapping[str, str], customers: Collection[str]) -> Plan | None
         [customer] = customers
     elif customer not in customers:
         raise BootstrapError(f"FEDSTATS_CUSTOMER {customer!r} is not a configured customer")
-    options = {opt: env[var].strip() for var, opt in _ADMIN_OPTIONS.items() if env.get(var, "").strip()}
+    options = {
+        opt: env[var].strip() for var, opt in _ADMIN_OPTIONS.items() if env.get(var, "").strip()
+    }
     engine = engine_of(env)
     options["fed_local_type"] = engine
     project = env.get("FEDSTATS_PROJECT", "").strip() or options.get("fed_name")
@@ -116,8 +118,15 @@ def read_plan(env: Mapping[str, str], customers: Collection[str]) -> Plan | None
         )
     local = {k: v for k, v in options.items() if k in (*_PEER_LOCAL, *_CREDENTIALS)}
     local["fed_local_type"] = engine
-    return Plan("peer", customer, project, engine, local, invitation,
-                env.get("FEDSTATS_INVITATION_PASSWORD"))
+    return Plan(
+        "peer",
+        customer,
+        project,
+        engine,
+        local,
+        invitation,
+        env.get("FEDSTATS_INVITATION_PASSWORD"),
+    )
 
 
 def join_body(invitation: Mapping[str, Any], local: Mapping[str, Any]) -> dict[str, Any]:

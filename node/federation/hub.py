@@ -207,7 +207,9 @@ class Hub:
             fed_local_type=str(opts.get("fed_local_type") or self.default_engine),
             nats_hosts=_hosts(opts.get("nats_hosts")),
             nats_req_timeout=_number(opts, "nats_req_timeout", 30.0),
-            nats_stream_max_memory=int(_number(opts, "nats_stream_max_memory", DEFAULT_STREAM_MAX_MEMORY)),
+            nats_stream_max_memory=int(
+                _number(opts, "nats_stream_max_memory", DEFAULT_STREAM_MAX_MEMORY)
+            ),
             **{k: str(opts[k]) for k in _AUTH_KEYS if opts.get(k)},
         )
         config.admin_peer = config.peer_id
@@ -323,7 +325,9 @@ class Hub:
             fed_local_type=str(opts.get("fed_local_type") or self.default_engine),
             nats_hosts=_hosts(opts.get("nats_hosts")),
             nats_req_timeout=_number(opts, "nats_req_timeout", 30.0),
-            nats_stream_max_memory=int(_number(opts, "nats_stream_max_memory", DEFAULT_STREAM_MAX_MEMORY)),
+            nats_stream_max_memory=int(
+                _number(opts, "nats_stream_max_memory", DEFAULT_STREAM_MAX_MEMORY)
+            ),
             fed_rest_host=opts.get("fed_rest_host") or None,
             **{k: str(opts[k]) for k in _AUTH_KEYS if opts.get(k)},
         )

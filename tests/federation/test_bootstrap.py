@@ -42,15 +42,27 @@ def test_no_role_means_no_bootstrap() -> None:
     [
         ({"FEDSTATS_ROLE": "boss"}, ["c1"], "admin or peer"),
         ({"FEDSTATS_ROLE": "admin", "FEDSTATS_FEDERATION": "f"}, ["c1", "c2"], "2 customers"),
-        ({"FEDSTATS_ROLE": "admin", "FEDSTATS_CUSTOMER": "c9", "FEDSTATS_FEDERATION": "f"},
-         ["c1"], "not a configured customer"),
+        (
+            {"FEDSTATS_ROLE": "admin", "FEDSTATS_CUSTOMER": "c9", "FEDSTATS_FEDERATION": "f"},
+            ["c1"],
+            "not a configured customer",
+        ),
         ({"FEDSTATS_ROLE": "admin"}, ["c1"], "FEDSTATS_FEDERATION"),
         ({"FEDSTATS_ROLE": "peer"}, ["c1"], "FEDSTATS_INVITATION"),
-        ({"FEDSTATS_ROLE": "peer", "FEDSTATS_PROJECT": "p", "FEDSTATS_ENGINE": "torch"},
-         ["c1"], "numpy or cupy"),
+        (
+            {"FEDSTATS_ROLE": "peer", "FEDSTATS_PROJECT": "p", "FEDSTATS_ENGINE": "torch"},
+            ["c1"],
+            "numpy or cupy",
+        ),
     ],
-    ids=["bad-role", "which-customer", "unknown-customer", "admin-unnamed", "peer-uninvited",
-         "bad-engine"],
+    ids=[
+        "bad-role",
+        "which-customer",
+        "unknown-customer",
+        "admin-unnamed",
+        "peer-uninvited",
+        "bad-engine",
+    ],
 )
 def test_unusable_environments_say_why(
     env: dict[str, str], customers: list[str], message: str
@@ -247,8 +259,11 @@ def test_a_peer_that_cannot_reach_nats_retries_without_burning_its_invitation(
     boot: Boot,
 ) -> None:
     invite = boot.clients["admin"].fed_invitation("boot", PASSWORD, fed_peer_id="p4")
-    env = {"FEDSTATS_INVITATION": invite, "FEDSTATS_INVITATION_PASSWORD": PASSWORD,
-           "FEDSTATS_NATS_URL": f"nats://127.0.0.1:{free_port()}"}  # nothing listens there
+    env = {
+        "FEDSTATS_INVITATION": invite,
+        "FEDSTATS_INVITATION_PASSWORD": PASSWORD,
+        "FEDSTATS_NATS_URL": f"nats://127.0.0.1:{free_port()}",
+    }  # nothing listens there
     node = boot.add_peer("p4", env)
     eventually(lambda: "retrying" in node.log_text(), what="a retry to be logged")
     assert _healthy(node) and "cannot reach NATS" in node.log_text()

@@ -30,7 +30,9 @@ SEEDS = {name: new_seed() for name in ("admin", "p1", "stranger")}
 @pytest.fixture(scope="module")
 def nkey_server(tmp_path_factory: pytest.TempPathFactory) -> NatsServer:
     users = federation_users(
-        "nk", "decentralized", User("admin", "admin", nkey=SEEDS["admin"][1]),
+        "nk",
+        "decentralized",
+        User("admin", "admin", nkey=SEEDS["admin"][1]),
         [User("p1", "p1", nkey=SEEDS["p1"][1])],
     )
     assert all("password" not in u for u in users)  # the server holds public keys only
@@ -65,8 +67,9 @@ async def test_peers_authenticated_by_nkey_seeds_federate(
 async def test_a_seed_the_server_does_not_know_is_refused(
     nkey_server: NatsServer, tmp_path: Path
 ) -> None:
-    stranger = Node(nkey_server, tmp_path, "p1", new_secret_key(), "nk",
-                    nats_sec_nkey_seed=SEEDS["stranger"][0])
-    with pytest.raises(Unreachable, match="(?i)authorization"):
+    stranger = Node(
+        nkey_server, tmp_path, "p1", new_secret_key(), "nk", nats_sec_nkey_seed=SEEDS["stranger"][0]
+    )
+    with pytest.raises(Unreachable, match=r"(?i)authorization"):
         await stranger.agent.connect()
     await stranger.agent.stop()

@@ -26,7 +26,9 @@ SPLIT = {"admin": slice(0, 120), "merger": slice(120, 300), "sharer": slice(300,
 
 
 @pytest.fixture(scope="module")
-def hybrid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NatsServer, dict[str, Client]]]:
+def hybrid(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[NatsServer, dict[str, Client]]]:
     root = tmp_path_factory.mktemp("hybrid")
     key = new_secret_key()
     users = federation_users("hyb", "hybrid", ADMIN, PEERS.values(), mergers=["merger"])

@@ -24,7 +24,9 @@ KEY = new_secret_key()
 
 def _acc(d: int = 6, rows: int = 50) -> Accumulator:
     acc = Accumulator()
-    acc.learn_array(np.random.default_rng(1).normal(size=(rows, d)), [f"confidential_{i}" for i in range(d)])
+    acc.learn_array(
+        np.random.default_rng(1).normal(size=(rows, d)), [f"confidential_{i}" for i in range(d)]
+    )
     return acc
 
 
