@@ -58,6 +58,11 @@ def _flag(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes")
 
 
+def _credentials(opts: dict[str, Any]) -> dict[str, Any]:
+    """The NATS credentials `opts` give (FedConfig keyword arguments)."""
+    return {k: str(opts[k]) for k in _AUTH_KEYS if opts.get(k)}
+
+
 def _federation_key(value: Any) -> str:
     """The key an operator generated (validated: Base64 of 32 bytes), else a new one."""
     if value is None or value == "":
@@ -210,7 +215,7 @@ class Hub:
             nats_stream_max_memory=int(
                 _number(opts, "nats_stream_max_memory", DEFAULT_STREAM_MAX_MEMORY)
             ),
-            **{k: str(opts[k]) for k in _AUTH_KEYS if opts.get(k)},
+            **_credentials(opts),
         )
         config.admin_peer = config.peer_id
         parse_contract(config.contract)
@@ -329,7 +334,7 @@ class Hub:
                 _number(opts, "nats_stream_max_memory", DEFAULT_STREAM_MAX_MEMORY)
             ),
             fed_rest_host=opts.get("fed_rest_host") or None,
-            **{k: str(opts[k]) for k in _AUTH_KEYS if opts.get(k)},
+            **_credentials(opts),
         )
 
         async def ask_admin(agent: Agent) -> dict[str, Any]:

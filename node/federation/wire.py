@@ -95,7 +95,7 @@ def read_frame(data: bytes) -> Frame:
     try:
         head = json.loads(data[start : start + hlen])
         index = int(head.pop("chunk"))
-        header = {
+        header: dict[str, Any] = {
             "fed": str(head["fed"]),
             "peer": str(head["peer"]),
             "kind": str(head["kind"]),

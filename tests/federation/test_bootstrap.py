@@ -136,6 +136,10 @@ class Boot:
 PIDS = {"admin": "boot", "p1": "p1-project", "p2": "boot"}
 
 
+def _pulsing(client: Client, pid: str) -> bool:
+    return bool((_federated(client, pid) or {}).get("is_pulsing"))
+
+
 def _federated(client: Client, pid: str) -> dict[str, Any] | None:
     try:
         return dict(client.fed_info(pid)["values"]["fedInfo"])
@@ -181,7 +185,7 @@ def test_the_admin_federation_uses_the_operators_key_and_pulses(boot: Boot) -> N
 
 def test_peers_join_from_their_invitations_and_pulse(boot: Boot) -> None:
     for name in ("p1", "p2"):
-        eventually(lambda n=name: (_federated(boot.clients[n], PIDS[n]) or {}).get("is_pulsing"),
+        eventually(lambda n=name: _pulsing(boot.clients[n], PIDS[n]),
                    what=f"{name} to join and pulse")  # fmt: skip
         info = _federated(boot.clients[name], PIDS[name])
         assert info is not None and info["fed_peer_id"] == name and not info["fed_is_admin"]
@@ -214,7 +218,7 @@ def test_a_restarted_peer_does_not_redeem_its_invitation_again_and_keeps_syncing
     node = boot.nodes["p1"]
     node.stop()
     node.start()  # same data dir, same environment, same (now used) invitation
-    eventually(lambda: (_federated(boot.clients["p1"], "p1-project") or {}).get("is_pulsing"),
+    eventually(lambda: _pulsing(boot.clients["p1"], "p1-project"),
                what="p1's pulse to resume")  # fmt: skip
     boot.clients["p1"].forget("p1-project", frame(data(slice(100, 130))))
     eventually(lambda: boot.rows("admin", "boot") == len(Y) - 30, what="p1's forget")
@@ -228,7 +232,7 @@ def test_a_restarted_admin_keeps_its_key_and_federation(boot: Boot) -> None:
     node = boot.nodes["admin"]
     node.stop()
     node.start()
-    eventually(lambda: (_federated(boot.clients["admin"], "boot") or {}).get("is_pulsing"),
+    eventually(lambda: _pulsing(boot.clients["admin"], "boot"),
                what="the admin's pulse to resume")  # fmt: skip
     info = _federated(boot.clients["admin"], "boot")
     assert info is not None and info["fed_secret_key"] == boot.fed_key
@@ -271,7 +275,7 @@ def test_a_peer_that_cannot_reach_nats_retries_without_burning_its_invitation(
     node.stop()
     del node.env["FEDSTATS_NATS_URL"]  # the invitation's own address works
     node.start()
-    eventually(lambda: (_federated(boot.clients["p4"], "boot") or {}).get("is_pulsing"),
+    eventually(lambda: _pulsing(boot.clients["p4"], "boot"),
                what="p4 to join once NATS is reachable")  # fmt: skip
     assert _joins(boot, "p4") == 1
 

@@ -45,7 +45,7 @@ def data(part: slice) -> np.ndarray:
     return np.column_stack([X[part], Y[part]])
 
 
-def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+def eventually(check: Callable[..., bool], timeout: float = 30.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
