@@ -12,6 +12,7 @@ Bounds (min/max) cannot be un-merged: after a forget they stay the bounds seen s
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -82,11 +83,8 @@ class Moments:
         mean = (ones @ x) / n  # BLAS gemv: faster than x.mean(axis=0)
         if xp is not np:  # pragma: no cover - GPU: one large kernel each beats blocks
             return cls._centred(x, mean, ones)
-        rows = max(16, _BLOCK_BYTES // (8 * d))
-        if rows >= n:
-            return cls._centred(x, mean, ones)
-        buf = np.empty((rows, d))
-        sq = np.empty((rows, d))
+        rows = min(n, max(16, _BLOCK_BYTES // (8 * d)))
+        buf, sq = _scratch(rows, d)
         m2 = np.zeros((d, d))
         s = np.zeros(d)
         p3 = np.zeros(d)
@@ -313,6 +311,24 @@ def _rank1(m: Array, v: Array, alpha: float) -> None:
     d² temporary this allocates.
     """
     m += module_of(m).multiply.outer(v, v * alpha)
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(rows: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two (rows, d) work arrays, reused by this thread from one call to the next.
+
+    A fresh multi-megabyte array comes from mmap and page-faults on first touch: at d=100
+    that cost several times the syrk itself. The blocks are at most `_BLOCK_BYTES`, so
+    keeping the two largest ever used is cheap.
+    """
+    have = getattr(_SCRATCH, "arrays", None)
+    size = rows * d
+    if have is None or have[0].size < size:
+        have = (np.empty(size), np.empty(size))
+        _SCRATCH.arrays = have
+    return have[0][:size].reshape(rows, d), have[1][:size].reshape(rows, d)
 
 
 def _fold(op: Any, x: np.ndarray, scratch: np.ndarray, acc: np.ndarray) -> None:
