@@ -4,7 +4,8 @@
     FEDSTATS_CUSTOMER            the customer owning the project (default: the only one)
     FEDSTATS_PROJECT             the project id (default: FEDSTATS_FEDERATION, and for a
                                  peer without it the invitation's fed_name)
-    FEDSTATS_ENGINE              numpy | cupy: the engine of new projects (cpu | gpu)
+    FEDSTATS_ENGINE              numpy | cupy: the engine of new projects (cpu | gpu; the
+                                 Hub's default, cpu where no GPU is found)
   admin
     FEDSTATS_FEDERATION          fed_name
     FEDSTATS_TOPOLOGY            decentralized | centralized | hybrid
@@ -38,6 +39,7 @@ from typing import Any
 
 from ..security.errors import SecurityError
 from ..security.invites import open_invite
+from ..service import ServiceError
 from .errors import BootstrapError, FederationError, Unreachable
 from .hub import Hub
 from .state import FedConfig
@@ -104,8 +106,7 @@ def read_plan(env: Mapping[str, str], customers: Collection[str]) -> Plan | None
     options = {
         opt: env[var].strip() for var, opt in _ADMIN_OPTIONS.items() if env.get(var, "").strip()
     }
-    engine = engine_of(env)
-    options["fed_local_type"] = engine
+    engine = engine_of(env)  # the Hub's default for new projects: no option needed
     project = env.get("FEDSTATS_PROJECT", "").strip() or options.get("fed_name")
     if role == "admin":
         if "fed_name" not in options:
@@ -117,7 +118,6 @@ def read_plan(env: Mapping[str, str], customers: Collection[str]) -> Plan | None
             "FEDSTATS_ROLE=peer needs FEDSTATS_INVITATION (or FEDSTATS_PROJECT once joined)"
         )
     local = {k: v for k, v in options.items() if k in (*_PEER_LOCAL, *_CREDENTIALS)}
-    local["fed_local_type"] = engine
     return Plan(
         "peer",
         customer,
@@ -130,11 +130,10 @@ def read_plan(env: Mapping[str, str], customers: Collection[str]) -> Plan | None
 
 
 def join_body(invitation: Mapping[str, Any], local: Mapping[str, Any]) -> dict[str, Any]:
-    """The createJoin body: the invitation, with where this node reaches NATS, its engine,
-    and its own credentials only when the admin issued none (they are per peer when the
-    topology needs server-enforced permissions)."""
+    """The createJoin body: the invitation, with where this node reaches NATS, and its own
+    credentials only when the admin issued none (they are per peer when the topology needs
+    server-enforced permissions)."""
     body = {**invitation, **{k: local[k] for k in _PEER_LOCAL if k in local}}
-    body["fed_local_type"] = local["fed_local_type"]
     if not any(invitation.get(k) for k in _CREDENTIALS):
         body.update({k: local[k] for k in _CREDENTIALS if k in local})
     return body
@@ -160,7 +159,7 @@ class Bootstrap:
         where = f"{self.plan.role} {self.plan.customer}/{self.plan.project or '?'}"
         try:
             await (self._admin() if self.plan.role == "admin" else self._peer())
-        except (FederationError, SecurityError) as e:
+        except (FederationError, SecurityError, ServiceError) as e:
             self.status = f"failed: {e}"
             log.error("bootstrap as %s failed, left as it is: %s", where, e)
         except asyncio.CancelledError:

@@ -17,6 +17,7 @@ import nats
 import numpy as np
 import pytest
 from fedstats.node.client import ApiError, Client
+from fedstats.node.engine.xp import gpu_available
 from fedstats.node.federation.bootstrap import engine_of, join_body, read_plan
 from fedstats.node.federation.errors import BootstrapError
 from fedstats.node.federation.localnet import NodeProcess
@@ -84,8 +85,9 @@ def test_admin_plan_maps_every_variable_to_a_create_option() -> None:
     assert plan.options == {
         "fed_name": "f", "fed_type": "hybrid", "sync_sched": "h3", "nats_hosts": "nats://n:4222",
         "nats_req_timeout": "7", "nats_sec_user": "u", "nats_sec_passwd": "p",
-        "fed_secret_key": "K", "nats_stream_max_memory": "1024", "fed_local_type": "gpu",
+        "fed_secret_key": "K", "nats_stream_max_memory": "1024",
     }  # fmt: skip
+    assert plan.engine == "gpu"
     assert "K" not in repr(plan) and "'p'" not in repr(plan)
 
 
@@ -101,7 +103,6 @@ def test_peer_plan_keeps_the_invitations_credentials_and_its_own_nats_address() 
     body = join_body(invited, plan.options)
     assert body["nats_hosts"] == "nats://local:4222"
     assert (body["nats_sec_user"], body["nats_sec_passwd"]) == ("peer7", "peer7-pw")
-    assert body["fed_local_type"] == "cpu"
     bare = join_body({"fed_name": "f"}, plan.options)
     assert (bare["nats_sec_user"], bare["nats_sec_passwd"]) == ("shared", "shared-pw")
 
@@ -228,15 +229,20 @@ def test_a_restarted_peer_does_not_redeem_its_invitation_again_and_keeps_syncing
     eventually(lambda: boot.rows("admin", "boot") == len(Y), what="p1's relearn")
 
 
-def test_a_restarted_admin_keeps_its_key_and_federation(boot: Boot) -> None:
+def test_a_restarted_admin_keeps_its_key_and_sends_a_changed_schedule(boot: Boot) -> None:
     node = boot.nodes["admin"]
     node.stop()
+    node.env["FEDSTATS_SYNC_SCHEDULE"] = "s2"  # the operator's spec changed meanwhile
     node.start()
     eventually(lambda: _pulsing(boot.clients["admin"], "boot"),
                what="the admin's pulse to resume")  # fmt: skip
     info = _federated(boot.clients["admin"], "boot")
     assert info is not None and info["fed_secret_key"] == boot.fed_key
     assert "failed" not in node.log_text()
+    eventually(
+        lambda: (_federated(boot.clients["p2"], "boot") or {}).get("sync_sched") == "s2",
+        what="the new schedule to reach p2",
+    )
     boot.clients["p2"].forget("boot", frame(data(slice(250, 280))))
     eventually(lambda: boot.rows("admin", "boot") == len(Y) - 30, what="p2's forget")
     boot.clients["p2"].learn("boot", frame(data(slice(250, 280))))
@@ -266,8 +272,9 @@ def test_a_peer_that_cannot_reach_nats_retries_without_burning_its_invitation(
     env = {
         "FEDSTATS_INVITATION": invite,
         "FEDSTATS_INVITATION_PASSWORD": PASSWORD,
-        "FEDSTATS_NATS_URL": f"nats://127.0.0.1:{free_port()}",
-    }  # nothing listens there
+        "FEDSTATS_NATS_URL": f"nats://127.0.0.1:{free_port()}",  # nothing listens there
+        "FEDSTATS_ENGINE": "cupy",
+    }
     node = boot.add_peer("p4", env)
     eventually(lambda: "retrying" in node.log_text(), what="a retry to be logged")
     assert _healthy(node) and "cannot reach NATS" in node.log_text()
@@ -278,6 +285,8 @@ def test_a_peer_that_cannot_reach_nats_retries_without_burning_its_invitation(
     eventually(lambda: _pulsing(boot.clients["p4"], "boot"),
                what="p4 to join once NATS is reachable")  # fmt: skip
     assert _joins(boot, "p4") == 1
+    project = boot.clients["p4"].project_info("boot")["values"]["smlInfo"]
+    assert project["type"] == ("gpu" if gpu_available() else "cpu")  # cupy, where it runs
 
 
 def test_an_invalid_operator_key_is_refused_without_being_echoed(boot: Boot) -> None:
