@@ -99,6 +99,7 @@ class ProjectService:
         self._projects: dict[tuple[str, str], Project] = {}
         self._registry_lock = threading.Lock()
         self._peer_sources: list[PeerSource] = []
+        self._delete_listeners: list[Callable[[str, str], None]] = []
         self._load()
 
     # ------------------------------------------------------------------ start
@@ -140,6 +141,8 @@ class ProjectService:
 
     def delete_project(self, cid: str, pid: str) -> None:
         project = self._project(cid, pid)
+        for listener in self._delete_listeners:  # e.g. the federation stops its agent
+            listener(cid, pid)
         with project.lock, self._registry_lock:
             project.deleted = True
             self._projects.pop((cid, pid), None)
@@ -201,6 +204,10 @@ class ProjectService:
                 self.projects_store.checkpoint(cid, pid, project.seq, encode_snapshot(acc))
                 project.since_checkpoint = 0
         return batch.rows
+
+    def register_delete_listener(self, fn: Callable[[str, str], None]) -> None:
+        """`fn(cid, pid)` runs before a project is deleted (the federation stops its agent)."""
+        self._delete_listeners.append(fn)
 
     def register_peer_source(self, fn: PeerSource) -> None:
         """`fn(cid, pid)` gives peers' accumulators to merge into this node's (federation)."""

@@ -61,16 +61,5 @@ def _usable(engine: str) -> str:
 
 
 def _forget_deleted_projects(service: Any, hub: Any) -> None:
-    """Deleting a project (by any facade) first stops its agent and drops its federation.
-
-    The service offers no deletion hook, so its `delete_project` is wrapped here, on this
-    app's instance only.
-    """
-    delete = service.delete_project
-
-    def delete_project(cid: str, pid: str) -> None:
-        service.require_project(cid, pid)  # an unknown project: its 404, agent untouched
-        hub.forget_from_any_thread(cid, pid)
-        delete(cid, pid)
-
-    service.delete_project = delete_project
+    """Deleting a project (by any facade) first stops its agent and drops its federation."""
+    service.register_delete_listener(hub.forget_from_any_thread)
