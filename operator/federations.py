@@ -124,18 +124,26 @@ async def _configured(kube: Kube, fed: Body, out: Outcome) -> Condition:
 
 
 async def finalize(kube: Kube, fed: Body) -> list[str]:
-    """Stops the admin node, then deletes the streams; returns those that existed.
+    """Stops the federation's nodes, then deletes its streams; returns those that existed.
 
-    A running admin node recreates the streams it misses, so it is scaled to zero first and
-    the streams go only once its pods are gone (owned objects go with the Federation).
+    A running node rebuilds the streams it misses (memory streams are lost with a server),
+    so the admin node and the nodes of the Peers that reference this Federation are scaled
+    to zero first, and the streams go once their pods are gone. Owned objects go with the
+    Federation; the Peers stay, waiting (`FederationFound=False`) for a Federation again.
     """
-    stopped = builders.desired_admin_deployment(fed)
-    stopped["spec"]["replicas"] = 0
-    await kube.apply(stopped)
-    seen = await kube.get("Deployment", fed["metadata"]["namespace"], names.admin_name(fed))
-    running = int(((seen or {}).get("status") or {}).get("replicas") or 0)
+    namespace = fed["metadata"]["namespace"]
+    peers = [p for p in await kube.list("Peer", namespace)
+             if (p["spec"].get("federationRef") or {}).get("name") == fed["metadata"]["name"]]
+    stopped = [builders.desired_admin_deployment(fed),
+               *(builders.desired_peer_deployment(p, fed) for p in peers)]
+    running = 0
+    for dep in stopped:
+        dep["spec"]["replicas"] = 0
+        await kube.apply(dep)
+        seen = await kube.get("Deployment", namespace, dep["metadata"]["name"])
+        running += int(((seen or {}).get("status") or {}).get("replicas") or 0)
     if running:
-        raise WaitingFor(f"the admin node ({running} pod(s)) stops before its streams go",
+        raise WaitingFor(f"the federation's nodes ({running} pod(s)) stop before its streams go",
                          delay=2)
     auth = await nats_auth(kube, fed)
     return await nats_admin.delete_streams(fed["spec"]["nats"]["url"], auth,

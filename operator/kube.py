@@ -1,4 +1,4 @@
-"""A small async Kubernetes API client: server-side apply, create-if-absent, get, delete.
+"""A small async Kubernetes API client: server-side apply, create-if-absent, get, list, delete.
 
 kopf watches and patches the custom resources itself; the objects they imply are written
 here. Server-side apply (`PATCH ... application/apply-patch+yaml`, forced, one field
@@ -104,6 +104,14 @@ class Kube:
             return await self._call("GET", path_of(kind, namespace, name))
         except errors.KubeNotFound:
             return None
+
+    async def list(self, kind: str, namespace: str) -> list[Obj]:
+        items: list[Obj] = (await self._call("GET", path_of(kind, namespace))).get("items", [])
+        for item in items:  # a list's items carry neither; the builders want both
+            item.setdefault("kind", kind)
+            item.setdefault("apiVersion", "fedstats.io/v1alpha1" if "fedstats" in
+                            _KINDS[kind][0] else _KINDS[kind][0].removeprefix("api/"))
+        return items
 
     async def delete(self, kind: str, namespace: str, name: str) -> bool:
         """Deletes (dependents in the background); False when it was already gone."""

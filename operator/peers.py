@@ -1,7 +1,8 @@
 """Reconciling a Peer: its Federation (when referenced), its invitation, its node, its joining.
 
 A Peer whose Federation does not exist yet is not an error of the Peer: it waits, with
-`FederationFound=False`, and is looked at again. A Peer of this cluster's Federation gets
+`FederationFound=False`, and is looked at again (so does one whose Federation is being
+deleted: the Federation's finalizer stops the peer's node and nothing restarts it). A Peer of this cluster's Federation gets
 an invitation the admin node issues for it (`fed_peer_id` = the Peer's name, a generated
 password), kept in a Secret the Peer owns: the invitation is one-time, so the Secret is
 both the node's source and the record that it was issued, and a restarted operator never
@@ -38,7 +39,8 @@ async def _federation(kube: Kube, peer: Body, out: Outcome) -> tuple[Condition, 
         return out.add(Condition("FederationFound", "True", "InviteSecret",
                                  "joins through spec.inviteSecretRef")), None
     fed = await kube.get("Federation", peer["metadata"]["namespace"], ref["name"])
-    if fed is None:
+    if fed is None or fed["metadata"].get("deletionTimestamp"):
+        # one being deleted stops its peers' nodes (see federations.finalize): leave them so
         msg = f"Federation {ref['name']} does not exist in {peer['metadata']['namespace']}"
         return out.fail(Condition("FederationFound", "False", "FederationMissing", msg),
                         WaitingFor(msg)), None

@@ -160,6 +160,9 @@ def test_conditions_are_ready_with_the_observed_generation(running: Running):
     events = cp.kubectl("get", "events", "-n", ns, "--field-selector",
                         "involvedObject.name=hospital-a,reason=Invited").stdout
     assert "Secret hospital-a-peer-invitation" in events
+    ready = cp.kubectl("get", "events", "-n", ns, "--field-selector",
+                       "involvedObject.name=demo,reason=Ready").stdout
+    assert "FederationConfigured" in ready
 
 
 def test_the_invitation_secret_opens_with_its_password_and_works_once(running: Running):

@@ -1,28 +1,22 @@
 """The operator (kopf, in-process through KopfRunner) against a real control plane and NATS.
 
 The control plane runs controller-manager, scheduler and kwok, so Deployments really roll
-out onto (fake) nodes and `Ready` means what it will mean in a cluster. What is checked is
-what a user sees: kubectl's view of the resources and their conditions, and the streams
-on the NATS server.
+out onto (fake) nodes. No node process runs here (test_federation_pods runs them), so
+the steps that need a node's REST API stay False/NodeUnreachable and `Ready` False: these
+tests wait on the conditions of the steps they check. What is checked is what a user
+sees: kubectl's view of the resources and their conditions, and the streams on NATS.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from typing import Any
 
-import nats
-import orjson
 import pytest
-import yaml
 from fedstats.node.federation.natsproc import NatsServer, free_port
-from fedstats.operator.testing import REPO, ControlPlane
+from k8s_helpers import WAIT, apply, condition, get, manifest, stream, wait
 from kopf.testing import KopfRunner
-from nats.js.errors import NotFoundError
 
-EXAMPLES = REPO / "examples"
-WAIT = "90s"
+from fedstats.operator.testing import ControlPlane
 
 
 @pytest.fixture(scope="module")
@@ -35,61 +29,11 @@ def operator(cluster: ControlPlane) -> Iterator[KopfRunner]:
     assert runner.exception is None, runner.output
 
 
-def manifest(name: str, nats_url: str | None = None, **spec: Any) -> dict[str, Any]:
-    obj: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
-    obj["spec"].pop("storage", None)  # no volume provisioner here: PVCs would never bind
-    obj["spec"].get("admin", {}).pop("storage", None)
-    if nats_url:
-        obj["spec"]["nats"]["url"] = nats_url
-    obj["spec"].update(spec)
-    return obj
-
-
-def apply(cp: ControlPlane, ns: str, obj: dict[str, Any]) -> None:
-    if obj["kind"] == "Federation":
-        # Tests share one nats-server: each federation gets streams of its own.
-        obj["spec"].setdefault("federationName", ns)
-    cp.kubectl("apply", "-n", ns, "-f", "-", input=orjson.dumps(obj).decode())
-
-
-def get(cp: ControlPlane, ns: str, *what: str) -> dict[str, Any]:
-    result: dict[str, Any] = orjson.loads(cp.kubectl("get", "-n", ns, *what, "-o", "json").stdout)
-    return result
-
-
-def wait(cp: ControlPlane, ns: str, what: str, condition: str = "condition=Ready") -> None:
-    done = cp.kubectl("wait", "-n", ns, f"--for={condition}", f"--timeout={WAIT}", what,
-                      check=False)
-    if done.returncode != 0:
-        status = cp.kubectl("get", "-n", ns, what, "-o", "jsonpath={.status}", check=False)
-        raise AssertionError(f"{what} never reached {condition}: {status.stdout}")
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
-
-
-async def _stream(url: str, name: str) -> dict[str, Any] | None:
-    nc = await nats.connect(url)
-    try:
-        info = await nc.jsm().stream_info(name)
-        return {"max_bytes": info.config.max_bytes, "subjects": info.config.subjects,
-                "storage": info.config.storage}
-    except NotFoundError:
-        return None
-    finally:
-        await nc.close()
-
-
-def stream(url: str, ns: str, which: str = "STATS") -> dict[str, Any] | None:
-    """The stream of the federation made in namespace `ns` (see `apply`)."""
-    return asyncio.run(_stream(url, f"FEDSTATS_{ns}_{which}"))
-
-
-def test_federation_becomes_ready_with_its_streams_and_admin_node(
+def test_federation_gets_its_streams_and_admin_node_and_waits_for_the_node(
         cluster, operator, nats_server: NatsServer, namespace):
     apply(cluster, namespace, manifest("federation.yaml", nats_server.url, streamMaxMemory="8Mi"))
-    wait(cluster, namespace, "federation/demo")
+    wait(cluster, namespace, "federation/demo", "condition=AdminAvailable")
+    wait(cluster, namespace, "federation/demo", "condition=StreamReady")
 
     for which in ("STATS", "CTL"):
         info = stream(nats_server.url, namespace, which)
@@ -99,7 +43,10 @@ def test_federation_becomes_ready_with_its_streams_and_admin_node(
     assert {c["observedGeneration"] for c in fed["status"]["conditions"]} == {
         fed["metadata"]["generation"]}
     assert fed["status"]["streams"] == [f"FEDSTATS_{namespace}_STATS", f"FEDSTATS_{namespace}_CTL"]
-    assert condition(fed, "FederationConfigured")["reason"] == "AwaitingNodeApi"
+    configured = condition(fed, "FederationConfigured")
+    assert (configured["status"], configured["reason"]) == ("False", "NodeUnreachable")
+    assert f"demo-admin.{namespace}.svc:8080" in configured["message"]
+    assert condition(fed, "Ready")["status"] == "False"
 
     dep = get(cluster, namespace, "deployment", "demo-admin")
     assert dep["metadata"]["ownerReferences"][0]["uid"] == fed["metadata"]["uid"]
@@ -109,19 +56,19 @@ def test_federation_becomes_ready_with_its_streams_and_admin_node(
     key = get(cluster, namespace, "secret", "demo-federation-key")["data"]["federationKey"]
     assert len(key) == 60  # Base64 of Base64 of 32 bytes
     events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
-                             "involvedObject.name=demo,reason=Ready").stdout
-    assert "Ready" in events
+                             "involvedObject.name=demo,reason=NodeUnreachable").stdout
+    assert "Warning" in events
 
 
 def test_an_update_is_applied_and_observed_generation_follows(
         cluster, operator, nats_server, namespace):
     apply(cluster, namespace, manifest("federation.yaml", nats_server.url))
-    wait(cluster, namespace, "federation/demo")
+    wait(cluster, namespace, "federation/demo", "condition=StreamReady")
     key = get(cluster, namespace, "secret", "demo-federation-key")["data"]
     apply(cluster, namespace, manifest("federation.yaml", nats_server.url, syncSchedule="h3",
                                        streamMaxMemory="16Mi"))
     wait(cluster, namespace, "federation/demo", "jsonpath={.status.observedGeneration}=2")
-    wait(cluster, namespace, "federation/demo")
+    wait(cluster, namespace, "federation/demo", "condition=StreamReady")
     stats = stream(nats_server.url, namespace)
     assert stats is not None and stats["max_bytes"] == 16 * 2**20
     env = get(cluster, namespace, "deployment", "demo-admin")["spec"]["template"]["spec"][
@@ -132,7 +79,7 @@ def test_an_update_is_applied_and_observed_generation_follows(
 
 def test_drift_in_owned_objects_is_undone(cluster, operator, nats_server, namespace):
     apply(cluster, namespace, manifest("federation.yaml", nats_server.url))
-    wait(cluster, namespace, "federation/demo")
+    wait(cluster, namespace, "federation/demo", "condition=AdminDeployed")
     cluster.kubectl("set", "image", "-n", namespace, "deployment/demo-admin", "node=evil:latest")
     cluster.kubectl("delete", "-n", namespace, "service", "demo-admin")
     image = manifest("federation.yaml")["spec"]["admin"]["image"]
@@ -146,8 +93,8 @@ def test_peers_get_their_node_and_a_gpu_peer_lands_on_a_gpu_node(
     apply(cluster, namespace, manifest("federation.yaml", nats_server.url))
     apply(cluster, namespace, manifest("peer-cpu.yaml"))
     apply(cluster, namespace, manifest("peer-gpu.yaml"))
-    wait(cluster, namespace, "peer/hospital-a")
-    wait(cluster, namespace, "peer/hospital-b")
+    wait(cluster, namespace, "peer/hospital-a", "condition=Available")
+    wait(cluster, namespace, "peer/hospital-b", "condition=Available")
 
     gpu = get(cluster, namespace, "deployment", "hospital-b-peer")["spec"]["template"]["spec"]
     assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
@@ -159,7 +106,11 @@ def test_peers_get_their_node_and_a_gpu_peer_lands_on_a_gpu_node(
     assert [p["spec"]["nodeName"] for p in cpu_pods["items"]] == ["kwok-cpu-0"]
     assert get(cluster, namespace, "secret", "hospital-b-peer-customers")["data"]
     peer = get(cluster, namespace, "peer", "hospital-b")
-    assert condition(peer, "Joined")["reason"] == "AwaitingNodeApi"
+    assert condition(peer, "Joined")["reason"] == "NodeUnreachable"  # no admin node runs
+    env = {e["name"]: e for e in gpu["containers"][0]["env"]}
+    assert env["FEDSTATS_ENGINE"]["value"] == "cupy"
+    assert env["FEDSTATS_INVITATION"]["valueFrom"]["secretKeyRef"] == {
+        "name": "hospital-b-peer-invitation", "key": "invitation"}
 
 
 def test_a_peer_waits_for_its_federation_then_becomes_ready(
@@ -169,15 +120,18 @@ def test_a_peer_waits_for_its_federation_then_becomes_ready(
     peer = get(cluster, namespace, "peer", "hospital-a")
     assert condition(peer, "Ready")["reason"] == "FederationMissing"
     apply(cluster, namespace, manifest("federation.yaml", nats_server.url))
-    wait(cluster, namespace, "peer/hospital-a")
+    wait(cluster, namespace, "peer/hospital-a", "condition=FederationFound")
+    wait(cluster, namespace, "peer/hospital-a", "condition=Available")
 
 
 def test_contract_rules_are_checked_with_the_nodes_parser(
         cluster, operator, nats_server, namespace):
     apply(cluster, namespace, manifest("federation.yaml", nats_server.url))
     apply(cluster, namespace, manifest("psrcontract.yaml"))
-    wait(cluster, namespace, "psrcontract/demo-privacy")
-    assert get(cluster, namespace, "psrcontract", "demo-privacy")["status"]["ruleCount"] == 2
+    wait(cluster, namespace, "psrcontract/demo-privacy", "condition=Valid")
+    status = get(cluster, namespace, "psrcontract", "demo-privacy")["status"]
+    assert status["ruleCount"] == 2
+    assert condition({"status": status}, "Applied")["reason"] == "NodeUnreachable"
 
     bad = manifest("psrcontract.yaml", rules="COUNT(age >= 150\n")
     bad["metadata"]["name"] = "broken"
@@ -202,10 +156,15 @@ def test_an_unreachable_nats_is_reported_and_the_rest_still_deployed(
                     "-p", '{"metadata":{"finalizers":null}}')
 
 
-def test_deleting_the_federation_deletes_its_streams(cluster, operator, nats_server, namespace):
+def test_deleting_the_federation_deletes_its_streams_and_owned_objects(
+        cluster, operator, nats_server, namespace):
     apply(cluster, namespace, manifest("federation.yaml", nats_server.url))
-    wait(cluster, namespace, "federation/demo")
+    wait(cluster, namespace, "federation/demo", "condition=AdminAvailable")
+    wait(cluster, namespace, "federation/demo", "condition=StreamReady")
     assert stream(nats_server.url, namespace) is not None
     cluster.kubectl("delete", "-n", namespace, "federation", "demo", f"--timeout={WAIT}")
     assert stream(nats_server.url, namespace) is None
     assert stream(nats_server.url, namespace, "CTL") is None
+    for owned in ("deployment/demo-admin", "service/demo-admin", "secret/demo-federation-key",
+                  "secret/demo-admin-customers"):
+        wait(cluster, namespace, owned, "delete")
