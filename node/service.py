@@ -124,8 +124,14 @@ class ProjectService:
                 owner.models[model_id] = _load_model(body)
 
     # ------------------------------------------------------------------ projects
-    def create_project(self, cid: str, pid: str, engine: str = "cpu") -> None:
+    def create_project(self, cid: str, pid: str, engine: str | None = None) -> None:
         check_id(pid, "project id")
+        if engine is None:  # the node's default: a GPU node's projects run on CuPy
+            engine = self.settings.default_engine
+            if engine == "gpu" and not gpu_available():
+                log.warning("default engine gpu, but this node has no GPU: project %s on cpu",
+                            pid)
+                engine = "cpu"
         if engine not in ("cpu", "gpu"):
             raise BadRequest(f"project type {engine!r} is not valid: use cpu or gpu")
         if engine == "gpu" and not gpu_available():

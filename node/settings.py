@@ -30,6 +30,9 @@ class Settings:
     checkpoint_every: int = 64
     # Threads for CPU work (parsing, statistics, model builds), off the event loop.
     worker_threads: int = 8
+    # The engine of projects created without `type` (env FEDSTATS_ENGINE=numpy|cupy, as
+    # the operator sets it on GPU peers); `gpu` on a node without one falls back to cpu.
+    default_engine: str = "cpu"
 
     @property
     def db_path(self) -> Path:
@@ -45,5 +48,8 @@ class Settings:
             env["data_dir"] = Path(os.environ["FEDSTATS_DATA_DIR"])
         if os.environ.get("FEDSTATS_MAX_BODY_BYTES"):
             env["max_body_bytes"] = int(os.environ["FEDSTATS_MAX_BODY_BYTES"])
+        engine = os.environ.get("FEDSTATS_ENGINE", "").strip().lower()
+        if engine:
+            env["default_engine"] = {"numpy": "cpu", "cupy": "gpu"}.get(engine, engine)
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env)  # type: ignore[arg-type]

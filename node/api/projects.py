@@ -29,7 +29,7 @@ router = APIRouter(prefix="/symetry/rest/{cid}", tags=["projects"],
 
 @router.post("/projects", status_code=201, summary="Create a project (409 if it exists)")
 async def create_project(request: Request, cid: str, pid: str = Query(...),
-                         type: str = Query("cpu", pattern="^(cpu|gpu)$")) -> Response:
+                         type: str | None = Query(None, pattern="^(cpu|gpu)$")) -> Response:
     await run_sync(request, service_of(request).create_project, cid, pid, type)
     return ok(status=201, status_string=f"Project created with id:{pid}")
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from fedstats.node.client import ApiError, Client
 from fedstats.node.engine.xp import gpu_available
+from fedstats.node.settings import Settings
 
 from .conftest import Node, frame
 
@@ -89,3 +92,27 @@ def test_customers_see_only_their_own_projects(node: Node, pid: str) -> None:
     with pytest.raises(ApiError) as e:
         other.project_info(pid)
     assert e.value.http_status == 400
+
+
+def test_a_gpu_default_engine_falls_back_to_cpu_on_a_node_without_a_gpu(
+        node_factory: Callable[..., Node]) -> None:
+    # FEDSTATS_ENGINE=cupy is what the operator sets on GPU peers: a project created without
+    # `type` takes it, and runs on cpu (with a warning) where no GPU is present.
+    node = node_factory(default_engine="gpu")
+    c = node.client()
+    c.create_project("p-default")
+    assert c.project_info("p-default")["values"]["smlInfo"]["type"] == (
+        "gpu" if gpu_available() else "cpu")
+    with pytest.raises(ApiError) as e:
+        if gpu_available():
+            pytest.skip("this node has a GPU: an explicit gpu project is accepted")
+        c.create_project("p-explicit", type="gpu")
+    assert e.value.http_status == 400 and "GPU" in e.value.message
+
+
+def test_fedstats_engine_in_the_environment_sets_the_default(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEDSTATS_ENGINE", "cupy")
+    assert Settings.from_env().default_engine == "gpu"
+    monkeypatch.setenv("FEDSTATS_ENGINE", "numpy")
+    assert Settings.from_env().default_engine == "cpu"
