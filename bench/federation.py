@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -164,8 +165,28 @@ def main() -> None:
     )
     parser.add_argument("--dims", type=lambda s: [int(x) for x in s.split(",")], default=[50, 200])
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--no-flower", action="store_true",
+                        help="skip the Flower FedAvg comparison (bench/compare_flower.py)")
+    args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    asyncio.run(main_async(parser.parse_args()))
+    if not args.no_flower:
+        BASELINES.append(_flower)
+    asyncio.run(main_async(args))
+
+
+def _flower() -> list[dict[str, Any]]:
+    """Flower FedAvg beside fedstats on the same split (bench/compare_flower.py), this run."""
+    import importlib.util
+
+    if importlib.util.find_spec("flwr") is None:
+        print("\n(Flower comparison skipped: pip install 'flwr[simulation]' to run it)")
+        return []
+    sys.path.insert(0, str(Path(__file__).parent))
+    import compare_flower
+
+    print("\n== Flower FedAvg vs fedstats' one sync, same split (bench/compare_flower.py) ==")
+    compare_flower.main(["--quick", "--sites", "3", "10"])
+    return []
 
 
 if __name__ == "__main__":
