@@ -38,7 +38,6 @@ from .engine.accumulator import Accumulator
 from .engine.codec import decode_snapshot, encode_snapshot
 from .engine.errors import FrameError, SchemaMismatch
 from .engine.frame import Batch
-from .engine.moments import remove
 from .engine.xp import EngineUnavailable, gpu_available
 from .settings import Settings
 from .store import Database, ModelStore, ProjectStore
@@ -334,30 +333,6 @@ def _apply(acc: Accumulator, kind: str, part: Accumulator) -> None:
             )
         acc.merge(part)
         return
-    _unmerge(acc, part)
+    acc.unmerge(part)
 
 
-def _unmerge(acc: Accumulator, part: Accumulator) -> None:
-    """Remove `part`'s rows (learned before) from `acc`: the inverse of `merge`."""
-    unknown = [c for c in part.columns if c not in acc.index]
-    if unknown:
-        raise SchemaMismatch(
-            f"cannot forget rows with column(s) never learned: {', '.join(map(repr, unknown))}"
-        )
-    if part.n > acc.n:
-        raise SchemaMismatch(f"cannot forget {part.n} rows: the project has {acc.n}")
-    # `part` laid out in `acc`'s columns: merged into an empty accumulator of that shape
-    shaped = acc.copy()
-    shaped.total = type(acc.total).empty(acc.d, acc.xp)
-    shaped.cond = {k: type(acc.total).empty(acc.d, acc.xp) for k in acc.cond}
-    shaped.merge(part)
-    for col, m in shaped.cond.items():
-        if m.n > acc.cond[col].n:
-            raise SchemaMismatch(
-                f"cannot forget {m.n} rows with {col!r} = 1: the project has {acc.cond[col].n}"
-            )
-    acc.total = remove(acc.total, shaped.total)
-    for col, m in shaped.cond.items():
-        if m.n:
-            acc.cond[col] = remove(acc.cond[col], m)
-    acc.version += 1

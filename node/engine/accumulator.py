@@ -146,6 +146,11 @@ class Accumulator:
         if batch.rows > self.n:
             raise SchemaMismatch(f"cannot forget {batch.rows} rows: the project has {self.n}")
         total, cond = self.batch_moments(batch)
+        self._remove(total, cond)
+        return batch.rows
+
+    def _remove(self, total: Moments, cond: dict[str, Moments]) -> None:
+        """Take moments in this layout (rows known here) out of the total and conditionals."""
         for col, m in cond.items():
             if m.n > self.cond[col].n:
                 raise SchemaMismatch(
@@ -153,9 +158,35 @@ class Accumulator:
                 )
         self.total = remove(self.total, total)
         for col, m in cond.items():
-            self.cond[col] = remove(self.cond[col], m)
+            if m.n:
+                self.cond[col] = remove(self.cond[col], m)
         self.version += 1
-        return batch.rows
+
+    def layout_of(self, other: Accumulator) -> Accumulator:
+        """`other`'s rows in this accumulator's columns (0 where `other` lacks a column)."""
+        unknown = [c for c in other.columns if c not in self.index]
+        if unknown:
+            raise SchemaMismatch(
+                f"column(s) {', '.join(map(repr, unknown))} are not in this accumulator"
+            )
+        out = self.copy()
+        out.total = Moments.empty(self.d, self.xp)
+        out.cond = {k: Moments.empty(self.d, self.xp) for k in self.cond}
+        out.merge(other)
+        out.version = other.version
+        return out
+
+    def unmerge(self, other: Accumulator) -> None:
+        """Remove another accumulator's rows, merged or learned here before (inverse of merge)."""
+        unknown = [c for c in other.columns if c not in self.index]
+        if unknown:
+            raise SchemaMismatch(
+                f"cannot forget rows with column(s) never learned: {', '.join(map(repr, unknown))}"
+            )
+        if other.n > self.n:
+            raise SchemaMismatch(f"cannot forget {other.n} rows: the project has {self.n}")
+        part = self.layout_of(other)
+        self._remove(part.total, part.cond)
 
     def learn_array(self, values: Any, columns: Sequence[str], binary: Sequence[str] = ()) -> int:
         return self.learn(Batch.from_array(values, columns, binary))

@@ -181,13 +181,10 @@ def increment(new: Accumulator, old: Accumulator) -> Accumulator:
     When rows were forgotten (new has fewer), the increment is the rows removed, which
     reveal as much as rows added.
     """
-    blank = new.copy()
-    blank.total = Moments.empty(new.d, new.xp)
-    blank.cond = {k: Moments.empty(new.d, new.xp) for k in new.cond}
-    aligned = Accumulator.merged([blank, old], engine=new.engine)
-    if aligned.columns != new.columns:
-        gone = [c for c in aligned.columns if c not in new.index]
+    gone = [c for c in old.columns if c not in new.index]
+    if gone:
         raise EngineError(f"the later snapshot lacks column(s) {gone}: not an increment")
+    aligned = new.layout_of(old)
     big, small = (new, aligned) if new.n >= old.n else (aligned, new)
     out = new.copy()
     out.total = remove(big.total, small.total)

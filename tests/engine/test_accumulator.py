@@ -329,3 +329,17 @@ def test_copy_is_independent_of_the_original(rows: np.ndarray) -> None:
     acc.learn_array(rows[300:], COLS, binary=["d"])
     assert twin.n == 300
     assert twin.allclose(learned(rows[:300]), rtol=0, atol=0)
+
+
+def test_unmerge_is_the_exact_inverse_of_merge_and_refuses_what_was_never_merged(
+        rows: np.ndarray) -> None:
+    site_a, site_b = learned(rows[:60], 2), learned(rows[60:], 2)
+    whole = Accumulator.merged([site_a, site_b])
+    whole.unmerge(site_b)
+    assert whole.allclose(site_a)
+    with pytest.raises(SchemaMismatch, match="only|has"):
+        whole.unmerge(learned(rows, 1))  # more rows than it holds
+    stranger = Accumulator()
+    stranger.learn_array(rows[:5, :1], ["never"])
+    with pytest.raises(SchemaMismatch, match="never learned"):
+        whole.unmerge(stranger)
