@@ -194,21 +194,24 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     raise AssertionError(f"{url} never answered:\n{log.read_text()[-4000:]}")
 
 
-def _wait(cp: ControlPlane, ns: str, what: str, log: Path) -> None:
-    done = cp.kubectl("wait", "-n", ns, "--for=condition=Ready", f"--timeout={WAIT}", what,
-                      check=False)
+def _wait(cp: ControlPlane, ns: str, what: str, log: Path, condition: str = "Ready") -> None:
+    done = cp.kubectl("wait", "-n", ns, f"--for=condition={condition}", f"--timeout={WAIT}",
+                      what, check=False)
     if done.returncode != 0:
         status = cp.kubectl("get", "-n", ns, what, "-o", "jsonpath={.status}", check=False)
-        raise AssertionError(f"{what} not Ready: {status.stdout}\n{log.read_text()[-4000:]}")
+        raise AssertionError(f"{what} not {condition}: {status.stdout}\n{log.read_text()[-4000:]}")
 
 
 def test_the_operator_as_deployed_reconciles_the_charts_federation_with_its_rbac(
         cluster: ControlPlane, chart_operator: tuple[str, str, subprocess.Popen[bytes], Path],
         ) -> None:
     ns, _, proc, log = chart_operator
-    _wait(cluster, ns, "federation/demo", log)
-    _wait(cluster, ns, "peer/hospital-a", log)
-    _wait(cluster, ns, "peer/hospital-b", log)
+    # No node process runs here, so Ready (which needs the nodes' REST API) stays False:
+    # wait on what the operator itself makes; tests/operator runs the nodes.
+    _wait(cluster, ns, "federation/demo", log, "StreamReady")
+    _wait(cluster, ns, "federation/demo", log, "AdminAvailable")
+    _wait(cluster, ns, "peer/hospital-a", log, "Available")
+    _wait(cluster, ns, "peer/hospital-b", log, "Available")
     fed = orjson.loads(cluster.kubectl("get", "-n", ns, "federation", "demo", "-o",
                                        "json").stdout)
     assert fed["status"]["streams"] == ["FEDSTATS_demo_STATS", "FEDSTATS_demo_CTL"]
