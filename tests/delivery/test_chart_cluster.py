@@ -23,6 +23,7 @@ import httpx
 import orjson
 import pytest
 from fedstats.node.federation.natsproc import NatsServer, free_port
+
 from fedstats.operator.testing import ControlPlane
 
 from .chart import (
