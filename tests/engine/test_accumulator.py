@@ -337,7 +337,7 @@ def test_unmerge_is_the_exact_inverse_of_merge_and_refuses_what_was_never_merged
     whole = Accumulator.merged([site_a, site_b])
     whole.unmerge(site_b)
     assert whole.allclose(site_a)
-    with pytest.raises(SchemaMismatch, match="cannot forget 100 rows"):
+    with pytest.raises(SchemaMismatch, match="cannot forget 600 rows: the project has 60"):
         whole.unmerge(learned(rows, 1))  # more rows than it holds
     stranger = Accumulator()
     stranger.learn_array(rows[:5, :1], ["never"])
