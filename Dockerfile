@@ -38,6 +38,7 @@ ENV PATH=/opt/fedstats/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     FEDSTATS_DATA_DIR=/data \
+    NUMBA_CACHE_DIR=/tmp/numba-cache \
     FEDSTATS_HEALTHCHECK_URL=http://127.0.0.1:8080/healthz
 RUN groupadd --system --gid 10001 fedstats \
     && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home \

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import fused
 from .xp import module_of
 
 _BLOCK_BYTES = 4 << 20  # rows per block in `of_rows`: a few MiB stays in L2/L3 cache
@@ -71,9 +72,10 @@ class Moments:
         """Moments of the rows of a 2-D float64 array.
 
         One pass for the column sums, then the rows in cache-sized blocks: each block is
-        centred into a reused buffer and feeds syrk, the cube and fourth-power sums and the
-        bounds while it is still in cache. Fresh full-size temporaries cost more than the
-        arithmetic here (page faults on every new 16 MB array).
+        centred into a reused buffer (with its sums, cube and fourth-power sums and bounds,
+        in one compiled pass when numba is present: `fused.py`) and feeds syrk while it is
+        still in cache. Fresh full-size temporaries cost more than the arithmetic here
+        (page faults on every new 16 MB array). The rows must be finite (the callers check).
         """
         xp = module_of(x)
         n, d = x.shape
@@ -95,14 +97,17 @@ class Moments:
             blk = x[start : start + rows]
             k = blk.shape[0]
             c, q = buf[:k], sq[:k]
-            np.subtract(blk, mean, out=c)
+            if fused.AVAILABLE:
+                fused.centre_block(blk, mean, c, s, p3, p4, lo, hi)
+            else:
+                np.subtract(blk, mean, out=c)
+                np.multiply(c, c, out=q)
+                s += ones[:k] @ c
+                p3 += np.einsum("ij,ij->j", q, c)
+                p4 += np.einsum("ij,ij->j", q, q)
+                _fold(np.minimum, blk, q, lo)  # q is free again: scratch for the bounds
+                _fold(np.maximum, blk, q, hi)
             m2 += c.T @ c
-            np.multiply(c, c, out=q)
-            s += ones[:k] @ c
-            p3 += np.einsum("ij,ij->j", q, c)
-            p4 += np.einsum("ij,ij->j", q, q)
-            _fold(np.minimum, blk, q, lo)  # q is free again: scratch for the bounds
-            _fold(np.maximum, blk, q, hi)
         return cls._recentred(n, mean, s / n, m2, p3, p4, lo, hi)
 
     @classmethod

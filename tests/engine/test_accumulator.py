@@ -343,3 +343,21 @@ def test_unmerge_is_the_exact_inverse_of_merge_and_refuses_what_was_never_merged
     stranger.learn_array(rows[:5, :1], ["never"])
     with pytest.raises(SchemaMismatch, match="never learned"):
         whole.unmerge(stranger)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e9], ids=["centred", "offset-1e9"])
+def test_the_compiled_pass_and_the_numpy_pass_agree(offset: float,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from fedstats.node.engine import fused
+
+    if not fused.AVAILABLE:
+        pytest.skip("numba is not installed: only the numpy pass exists here")
+    x = offset + np.random.default_rng(11).normal(size=(70_000, 9))  # several blocks
+    compiled = Moments.of_rows(x)
+    monkeypatch.setattr(fused, "AVAILABLE", False)
+    plain = Moments.of_rows(x)
+    for name in ("mean", "m2", "m3", "m4"):
+        np.testing.assert_allclose(getattr(compiled, name), getattr(plain, name),
+                                   rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(compiled.lo, plain.lo)
+    np.testing.assert_array_equal(compiled.hi, plain.hi)
