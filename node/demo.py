@@ -2,7 +2,8 @@
 
 What runs is what users run: an embedded nats-server, an admin and three peers as separate
 `fedstats node` processes, and every step through the signed REST API with the Python
-`Client` — create, invite, join, learn, sync, build, predict. The dataset (diabetes for
+`Client` — create, invite, join, learn, sync, build, predict, then a forget at one peer
+and the rebuilt model beside scikit-learn on the remaining rows. The dataset (diabetes for
 `mlr`, breast cancer for `lda`) is split between the peers; the admin holds no rows.
 Everything started is stopped on exit, on error and on Ctrl-C.
 """
@@ -115,30 +116,53 @@ def run(algo: str, workdir: Path, schedule: str) -> int:
         _wait(lambda: rows() == len(y), 60, "the admin to merge every peer's statistics")
         stats = admin.sync_stats("fed")["values"]["fedSyncStats"]
         _say(f"admin sees {rows()} rows from {stats['rcvCount']} snapshots; building {algo}")
-        context = {"inputAttributeNames": names[:-1], "targetAttributeNames": ["y"]}
-        done = admin.build("fed", "model", algo, context)
-        if done.get("statusCode") != "OK":
-            _say(f"build failed: {done}")
-            return 1
-        values = admin.predict("fed", "model", _frame(x, y, names, types))["values"]["KSVSMap"]
-        got = _prediction(values, algo)
-        want = _pooled(algo, x, y)
-        if algo == "mlr":
-            rel = float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-12)))
-            measure = "max relative difference"
-        else:  # probabilities near 0 make relative differences meaningless: absolute
-            rel = float(np.max(np.abs(got - want)))
-            measure = "max absolute difference of P(y=1)"
-        print()
-        print(f"  {'row':>4}  {'federated':>22}  {'pooled scikit-learn':>22}")
-        for i in range(5):
-            print(f"  {i:4d}  {got[i]:22.15g}  {want[i]:22.15g}")
-        print(f"\n  {measure} over {len(y)} rows: {rel:.3g}")
         # breast cancer's covariance is ill-conditioned (~1e13), so the two solvers' own
         # rounding differs near 1e-9 there; diabetes' regression agrees to ~1e-14
         tol = 1e-9 if algo == "mlr" else 1e-6
-        print(f"  {f'IDENTICAL (within {tol:g})' if rel < tol else 'DIFFERENT'}\n")
-        return 0 if rel < tol else 1
+        if not _compare(admin, algo, x, y, names, types, tol, show=5):
+            return 1
+
+        # Forget: a peer withdraws rows; after the next pulse the admin's model is the
+        # pooled model of the remaining rows, with no retraining anywhere. The peer shares
+        # no change of fewer rows than columns + 5 (they could be solved back), so it
+        # forgets enough rows to clear that floor.
+        gone = parts[1][: len(names) + 10]
+        clients["peer2"].forget("fed", _frame(x[gone], y[gone], names, types))
+        keep = np.setdiff1d(np.arange(len(y)), gone)
+        _say(f"peer2 forgot {len(gone)} of its rows; waiting for the next pulse")
+        _wait(lambda: rows() == len(keep), 60, "the admin to see the forget")
+        _say(f"admin sees {rows()} rows; rebuilding {algo}")
+        if not _compare(admin, algo, x[keep], y[keep], names, types, tol, show=0):
+            return 1
+        return 0
+
+
+def _compare(admin: Any, algo: str, x: np.ndarray, y: np.ndarray, names: list[str],
+             types: list[str], tol: float, show: int) -> bool:
+    """Build on the admin, predict every row, print it beside scikit-learn on `x`, `y`."""
+    context = {"inputAttributeNames": names[:-1], "targetAttributeNames": ["y"]}
+    done = admin.build("fed", "model", algo, context)
+    if done.get("statusCode") != "OK":
+        _say(f"build failed: {done}")
+        return False
+    values = admin.predict("fed", "model", _frame(x, y, names, types))["values"]["KSVSMap"]
+    got = _prediction(values, algo)
+    want = _pooled(algo, x, y)
+    if algo == "mlr":
+        rel = float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-12)))
+        measure = "max relative difference"
+    else:  # probabilities near 0 make relative differences meaningless: absolute
+        rel = float(np.max(np.abs(got - want)))
+        measure = "max absolute difference of P(y=1)"
+    print()
+    if show:
+        print(f"  {'row':>4}  {'federated':>22}  {'pooled scikit-learn':>22}")
+        for i in range(show):
+            print(f"  {i:4d}  {got[i]:22.15g}  {want[i]:22.15g}")
+        print()
+    print(f"  {measure} over {len(y)} rows: {rel:.3g}")
+    print(f"  {f'IDENTICAL (within {tol:g})' if rel < tol else 'DIFFERENT'}\n")
+    return rel < tol
 
 
 def _prediction(values: dict[str, list[str]], algo: str) -> np.ndarray:
