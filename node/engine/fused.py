@@ -25,7 +25,7 @@ if not os.environ.get("FEDSTATS_NO_NUMBA"):
     try:
         import numba
     except ImportError:  # pragma: no cover - numba is a dependency; the fallback is tested
-        numba = None
+        numba = None  # type: ignore[assignment]
 
     if numba is not None:
 
