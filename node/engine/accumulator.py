@@ -138,16 +138,20 @@ class Accumulator:
 
     def forget(self, batch: Batch) -> int:
         """Remove rows learned before (the exact inverse of `learn`)."""
-        unknown = [c for c in batch.columns if c not in self.index]
+        self._check_removable(batch.columns, batch.rows)
+        total, cond = self.batch_moments(batch)
+        self._remove(total, cond)
+        return batch.rows
+
+    def _check_removable(self, columns: Sequence[str], rows: int) -> None:
+        """Only rows over known columns, and no more of them than there are, can go."""
+        unknown = [c for c in columns if c not in self.index]
         if unknown:
             raise SchemaMismatch(
                 f"cannot forget rows with column(s) never learned: {', '.join(map(repr, unknown))}"
             )
-        if batch.rows > self.n:
-            raise SchemaMismatch(f"cannot forget {batch.rows} rows: the project has {self.n}")
-        total, cond = self.batch_moments(batch)
-        self._remove(total, cond)
-        return batch.rows
+        if rows > self.n:
+            raise SchemaMismatch(f"cannot forget {rows} rows: the project has {self.n}")
 
     def _remove(self, total: Moments, cond: dict[str, Moments]) -> None:
         """Take moments in this layout (rows known here) out of the total and conditionals."""
@@ -178,13 +182,7 @@ class Accumulator:
 
     def unmerge(self, other: Accumulator) -> None:
         """Remove another accumulator's rows, merged or learned here before (inverse of merge)."""
-        unknown = [c for c in other.columns if c not in self.index]
-        if unknown:
-            raise SchemaMismatch(
-                f"cannot forget rows with column(s) never learned: {', '.join(map(repr, unknown))}"
-            )
-        if other.n > self.n:
-            raise SchemaMismatch(f"cannot forget {other.n} rows: the project has {self.n}")
+        self._check_removable(other.columns, other.n)
         part = self.layout_of(other)
         self._remove(part.total, part.cond)
 
