@@ -284,6 +284,20 @@ class Accumulator:
         return True
 
 
+def schema_conflict(acc: Accumulator, others: Iterable[Accumulator]) -> str | None:
+    """Why `acc` cannot be merged with `others` (an attribute typed differently), or None.
+
+    A peer whose rows type an attribute otherwise than the rest of the federation would make
+    every merge fail: its snapshot is refused on receipt instead, with this reason.
+    """
+    for other in others:
+        for attr, typ in acc.types.items():
+            known = other.types.get(attr)
+            if known is not None and known != typ:
+                return f"attribute {attr!r} has type {typ!r} there but {known!r} here"
+    return None
+
+
 def _placed(m: Moments, perm: list[int], d: int, xp: ModuleType) -> Moments:
     """`m`'s columns put at positions `perm` of a d-column layout (zeros elsewhere)."""
     if perm == list(range(d)):

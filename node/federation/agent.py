@@ -31,7 +31,7 @@ from typing import Any
 
 import nats
 
-from ..engine.accumulator import Accumulator
+from ..engine.accumulator import Accumulator, schema_conflict
 from ..engine.codec import decode_snapshot, encode_snapshot
 from ..engine.errors import EngineError
 from ..security.errors import SecurityError
@@ -290,6 +290,13 @@ class Agent:
         except EngineError as e:
             self.journal.count("rcvError")
             self.journal.error(f"snapshot v{version} from {peer} is damaged: {e}")
+            return
+        others = [self.local(), *(a for p, (_, a) in self.peers.items() if p != peer)]
+        conflict = schema_conflict(acc, others)
+        if conflict is not None:
+            self.journal.count("rcvError")
+            self.journal.error(f"snapshot v{version} from {peer} refused, schema mismatch: "
+                               f"{conflict}")
             return
         verdict = gate.incoming(self._contract, acc, known[1] if known else None)
         if not verdict.clean:

@@ -235,3 +235,21 @@ async def test_federation_recovers_when_nats_server_restarts(tmp_path: Path) -> 
         for node in (admin, p1):
             await node.agent.stop()
         server.stop()
+
+
+async def test_a_peer_typing_an_attribute_otherwise_is_refused_and_the_rest_still_merge(
+        fed: dict[str, Node]) -> None:
+    admin = fed["admin"].agent
+    fed["p1"].learn(rows(60))
+    # p2's rows call `y` binary where the federation has it continuous
+    x = RNG.normal(size=(40, 3))
+    fed["p2"].acc.learn_array(np.column_stack([x, RNG.integers(0, 2, 40)]), COLS, binary=["y"])
+    # the schema is the one already merged (the admin's own rows, else the peers' first)
+    fed["p1"].agent.start_pulse()
+    await until(admin, lambda: "p1" in admin.peers)
+    fed["p2"].agent.start_pulse()
+    await until(admin, lambda: admin.sync_stats()["rcvError"] >= 1)
+    assert "p2" not in admin.peers
+    assert any("from p2 refused, schema mismatch: attribute 'y' has type 'B' there but 'C' here"
+               in line for line in admin.sync_stats()["errorLog"])
+    assert merged(fed["admin"]).n == 60  # the federation's model still builds from the rest
