@@ -103,7 +103,7 @@ async def ensure_streams(
 
 
 def durable(names: Names, peer: str, which: str) -> str:
-    return f"{names.fed}_{peer}_{which}"
+    return names.durable(peer, which)
 
 
 def consumer_config(config: FedConfig) -> ConsumerConfig:

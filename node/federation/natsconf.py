@@ -38,14 +38,20 @@ class User:
     merges: bool = False
 
 
-def _stream_reader(stream: str) -> list[str]:
-    # consumer create/info/delete ($JS.API.CONSUMER.<op>.<stream>...), the two-token
-    # forms (DURABLE.CREATE, MSG.NEXT), stream info, and acks of that stream's messages
+def _stream_reader(stream: str, durable: str) -> list[str]:
+    # Exactly the API subjects of the user's own durable consumer on `stream`: a wildcard
+    # in the operation or stream token (`CONSUMER.*.*.<stream>.>`) also matched creating a
+    # consumer on ANOTHER stream whose name was set to this stream's, which let a
+    # centralized peer read every peer's statistics.
     return [
         f"$JS.API.STREAM.INFO.{stream}",
-        f"$JS.API.CONSUMER.*.{stream}.>",
-        f"$JS.API.CONSUMER.*.*.{stream}.>",
-        f"$JS.ACK.{stream}.>",
+        f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.>",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+        f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+        f"$JS.API.CONSUMER.DELETE.{stream}.{durable}",
+        f"$JS.ACK.{stream}.{durable}.>",
     ]
 
 
@@ -63,13 +69,15 @@ def permissions(names: Names, user: User) -> dict[str, Any]:
         names.sync(user.peer),
         names.join,
         "$JS.API.INFO",
-        f"$JS.API.STREAM.CREATE.{names.stats_stream}",
         f"$JS.API.STREAM.CREATE.{names.ctl_stream}",
-        *_stream_reader(names.ctl_stream),
+        *_stream_reader(names.ctl_stream, names.durable(user.peer, "ctl")),
     ]
     subscribe = [inbox]
     if user.merges:
-        publish += _stream_reader(names.stats_stream)
+        # only a node that reads statistics may (re)create their stream: a peer that could
+        # create it could also configure it to republish everything to its own inbox
+        publish += [f"$JS.API.STREAM.CREATE.{names.stats_stream}",
+                    *_stream_reader(names.stats_stream, names.durable(user.peer, "stats"))]
         subscribe.append(names.stats_all)
     return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
 

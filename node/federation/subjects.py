@@ -73,6 +73,10 @@ class Names:
     def admin_ctl(self, what: str) -> str:
         return f"{self.prefix}.ctl.admin.{what}"
 
+    def durable(self, peer: str, which: str) -> str:
+        """The durable consumer `peer` reads the `which` ("stats"|"ctl") stream through."""
+        return f"{self.fed}_{token(peer)}_{which}"
+
     def sync(self, peer: str) -> str:
         return f"{self.prefix}.ctl.sync.{token(peer)}"
 

@@ -66,7 +66,8 @@ async def test_a_peer_publishes_its_own_statistics_and_the_admin_reads_them(
 ) -> None:
     p1 = await _connect(server[1], P1)
     await p1.jetstream().publish(FED.chunk("p1", 0), b"stats-of-p1")
-    sub = await admin.jetstream().pull_subscribe(FED.stats_all, "adm", stream=FED.stats_stream)
+    sub = await admin.jetstream().pull_subscribe(FED.stats_all, FED.durable("admin", "stats"),
+                                                 stream=FED.stats_stream)
     [msg] = await sub.fetch(1, timeout=5)
     assert msg.data == b"stats-of-p1"
     await p1.close()
@@ -99,7 +100,8 @@ async def test_reading_another_peers_statistics_follows_the_topology(
                 FED.stats_all, "p1-peek", stream=FED.stats_stream
             )
     else:
-        sub = await p1.jetstream().pull_subscribe(FED.stats_all, "p1", stream=FED.stats_stream)
+        sub = await p1.jetstream().pull_subscribe(FED.stats_all, FED.durable("p1", "stats"),
+                                                  stream=FED.stats_stream)
         await sub.fetch(1, timeout=5)
         assert errors.seen == []
     await p1.close()
@@ -110,7 +112,8 @@ async def test_every_peer_reads_the_control_stream(
 ) -> None:
     await admin.jetstream().publish(FED.admin_ctl("schedule"), b"m30")
     p2 = await _connect(server[1], P2)
-    sub = await p2.jetstream().pull_subscribe(FED.ctl_all, "p2-ctl", stream=FED.ctl_stream)
+    sub = await p2.jetstream().pull_subscribe(FED.ctl_all, FED.durable("p2", "ctl"),
+                                              stream=FED.ctl_stream)
     [msg] = await sub.fetch(1, timeout=5)
     assert msg.data == b"m30"
     await p2.close()
@@ -123,3 +126,25 @@ async def test_messages_up_to_8mb_are_accepted(server: tuple[str, NatsServer], a
 def test_unknown_topology_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown topology"):
         federation_users("f", "mesh", ADMIN, [])
+
+
+async def test_a_centralized_peer_cannot_get_a_statistics_consumer_under_any_name(
+    server: tuple[str, NatsServer], admin: Any
+) -> None:
+    # A consumer on the statistics stream named like the control stream (or like the
+    # peer's own control durable) once slipped through a wildcard permission and pushed
+    # every peer's statistics to the peer's inbox.
+    topology, s = server
+    if topology != "centralized":
+        pytest.skip("decentralized peers read statistics by design")
+    p1 = await _connect(s, P1)
+    tricks = [
+        f"$JS.API.CONSUMER.CREATE.{FED.stats_stream}.{FED.ctl_stream}.{FED.stats_all}",
+        f"$JS.API.CONSUMER.CREATE.{FED.stats_stream}.{FED.durable('p1', 'ctl')}",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{FED.stats_stream}.{FED.durable('p1', 'ctl')}",
+        f"$JS.API.STREAM.CREATE.{FED.stats_stream}",
+    ]
+    for subject in tricks:
+        with pytest.raises(nats.errors.Error):
+            await p1.request(subject, b"{}", timeout=1)  # refused: no answer ever comes
+    await p1.close()
