@@ -41,6 +41,10 @@ class Accumulator:
         self.total = Moments.empty(0, self.xp)
         self.cond: dict[str, Moments] = {}
         self.version = 0
+        # Rows ever learned or forgotten here (never decreases): two snapshots' difference
+        # is how many rows changed between them, even when a forget and a learn of equal
+        # counts leave `n` unchanged (the federation's increment floor needs that).
+        self.touched = 0
 
     # ----------------------------------------------------------------- shape
     @property
@@ -134,6 +138,7 @@ class Accumulator:
         for col, m in cond.items():
             combine_into(self.cond[col], m)
         self.version += 1
+        self.touched += batch.rows
         return batch.rows
 
     def forget(self, batch: Batch) -> int:
@@ -141,6 +146,7 @@ class Accumulator:
         self._check_removable(batch.columns, batch.rows)
         total, cond = self.batch_moments(batch)
         self._remove(total, cond)
+        self.touched += batch.rows
         return batch.rows
 
     def _check_removable(self, columns: Sequence[str], rows: int) -> None:
@@ -177,7 +183,7 @@ class Accumulator:
         out.total = Moments.empty(self.d, self.xp)
         out.cond = {k: Moments.empty(self.d, self.xp) for k in self.cond}
         out.merge(other)
-        out.version = other.version
+        out.version, out.touched = other.version, other.touched
         return out
 
     def unmerge(self, other: Accumulator) -> None:
@@ -185,6 +191,7 @@ class Accumulator:
         self._check_removable(other.columns, other.n)
         part = self.layout_of(other)
         self._remove(part.total, part.cond)
+        self.touched += other.n
 
     def learn_array(self, values: Any, columns: Sequence[str], binary: Sequence[str] = ()) -> int:
         return self.learn(Batch.from_array(values, columns, binary))
@@ -204,6 +211,7 @@ class Accumulator:
         for col, m in other.cond.items():
             if self.conditional:
                 combine_into(self.cond[col], _placed(m, perm, d, self.xp))
+        self.touched += other.touched
         self.version += 1
 
     @classmethod

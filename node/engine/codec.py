@@ -63,6 +63,7 @@ def encode_snapshot(acc: Accumulator) -> bytes:
             "parents": acc.parents,
             "binary": acc.binary,
             "cond": cond,
+            "touched": acc.touched,
         },
         ensure_ascii=False,
         separators=(",", ":"),
@@ -120,6 +121,10 @@ def decode_snapshot(data: bytes, engine: str = "cpu") -> Accumulator:
     acc.total = moments[0]
     acc.cond = dict(zip(meta["cond"], moments[1:], strict=True))
     acc.version = version
+    touched = meta.get("touched", acc.total.n)
+    if not isinstance(touched, int) or isinstance(touched, bool) or touched < 0:
+        raise SnapshotError("snapshot metadata's touched count must be a non-negative integer")
+    acc.touched = touched
     return acc
 
 

@@ -361,3 +361,17 @@ def test_the_compiled_pass_and_the_numpy_pass_agree(offset: float,
                                    rtol=1e-12, atol=1e-9)
     np.testing.assert_array_equal(compiled.lo, plain.lo)
     np.testing.assert_array_equal(compiled.hi, plain.hi)
+
+
+def test_touched_counts_every_row_learned_or_forgotten_and_survives_a_snapshot(
+        rows: np.ndarray) -> None:
+    from fedstats.node.engine.codec import decode_snapshot, encode_snapshot
+
+    acc = learned(rows[:100], 2)
+    acc.forget_array(rows[:10], COLS, binary=["d"])
+    acc.learn_array(rows[200:210], COLS, binary=["d"])
+    # n is back to 100, yet 120 rows went through: what an increment floor must see
+    assert (acc.n, acc.touched) == (100, 120)
+    assert decode_snapshot(encode_snapshot(acc)).touched == 120
+    whole = Accumulator.merged([acc, learned(rows[300:330])])
+    assert whole.touched == 150
