@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from .engine.accumulator import Accumulator
@@ -62,6 +63,10 @@ class Conflict(ServiceError):
 
 class BadRequest(ServiceError):
     """A request the service cannot act on (bad id, engine not available here, ...)."""
+
+
+class Unavailable(ServiceError):
+    """A project whose stored statistics would not load: quarantined, answered 503."""
 
 
 def check_id(value: str | None, what: str) -> str:
@@ -99,28 +104,49 @@ class ProjectService:
         self._registry_lock = threading.Lock()
         self._peer_sources: list[PeerSource] = []
         self._delete_listeners: list[Callable[[str, str], None]] = []
+        # projects whose snapshot or log would not load: (cid, pid) -> why (kept out of
+        # service, listed by /readyz, deletable; the node serves every other project)
+        self.unavailable: dict[tuple[str, str], str] = {}
         self._load()
 
     # ------------------------------------------------------------------ start
     def _load(self) -> None:
-        """Every project back: snapshot, then the log replayed; every model reloaded."""
+        """Every project back: snapshot, then the log replayed; every model reloaded.
+
+        A project whose snapshot or log will not decode (or replay) is logged and
+        quarantined in `unavailable`: one broken project must not keep the node down.
+        """
         for rec in self.projects_store.all():
-            engine = rec.engine
-            if engine == "gpu" and not gpu_available():
-                log.warning("project %s/%s is gpu but no GPU is here: loading it on cpu",
-                            rec.cid, rec.pid)
-                engine = "cpu"
-            acc = decode_snapshot(rec.snapshot, engine) if rec.snapshot else Accumulator(engine)
-            project = Project(rec.cid, rec.pid, engine, acc, seq=rec.snapshot_seq)
-            for entry in self.projects_store.log(rec.cid, rec.pid, rec.snapshot_seq):
-                _apply(project.acc, entry.kind, decode_snapshot(entry.stats, engine))
-                project.seq = entry.seq
-                project.since_checkpoint += 1
-            self._projects[(rec.cid, rec.pid)] = project
+            try:
+                self._projects[(rec.cid, rec.pid)] = self._load_project(rec)
+            except Exception as e:
+                reason = f"{type(e).__name__}: {e}"
+                log.error("project %s/%s cannot be loaded and is unavailable: %s",
+                          rec.cid, rec.pid, reason)
+                self.unavailable[(rec.cid, rec.pid)] = reason
         for cid, pid, model_id, body in self.models_store.all():
             owner = self._projects.get((cid, pid))
             if owner is not None:
                 owner.models[model_id] = _load_model(body)
+
+    def _load_project(self, rec: Any) -> Project:
+        engine = rec.engine
+        if engine == "gpu" and not gpu_available():
+            log.warning("project %s/%s is gpu but no GPU is here: loading it on cpu",
+                        rec.cid, rec.pid)
+            engine = "cpu"
+        acc = decode_snapshot(rec.snapshot, engine) if rec.snapshot else Accumulator(engine)
+        project = Project(rec.cid, rec.pid, engine, acc, seq=rec.snapshot_seq)
+        for entry in self.projects_store.log(rec.cid, rec.pid, rec.snapshot_seq):
+            _apply(project.acc, entry.kind, decode_snapshot(entry.stats, engine))
+            project.seq = entry.seq
+            project.since_checkpoint += 1
+        return project
+
+    def unavailable_projects(self) -> list[dict[str, str]]:
+        """The quarantined projects: `[{customer, project, reason}]`."""
+        return [{"customer": c, "project": p, "reason": r}
+                for (c, p), r in sorted(self.unavailable.items())]
 
     # ------------------------------------------------------------------ projects
     def create_project(self, cid: str, pid: str, engine: str | None = None) -> None:
@@ -145,6 +171,11 @@ class ProjectService:
             self._projects[(cid, pid)] = Project(cid, pid, engine, acc)
 
     def delete_project(self, cid: str, pid: str) -> None:
+        if (cid, pid) in self.unavailable and (cid, pid) not in self._projects:
+            with self._registry_lock:  # a quarantined project can still be removed
+                self.projects_store.delete(cid, pid)
+                self.unavailable.pop((cid, pid), None)
+            return
         project = self._project(cid, pid)
         for listener in self._delete_listeners:  # e.g. the federation stops its agent
             listener(cid, pid)
@@ -194,13 +225,17 @@ class ProjectService:
         if not batch.columns:
             raise FrameError("the DataFrame has no attribute to learn or forget (all X, or none)")
         part = Accumulator(project.engine)
-        part.learn(batch)  # the expensive arithmetic, outside the lock
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked, below
+            part.learn(batch)  # the expensive arithmetic, outside the lock
+        _check_finite(part, "these rows' statistics")
         stats = encode_snapshot(part)
         with project.lock:
             if project.deleted:
                 raise NotFound(_no_project(cid, pid))
             acc = project.acc.copy()
-            _apply(acc, kind, part)
+            with np.errstate(over="ignore", invalid="ignore"):
+                _apply(acc, kind, part)
+            _check_finite(acc, "the project's statistics with these rows")
             self.projects_store.append(cid, pid, project.seq + 1, kind, stats)
             project.seq += 1
             project.since_checkpoint += 1
@@ -299,6 +334,11 @@ class ProjectService:
     def _project(self, cid: str, pid: str) -> Project:
         project = self._projects.get((cid, pid))
         if project is None:
+            if (cid, pid) in self.unavailable:
+                raise Unavailable(
+                    f"project [{pid}] of customer [{cid}] is unavailable: its stored "
+                    "statistics cannot be loaded (see the node's log); it can only be deleted"
+                )
             raise NotFound(_no_project(cid, pid))
         return project
 
@@ -321,6 +361,23 @@ def _load_model(body: bytes) -> Any:
     from .engine.models import load_model
 
     return load_model(orjson.loads(body))
+
+
+def _check_finite(acc: Accumulator, what: str) -> None:
+    """BadRequest unless every moment (total and conditional) is finite.
+
+    Finite values can still overflow float64 once squared or merged (1e200 and -1e200):
+    such statistics could never be stored, explored or reloaded, so they are refused
+    before anything reaches the log.
+    """
+    xp = acc.xp
+    for m in (acc.total, *acc.cond.values()):
+        for a in (m.mean, m.dmean, m.m2, m.m3, m.m4):
+            if a.size and not bool(xp.isfinite(a).all()):
+                raise BadRequest(
+                    f"{what} overflow (the moments are not finite): values this large "
+                    "cannot be learned; rescale the attributes"
+                )
 
 
 def _apply(acc: Accumulator, kind: str, part: Accumulator) -> None:

@@ -7,6 +7,7 @@
         RequestValidationError (a missing or ill-typed query parameter)
     AuthError            401 UNAUTHORIZED, with the verifier's reason
     Conflict             409 CONFLICT
+    Unavailable          503 (a project quarantined at start: its statistics do not load)
     PayloadTooLarge      413
     UnsupportedMedia     415
     HTTPException        its own status (404 for an unknown route, 405, ...)
@@ -27,7 +28,7 @@ from starlette.responses import Response
 
 from ..engine.errors import EngineError
 from ..security.errors import AuthError, CryptoError, MessageFormatError, SecurityError
-from ..service import BadRequest, Conflict, NotFound, ServiceError
+from ..service import BadRequest, Conflict, NotFound, ServiceError, Unavailable
 from .envelope import error
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ def classify(exc: BaseException) -> tuple[int, str, str]:
         return 409, str(exc), "conflict"
     if isinstance(exc, NotFound):
         return 400, str(exc), "not_found"
+    if isinstance(exc, Unavailable):
+        return 503, str(exc), "unavailable"
     if isinstance(exc, EngineError | BadRequest | MessageFormatError):
         return 400, str(exc), "bad_request"
     if isinstance(exc, CryptoError):
