@@ -381,15 +381,44 @@ def _check_finite(acc: Accumulator, what: str) -> None:
 
 
 def _apply(acc: Accumulator, kind: str, part: Accumulator) -> None:
-    """Fold one batch's statistics into `acc` in place: the live path and the replay."""
+    """Fold one batch's statistics into `acc` in place: the live path and the replay.
+
+    Learn and forget alike need every attribute of the project in the batch. A forget
+    must remove rows that were learned: when it leaves a variance (total or conditional)
+    clearly negative, it is refused (`acc` is then a spoiled copy the caller drops).
+    """
+    missing = [a for a in acc.types if a not in part.types]
+    if missing:
+        raise SchemaMismatch(
+            f"the rows lack attribute(s) {', '.join(map(repr, missing))} that the project has"
+        )
     if kind == "learn":
-        missing = [a for a in acc.types if a not in part.types]
-        if missing:
-            raise SchemaMismatch(
-                f"the rows lack attribute(s) {', '.join(map(repr, missing))} that the project has"
-            )
         acc.merge(part)
         return
+    before = _m2_diagonals(acc)
     acc.unmerge(part)
+    after = _m2_diagonals(acc)
+    for key, old in before.items():
+        new = after.get(key)
+        if new is None or not new.size:
+            continue
+        # rounding leaves at most a tiny negative relative to the variance removed from
+        if bool((new < -_NEGATIVE_TOLERANCE * np.abs(old)).any()) or not bool(
+                np.isfinite(new).all()):
+            raise BadRequest(
+                "these rows were not learned: forgetting them would leave a negative "
+                "variance" + (f" given {key!r}" if key else "")
+            )
 
 
+_NEGATIVE_TOLERANCE = 1e-7
+
+
+def _m2_diagonals(acc: Accumulator) -> dict[str, np.ndarray]:
+    """The diagonal of m2 (sums of squared deviations): '' for the total, then each condition."""
+    from .engine.xp import to_numpy
+
+    out = {"": np.diagonal(to_numpy(acc.total.m2)).copy()}
+    for col, m in acc.cond.items():
+        out[col] = np.diagonal(to_numpy(m.m2)).copy()
+    return out

@@ -12,7 +12,7 @@ and the `_biased` name is the population one (scipy.stats' default for skew/kurt
     stderr                  stddev / √n (scipy.stats.sem)
 
 A value that is undefined for so few rows (a variance of one row, a skewness of a
-constant column) is None, so the answer stays valid JSON. min and max are the bounds of
+constant column), or for a negative variance, is None, so the answer stays valid JSON. min and max are the bounds of
 every row seen: forgetting rows cannot narrow them (a bound is not invertible). Columns are the expanded ones:
 a category attribute contributes its `attr$value` indicator columns.
 """
@@ -47,8 +47,11 @@ def explore_uni(acc: Accumulator, attributes: Sequence[str] | None = None) -> di
 
 
 def _uni(n: int, mean: float, m2: float, m3: float, m4: float) -> dict[str, Any]:
-    var = m2 / (n - 1) if n > 1 else None
-    var_b = m2 / n if n else None
+    # a negative m2 (rows forgotten that were never learned, before the node refused
+    # that) has no variance: None, like every statistic derived from it
+    valid = math.isfinite(m2) and m2 >= 0.0
+    var = m2 / (n - 1) if n > 1 and valid else None
+    var_b = m2 / n if n and valid else None
     out: dict[str, Any] = {
         "count": n,
         "mean": mean if n else None,
@@ -62,7 +65,7 @@ def _uni(n: int, mean: float, m2: float, m3: float, m4: float) -> dict[str, Any]
         "kurtosis": None,
         "kurtosis_biased": None,
     }
-    if n and m2 > 0.0:
+    if n and valid and m2 > 0.0:
         g1 = (m3 / n) / (m2 / n) ** 1.5
         g2 = (m4 / n) / (m2 / n) ** 2 - 3.0
         out["skewness_biased"], out["kurtosis_biased"] = g1, g2
@@ -85,8 +88,8 @@ def explore_bi(acc: Accumulator, attributes: Sequence[str] | None = None) -> dic
     m = acc.moments(cols)
     n = m.n
     s = to_numpy(m.m2)
-    sd = np.sqrt(np.diag(s))
     with np.errstate(divide="ignore", invalid="ignore"):
+        sd = np.sqrt(np.diag(s))  # NaN for a negative variance: its correlations are None
         corr = s / np.outer(sd, sd)
     corr_list: list[list[float | None]] = [
         [float(v) if a > 0 and b > 0 else None for v, b in zip(row, sd, strict=True)]
@@ -110,7 +113,8 @@ def explore_bi(acc: Accumulator, attributes: Sequence[str] | None = None) -> dic
         mean, var = to_numpy(g.mean), np.diag(to_numpy(g.m2))
         out["condMean"][b] = {c: (float(mean[j]) if g.n else None) for j, c in enumerate(cols)}
         out["condVariance"][b] = {
-            c: (float(var[j]) / (g.n - 1) if g.n > 1 else None) for j, c in enumerate(cols)
+            c: (float(var[j]) / (g.n - 1) if g.n > 1 and var[j] >= 0.0 else None)
+            for j, c in enumerate(cols)
         }
     return out
 

@@ -165,3 +165,19 @@ def test_bad_exploration_requests_raise_model_error(call, message: str) -> None:
     acc, _ = federated(2, seed=1, forget=False)
     with pytest.raises(ModelError, match=message):
         call(acc)
+
+
+def test_a_negative_variance_has_no_derived_statistics_instead_of_an_error() -> None:
+    # forgetting rows that were never learned (the engine cannot tell) spoils m2
+    acc = Accumulator()
+    acc.learn_array(np.array([[1.0, 0.0], [2.0, 1.0], [3.0, 1.0], [4.0, 0.0]]), ["a", "b"],
+                    binary=["b"])
+    acc.forget_array(np.array([[100.0, 1.0], [-100.0, 0.0]]), ["a", "b"], binary=["b"])
+    assert np.diag(acc.total.m2)[0] < 0
+    uni = json.loads(json.dumps(explore_uni(acc)))
+    assert uni["a"]["variance"] is None and uni["a"]["stddev"] is None
+    assert uni["a"]["stderr"] is None and uni["a"]["skewness"] is None
+    bi = explore_bi(acc)
+    assert bi["linCorr"][0][1] is None
+    assert bi["condVariance"]["b"]["a"] is None
+    json.dumps(bi)
