@@ -34,6 +34,8 @@ def _node(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir) if args.data_dir else None,
         customers_file=Path(args.customers) if args.customers else None,
         max_body_bytes=args.max_body_bytes, checkpoint_every=args.checkpoint_every,
+        max_body_bytes_reading=args.max_body_bytes_reading,
+        max_ws_message_bytes=args.max_ws_message_bytes,
     )
     try:
         app = create_app(settings)
@@ -41,7 +43,8 @@ def _node(args: argparse.Namespace) -> int:
         print(f"fedstats node: {e}", file=sys.stderr)
         return 2
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
-                loop="auto", http="auto", ws="websockets-sansio", ws_max_size=settings.max_body_bytes,
+                loop="auto", http="auto", ws="websockets-sansio",
+                ws_max_size=settings.max_ws_message_bytes,
                 timeout_graceful_shutdown=10)
     return 0
 
@@ -64,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--customers", help="JSON {customer id: Base64 secret key} "
                       "(default: $FEDSTATS_CUSTOMERS)")
     node.add_argument("--max-body-bytes", type=int, default=None,
-                      help="largest request body / WebSocket message (default 256 MB)")
+                      help="largest request body (default 256 MB)")
+    node.add_argument("--max-body-bytes-reading", type=int, default=None,
+                      help="bytes of all request bodies read at once; more is answered "
+                      "503 + Retry-After (default 512 MB)")
+    node.add_argument("--max-ws-message-bytes", type=int, default=None,
+                      help="largest WebSocket message (default 16 MB)")
     node.add_argument("--checkpoint-every", type=int, default=None,
                       help="snapshot a project every N learned batches (default 64)")
     node.add_argument("--log-level", default="info")

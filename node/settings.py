@@ -5,6 +5,13 @@ directly, and every field has a default a test can run with. `max_body_bytes` bo
 every request body (REST and WebSocket message): a larger one is refused with 413
 before it is read whole. The default, 256 MB, holds ~1.3 M rows of a 20-column JSON
 DataFrame; bulk loads beyond it go in several requests (or CSV/Arrow, which are denser).
+
+A body is read before its signature can be checked, so `max_body_bytes_reading` (512 MB)
+bounds the bytes of all bodies being read at once: a request that would go over it is
+answered 503 with `Retry-After` before a byte is buffered (unsigned floods cannot take
+the node's memory). WebSocket messages have their own, smaller limit,
+`max_ws_message_bytes` (16 MB, uvicorn's `ws_max_size`): a socket streams many messages,
+so a large load is many messages, not one.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 256 * MB
+    max_body_bytes_reading: int = 512 * MB  # all request bodies being read at once
+    max_ws_message_bytes: int = 16 * MB
     # A learn appends its batch's statistics to a per-project log; every this many
     # entries the project is checkpointed (one snapshot, log truncated), bounding replay.
     checkpoint_every: int = 64
@@ -48,6 +57,10 @@ class Settings:
             env["data_dir"] = Path(os.environ["FEDSTATS_DATA_DIR"])
         if os.environ.get("FEDSTATS_MAX_BODY_BYTES"):
             env["max_body_bytes"] = int(os.environ["FEDSTATS_MAX_BODY_BYTES"])
+        if os.environ.get("FEDSTATS_MAX_BODY_BYTES_READING"):
+            env["max_body_bytes_reading"] = int(os.environ["FEDSTATS_MAX_BODY_BYTES_READING"])
+        if os.environ.get("FEDSTATS_MAX_WS_MESSAGE_BYTES"):
+            env["max_ws_message_bytes"] = int(os.environ["FEDSTATS_MAX_WS_MESSAGE_BYTES"])
         engine = os.environ.get("FEDSTATS_ENGINE", "").strip().lower()
         if engine:
             env["default_engine"] = {"numpy": "cpu", "cupy": "gpu"}.get(engine, engine)

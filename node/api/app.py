@@ -6,6 +6,7 @@ installed. Then, if the `fedstats.node.federation` package offers `install(app)`
 called with these already on `app.state`:
 
     settings   Settings            service    ProjectService
+    body_budget api.auth.BodyBudget (bytes of request bodies being read, node-wide)
     verifier   security Verifier   customers  {id: Customer}
     db         store Database      jobs       api.jobs.JobRunner
     metrics    api.metrics.Metrics executor   the worker ThreadPoolExecutor
@@ -30,6 +31,7 @@ from ..service import ProjectService
 from ..settings import Settings
 from ..store import JobStore, open_database
 from . import errors, health, jobs, models, projects, ws
+from .auth import BodyBudget
 from .metrics import Metrics, MetricsMiddleware, metrics_endpoint
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ def create_app(settings: Settings, customers: Mapping[str, Customer] | None = No
     state.db = db
     state.service = ProjectService(db, settings)
     state.executor = executor
+    state.body_budget = BodyBudget(settings.max_body_bytes_reading)
     state.jobs = jobs.JobRunner(job_store, executor)
     state.metrics = metrics
     state.on_startup = []

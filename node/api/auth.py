@@ -5,6 +5,11 @@ The signature covers the raw body, so the dependency reads it — bounded by
 read, and a streamed body is counted as it arrives (413 either way) — and leaves it on
 `request.state.body` for the handler, which parses it itself (no pydantic on the hot path).
 
+Bodies are read before their signature can be checked, so the bytes being read at once,
+over the whole node, are bounded too (`Settings.max_body_bytes_reading`, a `BodyBudget`
+on `app.state.body_budget`): a request whose declared length (or, streamed, whose bytes
+so far) would go over it is refused with 503 and `Retry-After`, without buffering it.
+
 For other routers (the federation's): `Depends(signed_customer)` on any route under
 `/symetry/rest/{cid}/...` gives the verified `Customer`, whose id must equal `{cid}`;
 `body_of(request)` is the raw body it read.
@@ -15,38 +20,74 @@ from __future__ import annotations
 from fastapi import Request
 
 from ..security.customers import Customer
-from ..security.errors import AuthError
+from ..security.errors import AuthError, Overloaded
 from ..security.signing import CUSTOMER_HEADER, SignedRequest, Verifier
 from .errors import BadRequest, PayloadTooLarge
+
+
+class BodyBudget:
+    """Bytes of request bodies being read right now, node-wide, at most `limit`.
+
+    Used from the event loop only (no await between a check and its update): no lock.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int) -> None:
+        if self.used + n > self.limit:
+            raise Overloaded(
+                f"the node is reading {self.used} bytes of request bodies, at most "
+                f"{self.limit} at once: retry shortly", retry_after=1)
+        self.used += n
+
+    def give(self, n: int) -> None:
+        self.used -= n
 
 
 async def read_body(request: Request, limit: int, check: SignedRequest | None = None) -> bytes:
     """The whole body, refusing (413) one over `limit` bytes without buffering it all.
 
     With `check`, every chunk is hashed as it arrives (MD5 and the signature's HMAC),
-    so verifying a large learn costs no extra pass over its bytes afterwards.
+    so verifying a large learn costs no extra pass over its bytes afterwards. The bytes
+    count against the node's `BodyBudget` while they are read (503 when it is spent).
     """
-    check_declared_length(request, limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
-        if check is not None:
-            check.update(chunk)
-        chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    declared = check_declared_length(request, limit)
+    budget: BodyBudget | None = getattr(request.app.state, "body_budget", None)
+    reserved = 0
+    try:
+        if budget is not None and declared:
+            budget.take(declared)
+            reserved = declared
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+            if budget is not None and size > reserved:
+                budget.take(size - reserved)
+                reserved = size
+            if check is not None:
+                check.update(chunk)
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        if budget is not None:
+            budget.give(reserved)
 
 
-def check_declared_length(request: Request, limit: int) -> None:
-    """413 from Content-Length alone, before anything else is looked at."""
+def check_declared_length(request: Request, limit: int) -> int | None:
+    """413 from Content-Length alone, before anything else is looked at; the length."""
     length = request.headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise BadRequest(f"Content-Length {length!r} is not a number")
-        if int(length) > limit:
-            raise PayloadTooLarge(f"body of {int(length)} bytes exceeds the limit of {limit}")
+    if length is None:
+        return None
+    if not length.isdigit():
+        raise BadRequest(f"Content-Length {length!r} is not a number")
+    if int(length) > limit:
+        raise PayloadTooLarge(f"body of {int(length)} bytes exceeds the limit of {limit}")
+    return int(length)
 
 
 def body_of(request: Request) -> bytes:

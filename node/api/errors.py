@@ -6,6 +6,7 @@
         CryptoError and MessageFormatError (a body or message that does not open or parse),
         RequestValidationError (a missing or ill-typed query parameter)
     AuthError            401 UNAUTHORIZED, with the verifier's reason
+    Overloaded           503 with Retry-After (body budget or replay cache full: retry later)
     Conflict             409 CONFLICT
     Unavailable          503 (a project quarantined at start: its statistics do not load)
     PayloadTooLarge      413
@@ -27,7 +28,13 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from ..engine.errors import EngineError
-from ..security.errors import AuthError, CryptoError, MessageFormatError, SecurityError
+from ..security.errors import (
+    AuthError,
+    CryptoError,
+    MessageFormatError,
+    Overloaded,
+    SecurityError,
+)
 from ..service import BadRequest, Conflict, NotFound, ServiceError, Unavailable
 from .envelope import error
 
@@ -46,6 +53,8 @@ def classify(exc: BaseException) -> tuple[int, str, str]:
     """(HTTP status, message safe to show, kind) for any exception."""
     if isinstance(exc, AuthError):
         return 401, exc.reason, "auth"
+    if isinstance(exc, Overloaded):
+        return 503, exc.reason, "overloaded"
     if isinstance(exc, Conflict):
         return 409, str(exc), "conflict"
     if isinstance(exc, NotFound):
@@ -86,7 +95,10 @@ async def _handle(request: Request, exc: Exception) -> Response:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.errors.labels(kind).inc()
-    return error(status, message, kind)
+    response = error(status, message, kind)
+    if isinstance(exc, Overloaded):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def install(app: FastAPI) -> None:

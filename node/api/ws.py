@@ -7,7 +7,7 @@ remembered for the connection; a later message may repeat them but not change th
 
 Answers are envelopes on the socket, one per message, errors included. An
 authentication failure is answered (401) and the socket closed with 1008 (policy
-violation); a message over `max_body_bytes` with 1009 (message too big). Any other
+violation); a message over `max_ws_message_bytes` with 1009 (message too big). Any other
 error leaves the connection open for the next message.
 """
 
@@ -69,7 +69,7 @@ class _Session:
         self.customer_id: str | None = None
         self.keys: list[str] | None = None
         self.metrics = ws.app.state.metrics
-        self.limit = ws.app.state.settings.max_body_bytes
+        self.limit = ws.app.state.settings.max_ws_message_bytes
 
     async def handle(self, text: str) -> bool:
         """Answer one message; False when the connection was closed."""

@@ -6,7 +6,10 @@
     │                      -> the node answers 401 with `reason`
     ├── CryptoError        bytes that do not open: bad ciphertext, wrong key, bad invitation,
     │                      used or expired token -> 400 or 401, as the caller decides
-    └── MessageFormatError a WebSocket message whose framing is broken (also a ValueError)
+    ├── MessageFormatError a WebSocket message whose framing is broken (also a ValueError)
+    └── Overloaded         the node cannot take this request now (too many bodies being
+                           read, replay cache full of live signatures) -> 503 with
+                           `Retry-After: retry_after`
 
 Messages never carry a secret: a reason may be shown to the client as is.
 """
@@ -32,3 +35,12 @@ class CryptoError(SecurityError):
 
 class MessageFormatError(SecurityError, ValueError):
     """A WebSocket message that does not follow `<len>,<header><payload>`."""
+
+
+class Overloaded(SecurityError):
+    """A request refused for now, not for what it is: retry after `retry_after` seconds."""
+
+    def __init__(self, reason: str, retry_after: int = 1) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = max(1, int(retry_after))

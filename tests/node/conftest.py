@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 import uvicorn
+
 from fedstats.node.api.app import create_app
 from fedstats.node.client import Client
 from fedstats.node.client_ws import WsClient
@@ -67,7 +68,7 @@ def serve(settings: Settings, keys: dict[str, str]) -> Iterator[Node]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", ws_max_size=settings.max_body_bytes,
+    config = uvicorn.Config(app, log_level="warning", ws_max_size=settings.max_ws_message_bytes,
                             lifespan="on", ws="websockets-sansio")
     server = _Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve([sock])), daemon=True)

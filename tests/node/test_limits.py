@@ -1,0 +1,87 @@
+"""Limits that keep unsigned or hostile traffic from taking the node down: the bytes of
+bodies read at once (503 + Retry-After beyond them), checked on a real node over sockets."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+import orjson
+
+from fedstats.node.security.signing import signed_headers
+
+from .conftest import Node
+
+
+def _open_post(node: Node, path: str, length: int, first: bytes = b"") -> socket.socket:
+    """A POST announcing `length` body bytes, sending only `first` of them (yet)."""
+    url = urlparse(node.url)
+    headers = signed_headers("c1", node.keys["c1"], "POST", path, None, b"x")  # MAC won't match
+    sock = socket.create_connection((url.hostname, url.port), timeout=10)
+    head = f"POST {path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Length: {length}\r\n"
+    head += "Content-Type: application/json\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    sock.sendall(head.encode("latin-1") + first)
+    return sock
+
+
+def _answer(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _until(cond: Callable[[], bool], timeout: float = 10) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_bodies_read_at_once_are_bounded_node_wide(node_factory: Callable[..., Node]) -> None:
+    node = node_factory(max_body_bytes=1_000_000, max_body_bytes_reading=1_500_000)
+    c = node.client()
+    c.create_project("p")
+    path = "/symetry/rest/c1/projects/p/learn"
+    budget = node.app.state.body_budget
+    slow = _open_post(node, path, 900_000, b"{" * 1000)  # a slow (or hostile) sender
+    try:
+        _until(lambda: budget.used >= 900_000)
+        second = _open_post(node, path, 700_000)
+        try:
+            answer = _answer(second)
+        finally:
+            second.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503"), head
+        assert b"retry-after: 1" in head.lower()
+        envelope = orjson.loads(body)
+        assert envelope["statusCode"] == "SERVICE_UNAVAILABLE"
+        assert envelope["values"]["errorKind"] == "overloaded"
+        # a smaller one still fits, and is served (then refused for its bad signature)
+        small = _open_post(node, path, 500_000, b" " * 500_000)
+        try:
+            assert _answer(small).startswith(b"HTTP/1.1 401")
+        finally:
+            small.close()
+    finally:
+        slow.close()
+    _until(lambda: budget.used == 0)  # the abandoned body gave its bytes back
+    c.learn("p", {"attributeNames": ["a"], "attributeTypes": ["C"], "data": [["1"]]})
+
+
+def test_websocket_messages_have_their_own_smaller_limit() -> None:
+    from fedstats.node.cli import build_parser
+    from fedstats.node.settings import MB, Settings
+
+    s = Settings()
+    assert s.max_ws_message_bytes == 16 * MB < s.max_body_bytes
+    assert s.max_body_bytes_reading == 512 * MB
+    args = build_parser().parse_args(["node", "--max-ws-message-bytes", "1000"])
+    assert args.max_ws_message_bytes == 1000
