@@ -21,9 +21,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from scipy.linalg.blas import dsyrk
+
 from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.engine.codec import decode_snapshot, encode_snapshot
-from scipy.linalg.blas import dsyrk
 
 # (d, rows per batch, batches): batches big enough that per-call overhead is noise, small
 # enough for a 2-core machine with 24 GiB to run the whole bench in about a minute.

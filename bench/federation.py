@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.federation.agent import Agent
 from fedstats.node.federation.natsproc import NatsServer

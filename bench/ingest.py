@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import orjson
 import pyarrow as pa
+
 from fedstats.node.engine.frame import parse_frame
 from fedstats.node.engine.ingest import parse_arrow, parse_csv, parse_dataframe_bytes
 

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+from websockets.sync.client import connect
+
 from fedstats.node.client import Client
 from fedstats.node.client_ws import WsClient
 from fedstats.node.engine.accumulator import Accumulator
@@ -33,7 +35,6 @@ from fedstats.node.engine.frame import Batch
 from fedstats.node.engine.ingest import parse_dataframe_bytes
 from fedstats.node.security.keys import new_secret_key
 from fedstats.node.security.signing import signed_headers
-from websockets.sync.client import connect
 
 COLS = 20
 ECHO_SERVER = """

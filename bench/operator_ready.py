@@ -26,8 +26,8 @@ from pathlib import Path
 
 import orjson
 import yaml
-from fedstats.node.federation.natsproc import NatsServer
 
+from fedstats.node.federation.natsproc import NatsServer
 from fedstats.operator.kubelet import LocalKubelet
 from fedstats.operator.nodeapi import URLS_SETTING
 from fedstats.operator.testing import ControlPlane, binaries

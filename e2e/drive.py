@@ -27,9 +27,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from fedstats.node.client import Client
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import LinearRegression
+
+from fedstats.node.client import Client
 
 TOLERANCE = 1e-9
 

@@ -19,7 +19,7 @@ import kopf
 
 from . import contracts, federations, peers
 from .conditions import find, merge
-from .errors import RetryLater
+from .errors import NatsUnavailable, RetryLater
 from .kube import Kube
 from .metrics import STREAM_OPERATIONS, timed
 from .names import GROUP, VERSION
@@ -114,10 +114,25 @@ async def resync_federation(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
     await _run("Federation", federations.reconcile, body, patch, memo, retry_until_ready=False)
 
 
+# Deleting a Federation retries NATS this many times (each after the error's delay) before
+# letting the Federation go with its streams left behind, and saying so in an Event.
+FINALIZER_NATS_ATTEMPTS = int(os.environ.get("FEDSTATS_OPERATOR_FINALIZER_ATTEMPTS", "20"))
+
+
 @kopf.on.delete(*FEDERATIONS, id="delete-streams")
-async def delete_federation(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def delete_federation(body: kopf.Body, memo: kopf.Memo, retry: int = 0,
+                            **_: Any) -> None:
     try:
         deleted = await federations.finalize(memo.kube, _plain(body))
+    except NatsUnavailable as e:
+        STREAM_OPERATIONS.labels("delete", type(e).__name__).inc()
+        if retry + 1 < FINALIZER_NATS_ATTEMPTS:
+            raise
+        # NATS gone for good (uninstalled first, its auth Secret deleted with the namespace):
+        # holding the finalizer would leave the namespace Terminating forever
+        kopf.warn(body, reason="StreamsLeft",
+                  message=f"gave up deleting the JetStream streams after {retry + 1} tries: {e}")
+        return
     except Exception as e:
         STREAM_OPERATIONS.labels("delete", type(e).__name__).inc()
         raise

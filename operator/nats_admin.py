@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats
-from fedstats.node.federation.subjects import CONTROL_STREAM_MAX_BYTES
 from nats.errors import Error as NatsError
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
 from nats.js.errors import NotFoundError
 from nats.js.manager import JetStreamManager
+
+from fedstats.node.federation.subjects import CONTROL_STREAM_MAX_BYTES
 
 from . import names
 from .builders import parse_bytes

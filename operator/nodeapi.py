@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+
 from fedstats.node.client import ApiError, Client
 
 from . import names

@@ -16,6 +16,12 @@ from typing import Any
 import orjson
 import pytest
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
 from fedstats.node.security import (
     AuthError,
     CryptoError,
@@ -27,11 +33,6 @@ from fedstats.node.security import (
     parse_ws_message,
     seal_invite,
 )
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import orjson
 import pytest
+
 from fedstats.node.client import ApiError, Client
 from fedstats.node.security import CryptoError, aead, new_secret_key, signed_headers
 

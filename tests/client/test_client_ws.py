@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+
 from fedstats.node.client import WsClient
 from fedstats.node.security import new_secret_key
 

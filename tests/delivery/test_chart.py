@@ -15,6 +15,7 @@ from typing import Any
 import nats
 import pytest
 import yaml
+
 from fedstats.node.federation.natsproc import nats_server_binary
 
 from .chart import CHART, NON_DEFAULT, REPO, find, operator_container, render, render_text, run_helm

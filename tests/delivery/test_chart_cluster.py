@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from fedstats.node.federation.natsproc import NatsServer, free_port
 
+from fedstats.node.federation.natsproc import NatsServer, free_port
 from fedstats.operator.testing import ControlPlane
 
 from .chart import (

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from fedstats.node import cli
 
 REPO = Path(__file__).resolve().parents[2]

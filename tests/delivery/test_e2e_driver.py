@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
 from fedstats.node.client import Client
 from fedstats.node.federation.localnet import NodeProcess
 from fedstats.node.federation.natsproc import NatsServer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.engine.errors import SchemaMismatch
 from fedstats.node.engine.frame import parse_frame

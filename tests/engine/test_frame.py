@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from fedstats.node.engine.errors import FrameError
 from fedstats.node.engine.frame import Batch, parse_frame
 

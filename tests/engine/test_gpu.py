@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.engine.codec import decode_snapshot, encode_snapshot
 from fedstats.node.engine.xp import gpu_available, to_numpy

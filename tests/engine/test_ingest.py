@@ -10,12 +10,13 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from fedstats.node.engine import ingest
 from fedstats.node.engine.errors import FrameError
 from fedstats.node.engine.frame import Batch, parse_frame
 from fedstats.node.engine.ingest import parse_arrow, parse_csv, parse_dataframe_bytes
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 NAMES = ["x", "flag", "colour", "tags", "note"]
 TYPES = ["C", "B", "T", "L", "X"]

@@ -15,16 +15,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fedstats.node.engine.accumulator import Accumulator
-from fedstats.node.engine.errors import ModelError
-from fedstats.node.engine.frame import Batch, parse_frame
-from fedstats.node.engine.models import ALGORITHMS, MLContext, Model, build_model, load_model
 from sklearn import datasets
 from sklearn import discriminant_analysis as da
 from sklearn import linear_model as lm
 from sklearn.decomposition import PCA
 from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import make_pipeline
+
+from fedstats.node.engine.accumulator import Accumulator
+from fedstats.node.engine.errors import ModelError
+from fedstats.node.engine.frame import Batch, parse_frame
+from fedstats.node.engine.models import ALGORITHMS, MLContext, Model, build_model, load_model
 
 RTOL = 1e-9
 

@@ -8,11 +8,12 @@ friendly ones in the example tests.
 from __future__ import annotations
 
 import numpy as np
-from fedstats.node.engine.accumulator import Accumulator
-from fedstats.node.engine.codec import decode_snapshot, encode_snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+from fedstats.node.engine.accumulator import Accumulator
+from fedstats.node.engine.codec import decode_snapshot, encode_snapshot
 
 # The CI machine is slow and shared: no per-example deadline, a bounded number of examples.
 PROPERTY = settings(max_examples=60, deadline=None)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from fedstats.node.federation.natsproc import NatsServer
 from fedstats.operator.testing import ControlPlane, ControlPlaneUnavailable, binaries
 
@@ -24,6 +25,7 @@ EXAMPLES = REPO / "examples"
 # The operator's timers must tick within a test's patience; read when handlers are imported.
 os.environ.setdefault("FEDSTATS_OPERATOR_RESYNC_SECONDS", "2")
 os.environ.setdefault("FEDSTATS_OPERATOR_RETRY_SECONDS", "1")
+os.environ.setdefault("FEDSTATS_OPERATOR_FINALIZER_ATTEMPTS", "2")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

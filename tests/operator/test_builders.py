@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+
 from fedstats.operator import builders, names, nats_admin
 from fedstats.operator.errors import InvalidSpec
 

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+
 from fedstats.operator.testing import REPO, ControlPlane
 
 EXAMPLES = REPO / "examples"

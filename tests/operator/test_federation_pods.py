@@ -22,12 +22,12 @@ from typing import Any
 
 import orjson
 import pytest
-from fedstats.node.client import ApiError, Client
-from fedstats.node.federation.natsproc import NatsServer
-from fedstats.node.security.invites import open_invite
 from k8s_helpers import apply, condition, get, manifest, stream, wait
 from kopf.testing import KopfRunner
 
+from fedstats.node.client import ApiError, Client
+from fedstats.node.federation.natsproc import NatsServer
+from fedstats.node.security.invites import open_invite
 from fedstats.operator.kubelet import LocalKubelet
 from fedstats.operator.nodeapi import URLS_SETTING
 from fedstats.operator.testing import REPO, ControlPlane
