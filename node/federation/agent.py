@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,9 @@ log = logging.getLogger("fedstats.federation")
 JoinHandler = Callable[[dict[str, Any]], dict[str, Any]]
 FETCH_WAIT = 1.0  # a pull returns at least this often, so stop() is never kept waiting
 IN_FLIGHT = 4  # chunk publishes awaited together: JetStream acks pipeline well so
+# Versions are microseconds since the epoch: one further ahead of this node's clock than
+# this is refused, or a forged far-future version would lock its peer out for good.
+MAX_VERSION_AHEAD_US = 10 * 60 * 1_000_000
 
 
 class Agent:
@@ -243,8 +247,8 @@ class Agent:
                     except (TimeoutError, nats.errors.TimeoutError):
                         continue
                     for msg in msgs:
-                        await self._handle(msg.data)
-                        await msg.ack()
+                        await self._handle(msg.data, msg.subject)
+                        await msg.ack()  # handled or refused: never redelivered forever
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
             except asyncio.CancelledError:
@@ -257,28 +261,72 @@ class Agent:
                 with contextlib.suppress(Exception):
                     await self.ensure_streams()
 
-    async def _handle(self, data: bytes) -> None:
+    async def _handle(self, data: bytes, subject: str) -> None:
+        """Take in one message read from `subject`; never raises (the caller then acks)."""
+        try:
+            await self._receive(data, subject)
+        except Exception as e:  # a bug or a hostile body must not poison the consumer
+            log.exception("federation %s/%s: message on %s failed", self.cid, self.pid, subject)
+            with contextlib.suppress(Exception):
+                self.journal.count("rcvError")
+                self.journal.error(f"message on {subject} refused: {type(e).__name__}: {e}")
+        async with self.changed:  # accepted or refused: whoever waits may look again
+            self.changed.notify_all()
+
+    def _refuse(self, reason: str) -> None:
+        self.journal.count("rcvError")
+        self.journal.error(reason)
+
+    def _wrong_subject(self, header: dict[str, Any], subject: str) -> str | None:
+        """Why a frame may not have come on `subject`, or None.
+
+        Every member holds the federation key, so the seal proves membership, not who
+        sent: the subject does, since NATS permissions (centralized, hybrid) let a peer
+        publish only under its own names. A snapshot chunk must lie under its sender's
+        statistics subject; control messages under the control subjects (which ones
+        depends on their type, checked once they are opened).
+        """
+        peer = header["peer"]
+        if header["kind"] == "snapshot":
+            own = self.names.stats(peer)
+            rest = subject[len(own) + 1 :] if subject.startswith(own + ".") else ""
+            if not rest.isdigit():
+                return f"snapshot claiming to be from {peer!r} came on {subject}, not under {own}"
+            return None
+        if not subject.startswith(self.names.prefix + ".ctl."):
+            return f"control message claiming to be from {peer!r} came on {subject}"
+        return None
+
+    async def _receive(self, data: bytes, subject: str) -> None:
         try:
             frame = read_frame(data)
             if frame.header["fed"] != self.names.fed or frame.header["peer"] == self.config.peer_id:
+                return
+            wrong = self._wrong_subject(frame.header, subject)
+            if wrong is not None:
+                self._refuse(f"forged sender refused: {wrong}")
                 return
             whole = self._reassembler.add(frame)
             if whole is None:
                 return
             body = open_message(self.config.fed_secret_key, whole)
         except WireError as e:
-            self.journal.count("rcvError")
-            self.journal.error(f"unreadable message: {e}")
+            self._refuse(f"unreadable message: {e}")
             return
         header = whole[0].header
         if header["kind"] == "snapshot":
             await self._receive_snapshot(header["peer"], header["version"], body)
         else:
-            await self._receive_control(header["peer"], body)
-        async with self.changed:  # accepted or refused: whoever waits may look again
-            self.changed.notify_all()
+            await self._receive_control(header["peer"], subject, body)
 
     async def _receive_snapshot(self, peer: str, version: int, body: bytes) -> None:
+        ahead = version - time.time_ns() // 1000
+        if ahead > MAX_VERSION_AHEAD_US:
+            self._refuse(
+                f"snapshot v{version} from {peer} refused: its version is {ahead / 1e6:.0f}s "
+                f"ahead of this node's clock (at most {MAX_VERSION_AHEAD_US // 1_000_000}s)"
+            )
+            return
         known = self.peers.get(peer)
         if known is not None and version <= known[0]:
             self.journal.sync(
@@ -311,22 +359,31 @@ class Agent:
         self.journal.count("rcvCount")
         self.journal.sync(f"received snapshot v{version} from {peer}: {acc.n} rows")
 
-    async def _receive_control(self, sender: str, body: bytes) -> None:
+    async def _receive_control(self, sender: str, subject: str, body: bytes) -> None:
         try:
             msg = parse_control(body)
-            if msg["type"] == "sync":
+            kind = msg["type"]
+            if kind == "sync":
+                if subject != self.names.sync(sender):
+                    self._refuse(
+                        f"forged sender refused: sync request claiming to be from {sender!r} "
+                        f"came on {subject}, not {self.names.sync(sender)}"
+                    )
+                    return
                 if self.pulsing:
                     self.journal.sync(f"full sync requested by {sender}")
                     self.wake()
                 return
-            if sender != self.config.admin_peer:
-                self.journal.error(
-                    f"ignored {msg['type']!r} from {sender}: only the admin may send it"
+            if sender != self.config.admin_peer or subject != self.names.admin_ctl(kind):
+                self._refuse(
+                    f"ignored {kind!r} from {sender!r} on {subject}: only the admin "
+                    f"({self.config.admin_peer!r}) may send it, on "
+                    f"{self.names.admin_ctl(kind)}"
                 )
                 return
             change = apply_admin(self.config, msg)
         except WireError as e:
-            self.journal.error(f"{e} (from {sender})")
+            self._refuse(f"{e} (from {sender})")
             return
         if change is None:
             return  # stale, repeated, or of a kind this version does not know

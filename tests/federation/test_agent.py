@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
+
 from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.engine.codec import encode_snapshot
 from fedstats.node.federation.agent import Agent
@@ -253,3 +256,70 @@ async def test_a_peer_typing_an_attribute_otherwise_is_refused_and_the_rest_stil
     assert any("from p2 refused, schema mismatch: attribute 'y' has type 'B' there but 'C' here"
                in line for line in admin.sync_stats()["errorLog"])
     assert merged(fed["admin"]).n == 60  # the federation's model still builds from the rest
+
+
+# ------------------------------------------------------------ forged senders
+def _seal(node: Node, claimed: str, kind: str, version: int, body: bytes) -> bytes:
+    [frame] = seal_message(
+        node.config.fed_secret_key, node.agent.names.fed, claimed, kind, version, body
+    )
+    return frame
+
+
+async def test_a_snapshot_claiming_another_peer_is_refused(fed: dict[str, Node]) -> None:
+    admin, p2 = fed["admin"].agent, fed["p2"]
+    acc = Accumulator()
+    acc.learn_array(rows(50), COLS)
+    # p2 holds the federation key, so it can seal a message that says it is from p1 ...
+    forged = _seal(p2, "p1", "snapshot", 100, encode_snapshot(acc))
+    # ... but it may publish only on its own subjects (NATS permissions, where per peer)
+    await p2.agent.js.publish(admin.names.chunk("p2", 0), forged)
+    await until(admin, lambda: admin.counters["rcvError"] >= 1)
+    assert "p1" not in admin.peers and "p2" not in admin.peers
+    assert any("forged sender refused" in m and "'p1'" in m
+               for m in admin.sync_stats()["errorLog"])
+    # the real p1 is still heard
+    fed["p1"].learn(rows(30))
+    assert await fed["p1"].agent.publish()
+    await until(admin, lambda: "p1" in admin.peers)
+    assert admin.peers["p1"][1].n == 30
+
+
+async def test_admin_announcements_only_from_the_admin_on_admin_subjects(
+    fed: dict[str, Node],
+) -> None:
+    p1, p2 = fed["p1"].agent, fed["p2"]
+    body = orjson.dumps({"type": "schedule", "schedule": "d7", "seq": 99})
+    # claiming to be the admin, on a subject p2 may publish on (its sync subject)
+    await p2.agent.js.publish(p1.names.sync("p2"), _seal(p2, "admin", "control", 1, body))
+    # on the admin's subject, but saying who it is
+    await p2.agent.js.publish(
+        p1.names.admin_ctl("schedule"), _seal(p2, "p2", "control", 2, body)
+    )
+    # a full sync request "from the admin" sent on p2's subject
+    sync = orjson.dumps({"type": "sync"})
+    await p2.agent.js.publish(p1.names.sync("p2"), _seal(p2, "admin", "control", 3, sync))
+    await until(p1, lambda: p1.counters["rcvError"] >= 3)
+    assert p1.config.sync_sched == "s1" and p1.config.schedule_seq == 0
+    errors = p1.sync_stats()["errorLog"]
+    assert any("only the admin ('admin') may send it" in m for m in errors)
+    assert any("sync request claiming to be from 'admin'" in m for m in errors)
+    # the admin itself is still obeyed
+    await fed["admin"].agent.set_schedule("m5")
+    await until(p1, lambda: p1.config.sync_sched == "m5")
+
+
+async def test_a_far_future_version_is_refused(fed: dict[str, Node]) -> None:
+    admin, p2 = fed["admin"].agent, fed["p2"]
+    acc = Accumulator()
+    acc.learn_array(rows(50), COLS)
+    hour_ahead = time.time_ns() // 1000 + 3600 * 10**6
+    forged = _seal(p2, "p2", "snapshot", hour_ahead, encode_snapshot(acc))
+    await p2.agent.js.publish(admin.names.chunk("p2", 0), forged)
+    await until(admin, lambda: admin.counters["rcvError"] >= 1)
+    assert "p2" not in admin.peers
+    assert "ahead of this node's clock" in admin.sync_stats()["errorLog"][-1]
+    p2.learn(rows(20))
+    assert await p2.agent.publish()  # p2's real, current versions are not locked out
+    await until(admin, lambda: "p2" in admin.peers)
+    assert admin.peers["p2"][1].n == 20
