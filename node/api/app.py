@@ -37,6 +37,13 @@ from .metrics import Metrics, MetricsMiddleware, metrics_endpoint
 log = logging.getLogger(__name__)
 
 
+class NodeApp(FastAPI):
+    """FastAPI with `errors.CatchAll` outside every middleware (ServerErrorMiddleware too)."""
+
+    def build_middleware_stack(self):  # type: ignore[no-untyped-def]
+        return errors.CatchAll(super().build_middleware_stack())
+
+
 def create_app(settings: Settings, customers: Mapping[str, Customer] | None = None) -> FastAPI:
     """The node's app; `customers` defaults to `settings.customers_file` (or the env var)."""
     if customers is None:
@@ -55,7 +62,7 @@ def create_app(settings: Settings, customers: Mapping[str, Customer] | None = No
             app.state.executor.shutdown(wait=True)
             app.state.db.close()
 
-    app = FastAPI(title="fedstats node", version="0.1.0", lifespan=lifespan,
+    app = NodeApp(title="fedstats node", version="0.1.0", lifespan=lifespan,
                   description="Signed REST + WebSocket API of a fedstats node (SymetryML "
                               "style). Every /symetry request is signed: see the README.")
     db = open_database(settings.db_path)

@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..engine.errors import EngineError
 from ..security.errors import (
@@ -112,3 +113,44 @@ def install(app: FastAPI) -> None:
              RequestValidationError, HTTPException)
     for exc_type in (*known, Exception):
         app.add_exception_handler(exc_type, _handle)
+
+
+class CatchAll:
+    """Outermost pure-ASGI middleware: no exception leaves the app.
+
+    Starlette's ServerErrorMiddleware answers a 500 (through `_handle`) and then re-raises,
+    so uvicorn logs it again and closes the connection: a client's next keep-alive
+    request on it fails. Here the exception stops: if nothing was answered yet, the 500
+    envelope is sent; either way it is logged (type and message of our own code's
+    exception, never a request's headers or body) and the connection stays usable.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] in ("http.response.start", "websocket.accept",
+                                   "websocket.close", "websocket.http.response.start"):
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:  # already answered (and logged by `classify`)
+                log.debug("internal error after the answer was sent: %s", type(exc).__name__)
+                return
+            log.error("internal error in %s %s", scope.get("method", "WS"),
+                      scope.get("path", ""), exc_info=exc)
+            if scope["type"] == "http":
+                await error(500, "internal server error (logged on the node)",
+                            "internal")(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1011})

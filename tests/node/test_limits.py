@@ -85,3 +85,42 @@ def test_websocket_messages_have_their_own_smaller_limit() -> None:
     assert s.max_body_bytes_reading == 512 * MB
     args = build_parser().parse_args(["node", "--max-ws-message-bytes", "1000"])
     assert args.max_ws_message_bytes == 1000
+
+
+def test_a_500_keeps_the_connection_for_the_next_request(
+        node_factory: Callable[..., Node], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    node = node_factory()
+    c = node.client()
+    c.create_project("p")
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(node.app.state.service, "project_info", broken)
+    path = "/symetry/rest/c1/projects/p/info"
+    url = urlparse(node.url)
+    sock = socket.create_connection((url.hostname, url.port), timeout=10)
+    try:
+        for expected in (b"HTTP/1.1 500", b"HTTP/1.1 500", b"HTTP/1.1 200"):
+            if expected.endswith(b"200"):
+                monkeypatch.undo()
+            headers = signed_headers("c1", node.keys["c1"], "GET", path)
+            head = f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+            sock.sendall(head.encode("latin-1"))  # the same connection every time
+            answer = _answer(sock)
+            assert answer.startswith(expected), answer[:200]
+            if expected.endswith(b"500"):
+                body = orjson.loads(answer.partition(b"\r\n\r\n")[2])
+                assert body["values"]["errorKind"] == "internal"
+                assert "a bug" not in body["statusString"]
+    finally:
+        sock.close()
+    # and the project's own client, keeping its connection, goes on after a 500
+    monkeypatch.setattr(node.app.state.service, "project_info", broken)
+    try:
+        c.project_info("p")
+    except Exception as e:  # ApiError 500
+        assert "500" in str(e)
+    monkeypatch.undo()
+    assert c.project_info("p")["values"]["smlInfo"]["rows"] == 0
