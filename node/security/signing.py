@@ -8,7 +8,9 @@ and the query, then the service path and each extra key, joined by `\\n`.
 
 Pure functions build and sign; `Verifier` holds the only state, the signatures seen
 within the date window, so a captured request cannot be replayed. Its memory is bounded:
-an entry can be dropped once its date is too old to be accepted anyway.
+an entry can be dropped once its date is too old to be accepted anyway, and while
+`max_seen` live entries are held new requests are refused (`Overloaded`), never a live
+entry evicted.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import base64
 import hashlib
 import heapq
 import hmac
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +29,7 @@ from typing import Any
 import orjson
 
 from .customers import Customer
-from .errors import AuthError, MessageFormatError
+from .errors import AuthError, MessageFormatError, Overloaded
 from .keys import decode_key, mask
 
 AUTH_HEADER = "Authorization"
@@ -287,15 +290,24 @@ class Verifier:
         return when
 
     def _remember(self, customer_id: str, signature: str, when: float) -> None:
+        """Record a signature; AuthError if it was seen inside the window.
+
+        Only entries too old to be accepted anyway are dropped. When `max_seen` live
+        signatures are held, the request is refused (`Overloaded`, 503) rather than
+        evicting a live one, which would make it replayable.
+        """
         key = (customer_id, signature)
         with self._lock:
             now = self.clock()
-            while self._expiry and (self._expiry[0][0] < now - self.past_s
-                                    or len(self._expiry) >= self.max_seen):
+            while self._expiry and self._expiry[0][0] < now - self.past_s:
                 _, old = heapq.heappop(self._expiry)
                 self._seen.pop(old, None)
             if key in self._seen:
                 raise AuthError("replayed request: this signature was already used")
+            if len(self._seen) >= self.max_seen:
+                wait = self._expiry[0][0] + self.past_s - now if self._expiry else 1
+                raise Overloaded("too many requests in the replay window: retry shortly",
+                                 retry_after=math.ceil(wait))
             self._seen[key] = when
             heapq.heappush(self._expiry, (when, key))
 

@@ -8,6 +8,9 @@ import hmac
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from fedstats.node.security import (
     AuthError,
     Customer,
@@ -21,8 +24,6 @@ from fedstats.node.security import (
 )
 from fedstats.node.security.keys import new_secret_key
 from fedstats.node.security.signing import rest_signature
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 KEY = base64.b64encode(bytes(range(32))).decode()
 PATH = "/symetry/rest/c1/projects"
@@ -206,3 +207,28 @@ def test_the_streamed_signature_equals_signing_the_string(body: bytes, query: st
     sts = string_to_sign("POST", "md5", key, "2026-01-01 00:00:00;0", "c1", body, "/p", query)
     assert rest_signature("POST", "md5", key, "2026-01-01 00:00:00;0", "c1", body, "/p",
                           query) == sign(key, sts)
+
+
+def test_a_full_replay_cache_refuses_new_requests_instead_of_forgetting_live_ones() -> None:
+    from fedstats.node.security.errors import Overloaded
+
+    clock = Clock()
+    v = Verifier({"c1": Customer("c1", KEY)}, clock=clock, max_seen=3)
+
+    def headers(i: int, at: float) -> dict[str, str]:
+        date = format_sym_date(datetime.fromtimestamp(at, UTC))
+        return signed_headers("c1", KEY, "GET", PATH, f"i={i}", b"", sym_date=date)
+
+    sent = [headers(i, T0 + i) for i in range(3)]
+    for i, h in enumerate(sent):
+        v.verify("GET", PATH, f"i={i}", h, b"", "c1")
+    with pytest.raises(Overloaded, match="too many requests in the replay window") as e:
+        v.verify("GET", PATH, "i=3", headers(3, T0), b"", "c1")
+    assert e.value.retry_after == 300  # until the oldest signature leaves the window
+    for i, h in enumerate(sent):  # every live signature is still refused as a replay
+        with pytest.raises(AuthError, match="replayed"):
+            v.verify("GET", PATH, f"i={i}", h, b"", "c1")
+    clock.now = T0 + 300.5  # the first one is now too old to be accepted: its slot frees
+    v.verify("GET", PATH, "i=4", headers(4, clock.now), b"", "c1")
+    with pytest.raises(AuthError, match="replayed"):
+        v.verify("GET", PATH, "i=1", sent[1], b"", "c1")
