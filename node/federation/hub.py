@@ -63,6 +63,29 @@ def _credentials(opts: dict[str, Any]) -> dict[str, Any]:
     return {k: str(opts[k]) for k in _AUTH_KEYS if opts.get(k)}
 
 
+_CREDENTIAL_KINDS = {
+    "user and password": ("nats_sec_user", "nats_sec_passwd"),
+    "token": ("nats_sec_token",),
+    "NKEY seed": ("nats_sec_nkey_seed",),
+}
+
+
+def _invite_credentials(opts: dict[str, Any]) -> dict[str, str]:
+    """The peer's NATS credentials an invitation request gives: exactly one kind, or none."""
+    given = {k: opts.get(k) for k in _AUTH_KEYS if opts.get(k) not in (None, "")}
+    for key, value in given.items():
+        if not isinstance(value, str):
+            raise FederationError(f"{key} must be a string")
+    kinds = [kind for kind, keys in _CREDENTIAL_KINDS.items() if any(k in given for k in keys)]
+    if len(kinds) > 1:
+        raise FederationError(
+            f"give the peer one kind of NATS credentials, not {' and '.join(kinds)}"
+        )
+    if kinds == ["user and password"] and len(given) != 2:
+        raise FederationError("nats_sec_user and nats_sec_passwd go together")
+    return {k: str(v) for k, v in given.items()}
+
+
 def _federation_key(value: Any) -> str:
     """The key an operator generated (validated: Base64 of 32 bytes), else a new one."""
     if value is None or value == "":
@@ -277,12 +300,9 @@ class Hub:
             "nats_stream_max_memory": config.nats_stream_max_memory,
             "fed_rest_host": opts.get("fed_rest_host") or config.fed_rest_host or "",
         }
-        # the peer's own NATS credentials when given (centralized needs one user per
-        # peer), else the federation's shared ones
-        for key in _AUTH_KEYS:
-            value = opts.get(key) or getattr(config, key)
-            if value:
-                payload[key] = value
+        # the peer's own NATS credentials, all or nothing, from the request: never the
+        # admin's (a peer holding them could act as the admin on NATS)
+        payload.update(_invite_credentials(opts))
         return seal_invite(password, payload)
 
     def _join_handler(self, cid: str, pid: str) -> Any:

@@ -8,11 +8,13 @@ from collections.abc import Iterator
 import nats
 import numpy as np
 import pytest
-from fedstats.node.client import Client
+
+from fedstats.node.client import ApiError, Client
 from fedstats.node.federation.localnet import NodeProcess
 from fedstats.node.federation.natsconf import User, connect_options, federation_users
 from fedstats.node.federation.natsproc import NatsServer
 from fedstats.node.federation.subjects import Names
+from fedstats.node.security.invites import open_invite
 from fedstats.node.security.keys import new_secret_key
 
 from .test_rest_flow import eventually, frame
@@ -108,3 +110,30 @@ def test_a_peers_credentials_cannot_read_another_peers_statistics(
         return message
 
     assert "permissions violation for subscription" in asyncio.run(attempt()).lower()
+
+
+def test_invitations_never_carry_the_admins_nats_credentials(
+    central: tuple[NatsServer, dict[str, Client]],
+) -> None:
+    admin = central[1]["admin"]
+    # none given: none carried (the peer connects anonymously or with its own config)
+    bare = open_invite("pw", admin.fed_invitation("admin", "pw", fed_peer_id="p8"))
+    assert not {k for k in bare if k.startswith("nats_sec_")}
+    assert "admin-pw" not in str(bare)
+    # an NKEY seed: the seed only, not the admin's user and password beside it
+    seed = "SUAEXAMPLESEEDNOTUSEDBYTHISTESTATALLXXXXXXXXXXXXXXXXXXXXXXXX"
+    nkey = open_invite(
+        "pw", admin.fed_invitation("admin", "pw", fed_peer_id="p9", nats_sec_nkey_seed=seed)
+    )
+    assert {k: v for k, v in nkey.items() if k.startswith("nats_sec_")} == {
+        "nats_sec_nkey_seed": seed
+    }
+    # half a user, or two kinds at once, is a client mistake
+    mistakes = [
+        ({"nats_sec_user": "p10"}, "nats_sec_user and nats_sec_passwd go together"),
+        ({"nats_sec_token": "t", "nats_sec_nkey_seed": seed}, "one kind of NATS credentials"),
+    ]
+    for extra, words in mistakes:
+        with pytest.raises(ApiError) as e:
+            admin.fed_invitation("admin", "pw", fed_peer_id="p10", **extra)
+        assert e.value.http_status == 400 and words in e.value.message
