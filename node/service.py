@@ -241,8 +241,15 @@ class ProjectService:
             project.since_checkpoint += 1
             project.acc = acc
             if project.since_checkpoint >= self.settings.checkpoint_every:
-                self.projects_store.checkpoint(cid, pid, project.seq, encode_snapshot(acc))
-                project.since_checkpoint = 0
+                # The learn is durable already (the log is the truth): a checkpoint that
+                # fails only leaves a longer log to replay, and is tried again next time.
+                try:
+                    self.projects_store.checkpoint(cid, pid, project.seq, encode_snapshot(acc))
+                    project.since_checkpoint = 0
+                except Exception as e:
+                    log.error("checkpoint of project %s/%s failed (its log holds every "
+                              "change; retried after the next one): %s: %s",
+                              cid, pid, type(e).__name__, e)
         return batch.rows
 
     def register_delete_listener(self, fn: Callable[[str, str], None]) -> None:

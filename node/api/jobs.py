@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -32,6 +33,7 @@ from .envelope import STATUS_CODES, envelope_bytes, ok
 from .errors import classify
 
 MAX_WAIT_S = 30.0
+log = logging.getLogger(__name__)
 
 
 class JobRunner:
@@ -56,9 +58,22 @@ class JobRunner:
             result = fn()
         except Exception as e:  # every failure is recorded on the job, none escapes
             status, message, _kind = classify(e)
-            self.store.fail(job_id, message, "client" if status < 500 else "internal")
+            self._fail(job_id, message, "client" if status < 500 else "internal")
             return
-        self.store.finish(job_id, result)
+        try:
+            self.store.finish(job_id, result)
+        except Exception as e:  # a result that cannot be stored must not leave it running
+            log.error("job %d: storing its result failed: %s: %s", job_id,
+                      type(e).__name__, e)
+            self._fail(job_id, "the job ran but its result could not be stored "
+                       "(logged on the node)", "internal")
+
+    def _fail(self, job_id: int, message: str, kind: str) -> None:
+        try:
+            self.store.fail(job_id, message, kind)
+        except Exception as e:  # the store itself is failing: at least say so
+            log.error("job %d: recording its failure failed too: %s: %s", job_id,
+                      type(e).__name__, e)
 
     async def wait(self, job_id: int, timeout: float) -> None:
         """Until the job ends or `timeout` passes (at once when it is not running here)."""

@@ -98,7 +98,17 @@ class Database:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT (disk full, I/O error, a deferred constraint) can leave
+                # the transaction open: end it, or every later BEGIN would fail.
+                if self._conn.in_transaction:
+                    try:
+                        self._conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
