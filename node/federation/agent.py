@@ -8,8 +8,9 @@ server that restarts needs nothing but a republish: on every (re)connection the 
 re-creates its streams and consumers if they are gone and publishes again.
 
 Contracts are checked before sending (rules, the floor on the whole and on the increment
-since the last snapshot sent) and again on receipt (against the previous snapshot of the
-same peer). Every refusal is counted and logged, never silently dropped.
+since the last snapshot sent) and again on receipt (rules and the floor on the whole
+only: a receiver may have missed versions in between, so the increment floor is the
+sender's duty). Every refusal is counted and logged, never silently dropped.
 
 The admin's agent also answers join requests: it redeems the invitation's one-time token
 (so a reused or expired invitation fails at the admin, where the token was issued) and
@@ -346,7 +347,7 @@ class Agent:
             self.journal.error(f"snapshot v{version} from {peer} refused, schema mismatch: "
                                f"{conflict}")
             return
-        verdict = gate.incoming(self._contract, acc, known[1] if known else None)
+        verdict = gate.incoming(self._contract, acc)
         if not verdict.clean:
             self.journal.count("rcvContractError", peer)
             word = "refused" if verdict.blocked else "accepted anyway (@receive allow)"

@@ -323,3 +323,21 @@ async def test_a_far_future_version_is_refused(fed: dict[str, Node]) -> None:
     assert await p2.agent.publish()  # p2's real, current versions are not locked out
     await until(admin, lambda: "p2" in admin.peers)
     assert admin.peers["p2"][1].n == 20
+
+
+async def test_a_receiver_that_missed_versions_still_accepts_the_newest(
+    fed: dict[str, Node],
+) -> None:
+    """Streams keep the newest snapshot per subject: a slow receiver skips versions."""
+    admin, p1 = fed["admin"].agent, fed["p1"]
+    r = rows(60)
+    first, later = Accumulator(), Accumulator()
+    first.learn_array(r[:40], COLS)
+    later.learn_array(r[:42], COLS)  # 40 -> 50 -> 42 at p1: the admin saw only 40 and 42
+    for version, acc in ((100, first), (300, later)):
+        frame = _seal(p1, "p1", "snapshot", version, encode_snapshot(acc))
+        await p1.agent.js.publish(admin.names.chunk("p1", 0), frame)
+        await until(admin, lambda v=version: admin.peers.get("p1", (0,))[0] == v
+                    or admin.counters["rcvContractError"].get("p1", 0) > 0)
+    assert admin.peers["p1"][1].n == 42
+    assert admin.counters["rcvContractError"] == {}
