@@ -11,6 +11,7 @@ so a newer node opens an older data directory by running the rest, in one transa
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -104,10 +105,8 @@ class Database:
                 # A failed COMMIT (disk full, I/O error, a deferred constraint) can leave
                 # the transaction open: end it, or every later BEGIN would fail.
                 if self._conn.in_transaction:
-                    try:
+                    with contextlib.suppress(sqlite3.Error):
                         self._conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
                 raise
 
     @contextmanager

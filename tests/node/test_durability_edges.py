@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from fedstats.node.api.jobs import JobRunner
 from fedstats.node.security.keys import new_secret_key
 from fedstats.node.settings import Settings
