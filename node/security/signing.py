@@ -30,7 +30,7 @@ import orjson
 
 from .customers import Customer
 from .errors import AuthError, MessageFormatError, Overloaded
-from .keys import decode_key, mask
+from .keys import decode_key
 
 AUTH_HEADER = "Authorization"
 DATE_HEADER = "sym-date"
@@ -140,8 +140,13 @@ def signed_headers(customer_id: str, secret_b64: str, verb: str, path: str,
             CUSTOMER_HEADER: customer_id}
 
 
+SECRET_PLACEHOLDER = "<secret key>"
+
+
 def _masked_sts(sts: str, secret_b64: str, body: str | None) -> str:
-    shown = sts.replace(secret_b64, mask(secret_b64), 1)
+    """The string to sign as a client may see it: no character of the secret (a prefix
+    would be a free head start to anyone probing with bad signatures), a long body elided."""
+    shown = sts.replace(secret_b64, SECRET_PLACEHOLDER, 1)
     if body is not None and len(body) > _ELIDE_BODY_OVER:
         shown = shown.replace(body, f"{body[:64]}...<{len(body)} chars>", 1)
     return shown
