@@ -197,10 +197,18 @@ def increment(new: Accumulator, old: Accumulator) -> Accumulator:
 
 
 def increment_floor_violation(new: Accumulator, old: Accumulator | None) -> str | None:
-    """The floor applied to what changed since `old` (None: the whole is the increment)."""
+    """The floor applied to what changed since `old` (None: the whole is the increment).
+
+    The change is measured in rows learned or forgotten (`touched`), not by the change
+    in `n`: forgetting one row and learning another leaves `n` as it was but reveals
+    two rows. Should `touched` have gone back (the accumulator was rebuilt), the change
+    in `n` is all that can be told.
+    """
     if old is None or old.n == 0:
         return floor_violation(new)
-    rows = abs(new.n - old.n)
+    rows = new.touched - old.touched
+    if rows < 0:
+        rows = abs(new.n - old.n)
     need = new.d + FLOOR_MARGIN
     if rows == 0 or rows >= need:
         return None

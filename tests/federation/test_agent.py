@@ -341,3 +341,21 @@ async def test_a_receiver_that_missed_versions_still_accepts_the_newest(
                     or admin.counters["rcvContractError"].get("p1", 0) > 0)
     assert admin.peers["p1"][1].n == 42
     assert admin.counters["rcvContractError"] == {}
+
+
+async def test_forget_and_learn_of_equal_counts_cannot_dodge_the_increment_floor(
+    fed: dict[str, Node],
+) -> None:
+    p1 = fed["p1"]
+    r = rows(41)
+    p1.learn(r[:40])
+    assert await p1.agent.publish()
+    p1.acc.forget_array(r[:1], COLS)
+    p1.learn(r[40:])  # n is 40 again, but the two changed rows could be solved back
+    assert p1.acc.n == 40
+    assert not await p1.agent.publish()
+    stats = p1.agent.sync_stats()
+    assert stats["sndContractError"] == 1 and stats["sndCount"] == 1
+    assert "increment of 2 rows over 4 columns is under the floor of 9 rows" in (
+        stats["errorLog"][-1]
+    )
