@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from ..security.customers import Customer, load_customers
 from ..security.signing import Verifier
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 class NodeApp(FastAPI):
     """FastAPI with `errors.CatchAll` outside every middleware (ServerErrorMiddleware too)."""
 
-    def build_middleware_stack(self):  # type: ignore[no-untyped-def]
+    def build_middleware_stack(self) -> ASGIApp:
         return errors.CatchAll(super().build_middleware_stack())
 
 
