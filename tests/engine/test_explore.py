@@ -6,13 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from scipy import stats
+from sklearn import datasets
+from sklearn.decomposition import PCA
+
 from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.engine.errors import ModelError
 from fedstats.node.engine.explore import explore_bi, explore_pca, explore_uni
 from fedstats.node.engine.frame import parse_frame
-from scipy import stats
-from sklearn import datasets
-from sklearn.decomposition import PCA
 
 RTOL = 1e-9
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+
 from fedstats.node.client import ApiError, Client
 from fedstats.node.security.keys import new_secret_key
 from fedstats.node.settings import Settings

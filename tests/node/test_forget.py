@@ -4,6 +4,7 @@ and rows that were never learned (a negative variance); the project stays as it 
 from __future__ import annotations
 
 import pytest
+
 from fedstats.node.client import ApiError, Client
 
 from .conftest import frame

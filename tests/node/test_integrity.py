@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from fedstats.node.client import ApiError
 from fedstats.node.security.keys import new_secret_key
 from fedstats.node.settings import Settings

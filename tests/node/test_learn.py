@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 import pytest
+
 from fedstats.node.client import ApiError, Client
 
 from .conftest import Node, frame

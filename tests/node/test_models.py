@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from fedstats.node.client import ApiError, Client
 
 from .conftest import frame

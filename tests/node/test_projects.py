@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from fedstats.node.client import ApiError, Client
 from fedstats.node.engine.xp import gpu_available
 from fedstats.node.settings import Settings

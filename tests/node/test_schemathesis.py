@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from fedstats.node.security.signing import signed_headers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from fedstats.node.security.signing import signed_headers
 
 from .conftest import Node, frame
 

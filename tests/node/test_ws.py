@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fedstats.node.client import Client
-from fedstats.node.security.signing import build_ws_message, ws_signed_header
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+
+from fedstats.node.client import Client
+from fedstats.node.security.signing import build_ws_message, ws_signed_header
 
 from .conftest import Node, frame
 

@@ -6,6 +6,7 @@ import base64
 import json
 
 import pytest
+
 from fedstats.node.security import Customer, load_customers, new_secret_key
 
 KEY = new_secret_key()

@@ -6,6 +6,7 @@ import base64
 import threading
 
 import pytest
+
 from fedstats.node.security import (
     CryptoError,
     MemoryTokenStore,

@@ -6,6 +6,7 @@ import base64
 import contextlib
 
 import pytest
+
 from fedstats.node.security import (
     CryptoError,
     decode_key,

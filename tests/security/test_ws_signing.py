@@ -6,6 +6,7 @@ import base64
 from datetime import UTC, datetime
 
 import pytest
+
 from fedstats.node.security import (
     AuthError,
     Customer,
