@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 import time
@@ -84,6 +85,11 @@ def _invite_credentials(opts: dict[str, Any]) -> dict[str, str]:
     if kinds == ["user and password"] and len(given) != 2:
         raise FederationError("nats_sec_user and nats_sec_passwd go together")
     return {k: str(v) for k, v in given.items()}
+
+
+def _token_digest(join_token: str) -> str:
+    """What the admin keeps of an invitation's token to recognise it (never the token)."""
+    return hashlib.sha256(join_token.encode()).hexdigest()
 
 
 def _federation_key(value: Any) -> str:
@@ -286,6 +292,10 @@ class Hub:
         )
         ttl = _number(opts, "fed_req_token_ttl", INVITE_TTL_S)
         join_token = self.tokens.issue(ttl, f"join:{config.fed_name}", peer=peer, merges=merges)
+        # the token store cannot revoke: the newest invitation per peer id is remembered
+        # here instead, and the join handler refuses the older ones
+        config.invites[peer] = _token_digest(join_token)
+        self.state.save_config(cid, pid, config)
         payload: dict[str, Any] = {
             "fed_name": config.fed_name,
             "fed_secret_key": config.fed_secret_key,
@@ -310,13 +320,26 @@ class Hub:
             config = self.agents[(cid, pid)].config if (cid, pid) in self.agents else None
             if config is None:
                 return {"ok": False, "retry": True, "error": "the federation admin is starting"}
+            join_token = str(request.get("token", ""))
             try:
-                meta = self.tokens.redeem(str(request.get("token", "")), f"join:{config.fed_name}")
+                meta = self.tokens.redeem(join_token, f"join:{config.fed_name}")
             except CryptoError as e:
                 return {"ok": False, "error": str(e)}
             if meta.get("peer") != request.get("peer"):
                 return {"ok": False, "error": "the invitation was issued for another peer id"}
-            config.peers[str(meta["peer"])] = {
+            peer = str(meta["peer"])
+            joined = self._already_joined(config, peer)
+            if joined:
+                return {"ok": False, "error": joined}
+            newest = config.invites.get(peer)
+            if newest is not None and newest != _token_digest(join_token):
+                return {
+                    "ok": False,
+                    "error": f"this invitation for peer id {peer!r} was revoked: a newer one "
+                    "was issued for it",
+                }
+            config.invites.pop(peer, None)
+            config.peers[peer] = {
                 "joined_at": time.time(),
                 "merges": bool(meta.get("merges")),
             }
@@ -331,6 +354,15 @@ class Hub:
             }
 
         return handle
+
+    @staticmethod
+    def _already_joined(config: FedConfig, peer: Any) -> str | None:
+        if peer == config.peer_id or peer in config.peers:
+            return (
+                f"peer id {peer!r} has already joined this federation: one invitation per "
+                "peer id is ever redeemed"
+            )
+        return None
 
     async def join(self, cid: str, pid: str, opts: dict[str, Any]) -> FedConfig:
         """Create `pid` as a peer of the federation an invitation describes."""

@@ -69,6 +69,8 @@ class FedConfig:
     allow_peers_explore: bool = False
     fed_rest_host: str | None = None
     peers: dict[str, dict[str, Any]] = field(default_factory=dict)  # admin: who joined
+    # admin: peer id -> digest of the newest invitation's token (older ones are revoked)
+    invites: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_admin(self) -> bool:

@@ -15,6 +15,9 @@ from typing import Any
 import nats
 import numpy as np
 import pytest
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import LinearRegression
+
 from fedstats.node.client import ApiError, Client
 from fedstats.node.federation.errors import WireError
 from fedstats.node.federation.localnet import NodeProcess
@@ -23,8 +26,6 @@ from fedstats.node.federation.subjects import Names
 from fedstats.node.federation.wire import open_snapshot, read_frame
 from fedstats.node.security.errors import CryptoError
 from fedstats.node.security.keys import new_secret_key
-from sklearn.datasets import load_diabetes
-from sklearn.linear_model import LinearRegression
 
 pytestmark = pytest.mark.slow
 CID = "c1"
@@ -195,6 +196,26 @@ def test_invitations_are_one_time_expiring_and_password_sealed(fed: Fed) -> None
         p1.fed_join("p4", expired, "pw")
     assert "expired" in e.value.message
     assert "p4" not in p1.list_projects()["values"]["stringList"]  # nothing half-created
+
+
+def test_a_newer_invitation_revokes_the_older_and_a_peer_id_joins_once(fed: Fed) -> None:
+    admin, p1, p2 = fed.clients["admin"], fed.clients["p1"], fed.clients["p2"]
+    older = admin.fed_invitation("admin", "pw", fed_peer_id="p5")
+    newer = admin.fed_invitation("admin", "pw", fed_peer_id="p5")
+    with pytest.raises(ApiError) as e:
+        p1.fed_join("p5", older, "pw")
+    assert e.value.http_status == 400 and "was revoked: a newer one" in e.value.message
+    assert "p5" not in p1.list_projects()["values"]["stringList"]  # nothing half-created
+    p2.fed_join("p5", newer, "pw")
+    # two invitations issued before either is used: the second join is refused too
+    first = admin.fed_invitation("admin", "pw", fed_peer_id="p6")
+    second = admin.fed_invitation("admin", "pw", fed_peer_id="p6")
+    p1.fed_join("p6", second, "pw")
+    with pytest.raises(ApiError) as e:
+        p2.fed_join("p6", first, "pw")
+    assert e.value.http_status == 400
+    assert "peer id 'p6' has already joined this federation" in e.value.message
+    assert "p6" not in p2.list_projects()["values"]["stringList"]
 
 
 def test_sync_stats_and_logs(fed: Fed) -> None:
