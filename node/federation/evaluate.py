@@ -34,7 +34,12 @@ def _var(ddof: int) -> Callable[[Moments, int], float]:
 
 def _std(ddof: int) -> Callable[[Moments, int], float]:
     var = _var(ddof)
-    return lambda m, i: math.sqrt(max(var(m, i), 0.0)) if m.n > ddof else math.nan
+
+    def f(m: Moments, i: int) -> float:
+        v = var(m, i)
+        return math.sqrt(v) if v >= 0 else math.nan  # a negative variance is no statistic
+
+    return f
 
 
 def _covar(ddof: int) -> Callable[[Moments, int, int], float]:
@@ -45,7 +50,12 @@ def _covar(ddof: int) -> Callable[[Moments, int, int], float]:
 
 
 def _lincorr(m: Moments, i: int, j: int) -> float:
-    den = math.sqrt(float(m.m2[i, i]) * float(m.m2[j, j]))
+    # a constant column has no correlation, and a hostile or damaged snapshot may carry
+    # a negative "variance": NaN (the rule then fails), never a math domain error
+    vi, vj = float(m.m2[i, i]), float(m.m2[j, j])
+    if not (vi > 0 and vj > 0):
+        return math.nan
+    den = math.sqrt(vi) * math.sqrt(vj)
     return float(m.m2[i, j]) / den if den > 0 else math.nan
 
 

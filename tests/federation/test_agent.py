@@ -359,3 +359,23 @@ async def test_forget_and_learn_of_equal_counts_cannot_dodge_the_increment_floor
     assert "increment of 2 rows over 4 columns is under the floor of 9 rows" in (
         stats["errorLog"][-1]
     )
+
+
+async def test_a_snapshot_with_a_negative_variance_is_refused_not_redelivered(
+    fed: dict[str, Node],
+) -> None:
+    admin, p1 = fed["admin"].agent, fed["p1"]
+    admin.set_contract_locally(["LINCORR(a, b) < 2"])
+    hostile = Accumulator()
+    hostile.learn_array(rows(50), COLS)
+    hostile.total.m2[0, 0] = -5.0
+    frame = _seal(p1, "p1", "snapshot", 100, encode_snapshot(hostile))
+    await p1.agent.js.publish(admin.names.chunk("p1", 0), frame)
+    await until(admin, lambda: admin.counters["rcvContractError"].get("p1") == 1)
+    assert "p1" not in admin.peers and admin.counters["rcvError"] == 0
+    assert "LINCORR(a, b) = nan" in admin.sync_stats()["errorLog"][-1]
+    # the consumer goes on: p1's next, sound snapshot is merged
+    p1.learn(rows(30))
+    assert await p1.agent.publish()
+    await until(admin, lambda: "p1" in admin.peers)
+    assert admin.counters["rcvContractError"] == {"p1": 1}  # acked once, never redelivered

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.federation.contract import (
     FUNCTIONS,
@@ -215,3 +216,15 @@ def test_increment_floor_applies_to_learns_and_forgets(delta: int, blocked: bool
         new.learn_array(rows, list("abcd"))
         old, new = new, old  # new has |delta| rows fewer
     assert (increment_floor_violation(new, old) is not None) is blocked
+
+
+@pytest.mark.parametrize(
+    "rule", ["LINCORR(x, y) < 2", "STDDEV(x) < 1e300", "COND_LINCORR(x, y, b) < 2"]
+)
+def test_a_negative_variance_makes_rules_fail_not_crash(rule: str) -> None:
+    acc, _ = _acc(50)
+    acc.total.m2[0, 0] = -5.0  # what a hostile or damaged snapshot may carry
+    for m in acc.cond.values():
+        m.m2[0, 0] = -5.0
+    [failure] = violations(parse_contract(rule), acc)
+    assert "nan" in failure
