@@ -42,7 +42,13 @@ def _map(request: Request, customer: Customer) -> dict[str, Any]:
 def _lines(request: Request) -> list[str]:
     """A StringList body `{"values": [...]}` (a bare list or plain text also do)."""
     raw = body_of(request)
-    obj: Any = parse_json(raw) if raw.strip()[:1] in (b"{", b"[") else raw.decode()
+    if raw.strip()[:1] in (b"{", b"["):
+        obj: Any = parse_json(raw)
+    else:
+        try:
+            obj = raw.decode()
+        except UnicodeDecodeError:
+            raise FederationError("a PSR contract body must be UTF-8 text") from None
     if isinstance(obj, dict):
         obj = obj.get("values", obj.get("stringList"))
     if isinstance(obj, str):

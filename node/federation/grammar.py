@@ -102,6 +102,9 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _KEYWORDS = {"AND", "OR", "NOT"}
+MAX_RULE_CHARS = 2000  # a rule longer than this is a mistake, not a contract
+MAX_RULE_TOKENS = 400  # bounds the syntax tree, hence the evaluator's recursion
+MAX_NESTING = 32  # parentheses, NOT and unary minus, nested
 
 
 @dataclass(frozen=True)
@@ -135,9 +138,24 @@ class _Parser:
     """Recursive descent: or := and (OR and)*; and := not (AND not)*; not := NOT not | atom."""
 
     def __init__(self, text: str, line: int) -> None:
+        if len(text) > MAX_RULE_CHARS:
+            raise ContractError(f"rule longer than {MAX_RULE_CHARS} characters", line, 1)
         self.toks = _tokens(text, line)
+        if len(self.toks) > MAX_RULE_TOKENS:
+            raise ContractError(
+                f"rule of more than {MAX_RULE_TOKENS} terms", line, self.toks[MAX_RULE_TOKENS].col
+            )
         self.i = 0
         self.line = line
+        self.depth = 0
+
+    def _deeper(self) -> None:
+        """One more level of nesting (the callers' `finally` takes it back); capped."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise ContractError(
+                f"nested more than {MAX_NESTING} levels deep", self.line, self.peek().col
+            )
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -171,6 +189,13 @@ class _Parser:
         return items[0] if len(items) == 1 else Logic("AND", tuple(items))
 
     def negation(self) -> Cond:
+        self._deeper()
+        try:
+            return self._negation()
+        finally:
+            self.depth -= 1
+
+    def _negation(self) -> Cond:
         if self.peek().kind == "kw" and self.peek().text == "NOT":
             self.i += 1
             return Logic("NOT", (self.negation(),))
@@ -216,6 +241,13 @@ class _Parser:
         return left
 
     def unary(self) -> Expr:
+        self._deeper()
+        try:
+            return self._unary()
+        finally:
+            self.depth -= 1
+
+    def _unary(self) -> Expr:
         tok = self.peek()
         if tok.kind == "punct" and tok.text == "-":
             self.i += 1
@@ -281,7 +313,11 @@ def parse_contract(lines: str | Sequence[str]) -> Contract:
         lines = lines.splitlines()
     rules: list[Rule] = []
     actions: dict[str, Action] = {"send": "block", "receive": "block"}
+    if not isinstance(lines, Sequence):
+        raise ContractError("a PSR contract is text or a list of lines")
     for number, raw in enumerate(lines, start=1):
+        if not isinstance(raw, str):
+            raise ContractError(f"a rule is text, not {type(raw).__name__}", number, 1)
         text = raw.split("#", 1)[0].strip()
         if not text:
             continue

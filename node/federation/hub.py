@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import secrets
 import time
 from pathlib import Path
@@ -38,21 +39,53 @@ _AUTH_KEYS = ("nats_sec_user", "nats_sec_passwd", "nats_sec_token", "nats_sec_nk
 def _hosts(value: Any) -> list[str]:
     if value is None:
         return ["nats://127.0.0.1:4222"]
-    items = value.split(",") if isinstance(value, str) else list(value)
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list) and all(isinstance(h, str) for h in value):
+        items = value
+    else:
+        raise FederationError(
+            "nats_hosts is a comma-separated list of NATS URLs (text), or a list of them"
+        )
     hosts = [str(h).strip() for h in items if str(h).strip()]
     if not hosts:
         raise FederationError("nats_hosts names no server")
     return [h if "://" in h else f"nats://{h}" for h in hosts]
 
 
+# the most each numeric option may be: larger is a mistake (and 1e300 bytes of stream
+# memory does not even fit the 64-bit integers NATS and the state file store)
+LIMITS = {
+    "nats_req_timeout": 3600.0,
+    "nats_stream_max_memory": float(1 << 40),
+    "fed_req_token_ttl": 365 * 86400.0,
+}
+
+
 def _number(opts: dict[str, Any], key: str, default: float) -> float:
+    raw = opts.get(key, default)
     try:
-        value = float(opts.get(key, default))
-    except (TypeError, ValueError):
-        raise FederationError(f"{key} must be a number, not {opts.get(key)!r}") from None
-    if value <= 0:
-        raise FederationError(f"{key} must be positive")
+        if isinstance(raw, bool):
+            raise TypeError
+        value = float(raw)
+    except (TypeError, ValueError, OverflowError):
+        raise FederationError(f"{key} must be a number, not {str(raw)[:40]!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise FederationError(f"{key} must be a positive number")
+    if value > LIMITS[key]:
+        raise FederationError(f"{key} must be at most {LIMITS[key]:.0f}")
     return value
+
+
+def _contract(value: Any) -> list[str]:
+    """A contract option: a list of rule lines (or text, one rule a line)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return value.splitlines()
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise FederationError("contract is a list of rules (text), one per line")
+    return list(value)
 
 
 def _flag(value: Any) -> bool:
@@ -237,7 +270,7 @@ class Hub:
             peer_id=token(str(opts.get("fed_peer_id", "admin"))),
             topology=topology,
             sync_sched=parse_schedule(str(opts.get("sync_sched", "m30"))).text,
-            contract=list(opts.get("contract", [])),
+            contract=_contract(opts.get("contract")),
             fed_local_type=str(opts.get("fed_local_type") or self.default_engine),
             nats_hosts=_hosts(opts.get("nats_hosts")),
             nats_req_timeout=_number(opts, "nats_req_timeout", 30.0),
@@ -252,7 +285,11 @@ class Hub:
         return config
 
     async def _open(self, cid: str, pid: str, config: FedConfig, join: Any = None) -> Any:
-        """Create the project and connect its agent; undo both if NATS says no."""
+        """Create the project and connect its agent; undo both if anything fails."""
+        try:
+            config.to_json()  # what cannot be stored is refused before anything is made
+        except (TypeError, ValueError) as e:
+            raise FederationError(f"the federation's options cannot be stored: {e}") from None
         if self.service.project_exists(cid, pid):
             self.service.create_project(cid, pid, config.fed_local_type)  # its 409 Conflict
         agent = self._agent_for(cid, pid, config)
@@ -265,8 +302,8 @@ class Hub:
         except BaseException:
             await agent.stop()
             raise
-        self.state.save_config(cid, pid, config)
         try:
+            self.state.save_config(cid, pid, config)
             await agent.start()
         except BaseException:
             await agent.stop()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .errors import ScheduleError
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DAYS = 365  # a pulse further apart is a mistake (and overflows the event loop's timers)
 _FORM = re.compile(r"([smhd])(\d+)")
 
 
@@ -32,9 +33,15 @@ def parse_schedule(text: str) -> Schedule:
     m = _FORM.fullmatch(clean)
     if m is None:
         raise ScheduleError(
-            f"bad schedule {text!r}: expected a unit (s, m, h, d) and a count, like m30 or h3"
+            f"bad schedule {text[:40]!r}: expected a unit (s, m, h, d) and a count, like m30 or h3"
         )
-    count = int(m.group(2))
+    digits = m.group(2).lstrip("0")
+    if len(digits) > 9:  # int() of thousands of digits is an error of its own
+        raise ScheduleError(f"bad schedule {text[:20]!r}: at most {MAX_DAYS} days")
+    count = int(digits or "0")
     if count <= 0:
         raise ScheduleError(f"bad schedule {text!r}: the count must be positive")
-    return Schedule(clean, count * UNITS[m.group(1)])
+    seconds = count * UNITS[m.group(1)]
+    if seconds > MAX_DAYS * UNITS["d"]:
+        raise ScheduleError(f"bad schedule {text!r}: at most {MAX_DAYS} days (d{MAX_DAYS})")
+    return Schedule(clean, seconds)

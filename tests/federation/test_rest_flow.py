@@ -218,6 +218,45 @@ def test_a_newer_invitation_revokes_the_older_and_a_peer_id_joins_once(fed: Fed)
     assert "p6" not in p2.list_projects()["values"]["stringList"]
 
 
+BAD_CREATE = {
+    "contract-not-text": ({"contract": [1, 2]}, "contract is a list of rules"),
+    "hosts-a-number": ({"nats_hosts": 5}, "nats_hosts is a comma-separated list"),
+    "rule-too-deep": (
+        {"contract": ["(" * 3000 + "COUNT(y) > 1" + ")" * 3000]}, "rule longer than"
+    ),
+    "rule-nested": ({"contract": ["(" * 100 + "COUNT(y) > 1" + ")" * 100]}, "nested more than"),
+    "memory-overflows": ({"nats_stream_max_memory": 1e300}, "must be at most"),
+    "timeout-not-finite": ({"nats_req_timeout": "nan"}, "must be a positive number"),
+    "schedule-too-long": ({"sync_sched": "d99999999999"}, "at most 365 days"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CREATE), ids=list(BAD_CREATE))
+def test_client_mistakes_at_create_are_400_and_create_nothing(fed: Fed, case: str) -> None:
+    admin = fed.clients["admin"]
+    options, words = BAD_CREATE[case]
+    with pytest.raises(ApiError) as e:
+        admin.fed_create("bad", {"fed_name": "bad", "nats_hosts": fed.nats.url, **options})
+    assert e.value.http_status == 400 and words in e.value.message, e.value.message
+    assert "bad" not in admin.list_projects()["values"]["stringList"]
+
+
+def test_client_mistakes_on_a_federation_are_400(fed: Fed) -> None:
+    admin = fed.clients["admin"]
+    for call in ("addPsrContract", "psrContractValidate"):
+        with pytest.raises(ApiError) as e:
+            admin.request("POST", admin._rest("fedml", "admin", call), content=b"\xff\xfe(")
+        assert e.value.http_status == 400 and "UTF-8" in e.value.message
+    with pytest.raises(ApiError) as e:
+        admin.new_schedule("admin", "d99999999999")
+    assert e.value.http_status == 400 and "at most 365 days" in e.value.message
+    with pytest.raises(ApiError) as e:
+        admin.validate_contract("admin", ["NOT " * 100 + "COUNT(y) > 1"])
+    assert e.value.http_status == 400 and "nested more than 32" in e.value.message
+    info = admin.fed_info("admin")["values"]["fedInfo"]
+    assert info["sync_sched"] == "s1" and info["contract"] == ["COUNT(y) >= 10"]
+
+
 def test_sync_stats_and_logs(fed: Fed) -> None:
     admin = fed.clients["admin"]
     stats = admin.sync_stats("admin")["values"]["fedSyncStats"]
