@@ -16,6 +16,8 @@ import httpx
 import nats
 import numpy as np
 import pytest
+from sklearn.linear_model import LinearRegression
+
 from fedstats.node.client import ApiError, Client
 from fedstats.node.engine.xp import gpu_available
 from fedstats.node.federation.bootstrap import engine_of, join_body, read_plan
@@ -24,7 +26,6 @@ from fedstats.node.federation.localnet import NodeProcess
 from fedstats.node.federation.natsproc import NatsServer, free_port
 from fedstats.node.federation.subjects import Names
 from fedstats.node.security.keys import new_secret_key
-from sklearn.linear_model import LinearRegression
 
 from .test_rest_flow import NAMES, X, Y, data, eventually, frame
 

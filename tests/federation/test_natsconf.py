@@ -9,6 +9,8 @@ from typing import Any
 
 import nats
 import pytest
+from nats.js.api import StreamConfig
+
 from fedstats.node.federation.natsconf import (
     MAX_PAYLOAD,
     User,
@@ -17,7 +19,6 @@ from fedstats.node.federation.natsconf import (
 )
 from fedstats.node.federation.natsproc import NatsServer
 from fedstats.node.federation.subjects import Names
-from nats.js.api import StreamConfig
 
 FED = Names.of("fed one")  # a name with a space: becomes a safe token
 ADMIN = User("admin", "admin", password="pw-admin")

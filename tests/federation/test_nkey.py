@@ -9,6 +9,7 @@ from pathlib import Path
 import nkeys
 import numpy as np
 import pytest
+
 from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.federation.errors import Unreachable
 from fedstats.node.federation.natsconf import User, federation_users

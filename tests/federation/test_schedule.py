@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from fedstats.node.federation.errors import ScheduleError
 from fedstats.node.federation.schedule import parse_schedule
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.federation.errors import WireError
 from fedstats.node.federation.wire import (
