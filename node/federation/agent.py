@@ -83,7 +83,7 @@ class Agent:
         for peer, (version, data) in state.peer_snapshots(cid, pid).items():
             self.peers[peer] = (version, decode_snapshot(data))
         self.changed = asyncio.Condition()  # notified on every accepted snapshot
-        self._reassembler = Reassembler()
+        self._reassembler = Reassembler(peer_max_bytes=config.reassembly_max_bytes)
         self._tasks: list[asyncio.Task[None]] = []
         self._pulse: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()

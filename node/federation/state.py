@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from .subjects import DEFAULT_STREAM_MAX_MEMORY
+from .subjects import DEFAULT_PEER_PENDING, DEFAULT_STREAM_MAX_MEMORY
 
 LOG_KEEP = 500  # entries per log and project: enough to debug, bounded for a long-lived node
 
@@ -62,6 +62,8 @@ class FedConfig:
     nats_hosts: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
     nats_req_timeout: float = 30.0
     nats_stream_max_memory: int = DEFAULT_STREAM_MAX_MEMORY
+    # bytes of unfinished chunked messages held per sending peer (see wire.Reassembler)
+    reassembly_max_bytes: int = DEFAULT_PEER_PENDING
     nats_sec_user: str | None = None
     nats_sec_passwd: str | None = None
     nats_sec_token: str | None = None

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 # same reservation made a server with room for one big stream refuse the second.
 CONTROL_STREAM_MAX_BYTES = 16 << 20
 DEFAULT_STREAM_MAX_MEMORY = 256 << 20
+# What one peer's unfinished chunked messages may hold at a receiver: a few times the
+# largest snapshot expected (a d=1000 upper triangle is 4 MB); FedConfig overrides it.
+DEFAULT_PEER_PENDING = 64 << 20
 
 _SAFE = re.compile(r"[A-Za-z0-9_-]+")
 

@@ -25,11 +25,16 @@ from ..engine.codec import decode_snapshot, encode_snapshot
 from ..security import aead
 from ..security.errors import CryptoError
 from .errors import WireError
+from .subjects import DEFAULT_PEER_PENDING
 
 MAGIC = b"FSW1"
 _LEN = struct.Struct("<I")
 MAX_HEADER = 4096
 DEFAULT_CHUNK = 4 * 1024 * 1024  # half the 8 MB max_payload: room for headers, no surprises
+# What one frame's header may announce: bounds a receiver can check before it holds anything
+MAX_SEALED = 4 << 30  # far above any snapshot a stream could hold (a d=1000 one is 4 MB)
+MAX_CHUNKS = 1 << 16
+FRAME_OVERHEAD = 512  # bytes a held chunk costs beyond its data (header, bookkeeping)
 KINDS = ("snapshot", "control")
 
 
@@ -110,6 +115,13 @@ def read_frame(data: bytes) -> Frame:
         raise WireError("federation message header is inconsistent")
     if header["sealed"] != header["size"] + aead.NONCE_BYTES + aead.TAG_BYTES:
         raise WireError("federation message sizes are inconsistent")
+    if not 0 < header["sealed"] <= MAX_SEALED or header["chunks"] > MAX_CHUNKS:
+        raise WireError(
+            f"federation message of {header['sealed']} bytes in {header['chunks']} chunks is "
+            f"out of bounds (at most {MAX_SEALED} bytes, {MAX_CHUNKS} chunks)"
+        )
+    if header["chunks"] > header["sealed"] or len(data) - start - hlen > header["sealed"]:
+        raise WireError("federation message chunks do not fit its size")
     return Frame(header, index, bytes(data[start + hlen :]))
 
 
@@ -132,51 +144,85 @@ def open_message(key_b64: str, frames: list[Frame]) -> bytes:
         raise WireError(f"message from {header['peer']!r} does not decrypt: {e}") from e
 
 
+def _cost(frame: Frame) -> int:
+    return len(frame.data) + FRAME_OVERHEAD
+
+
 @dataclass
 class Reassembler:
     """Collects chunks until a message is whole; forgets partial messages after `ttl_s`.
 
-    Memory is bounded by `max_bytes`: a peer that sends chunks it never finishes cannot
-    make the node hold them forever.
+    Memory is bounded per peer by `peer_max_bytes`, with a running count of what each
+    peer's partial messages hold: a peer that sends chunks it never finishes, on as many
+    subjects as it likes, only ever evicts its own oldest partial message, never another
+    peer's. A message larger than the budget could never be completed and is refused at
+    its first chunk.
     """
 
     ttl_s: float = 300.0
-    max_bytes: int = 1 << 30
+    peer_max_bytes: int = DEFAULT_PEER_PENDING
     _parts: dict[tuple[str, str, int], dict[int, Frame]] = field(default_factory=dict)
     _seen: dict[tuple[str, str, int], float] = field(default_factory=dict)
+    _bytes: dict[str, int] = field(default_factory=dict)  # peer -> bytes held for it
 
     def add(self, frame: Frame, now: float | None = None) -> list[Frame] | None:
-        """The frames of a whole message once its last chunk arrives, else None."""
+        """The frames of a whole message once its last chunk arrives, else None.
+
+        WireError if the message cannot fit the sending peer's budget.
+        """
         now = time.monotonic() if now is None else now
         self._expire(now)
         if frame.header["chunks"] == 1:
             return [frame]
+        peer = frame.header["peer"]
+        need = frame.header["sealed"] + frame.header["chunks"] * FRAME_OVERHEAD
+        if need > self.peer_max_bytes:
+            raise WireError(
+                f"message of {frame.header['sealed']} bytes in {frame.header['chunks']} chunks "
+                f"from {peer!r} exceeds the {self.peer_max_bytes} bytes a peer may have pending"
+            )
         key = frame.key
         parts = self._parts.setdefault(key, {})
         self._seen.setdefault(key, now)
+        old = parts.get(frame.index)
         parts[frame.index] = frame
+        self._bytes[peer] = self._bytes.get(peer, 0) + _cost(frame) - (_cost(old) if old else 0)
         if len(parts) < frame.header["chunks"]:
-            self._bound()
+            self._bound(peer, key)
             return None
-        del self._parts[key]
-        self._seen.pop(key, None)
+        self._drop(key)
         return list(parts.values())
 
     @property
     def pending_bytes(self) -> int:
+        """Bytes of chunk data held for partial messages, all peers together."""
         return sum(len(f.data) for parts in self._parts.values() for f in parts.values())
+
+    def peer_bytes(self, peer: str) -> int:
+        """What `peer`'s partial messages cost (data and per-chunk overhead)."""
+        return self._bytes.get(peer, 0)
+
+    def _drop(self, key: tuple[str, str, int]) -> None:
+        parts = self._parts.pop(key, {})
+        self._seen.pop(key, None)
+        peer = key[0]
+        left = self._bytes.get(peer, 0) - sum(_cost(f) for f in parts.values())
+        if left > 0:
+            self._bytes[peer] = left
+        else:
+            self._bytes.pop(peer, None)
 
     def _expire(self, now: float) -> None:
         for key, t in list(self._seen.items()):
             if now - t > self.ttl_s:
-                self._parts.pop(key, None)
-                del self._seen[key]
+                self._drop(key)
 
-    def _bound(self) -> None:
-        while self._parts and self.pending_bytes > self.max_bytes:
-            oldest = min(self._seen, key=self._seen.__getitem__)
-            self._parts.pop(oldest, None)
-            del self._seen[oldest]
+    def _bound(self, peer: str, keep: tuple[str, str, int]) -> None:
+        """Evict `peer`'s oldest partial messages to its budget: `keep` (the one growing)
+        last, and only if its chunks hold more than its header announced."""
+        while self._bytes.get(peer, 0) > self.peer_max_bytes:
+            mine = [k for k in self._seen if k[0] == peer and k != keep]
+            self._drop(min(mine, key=self._seen.__getitem__) if mine else keep)
 
 
 def seal_snapshot(

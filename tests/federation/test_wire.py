@@ -116,3 +116,41 @@ def test_reassembler_drops_partial_messages_after_ttl() -> None:
     assert r.pending_bytes > 0
     assert r.add(frames[1], now=100.0) is None  # the first chunk was forgotten meanwhile
     assert r.pending_bytes == len(frames[1].data)
+
+
+def test_a_peer_that_never_finishes_evicts_only_its_own_partial_messages() -> None:
+    r = Reassembler(peer_max_bytes=4000)
+    honest = [read_frame(f) for f in seal_message(KEY, "f", "good", "snapshot", 1, b"g" * 900, 300)]
+    assert r.add(honest[0], now=0.0) is None
+    # a hostile peer starts many messages (distinct versions) and never finishes any
+    for v in range(1, 200):
+        frames = seal_message(KEY, "f", "bad", "snapshot", v, b"b" * 900, 300)
+        assert r.add(read_frame(frames[0]), now=float(v) / 1000) is None
+        assert r.peer_bytes("bad") <= 4000
+    assert r.peer_bytes("good") > 0  # the honest peer's chunk is still held
+    whole = None
+    for f in honest[1:]:
+        whole = r.add(f, now=1.0)
+    assert whole is not None and open_message(KEY, whole) == b"g" * 900
+    assert r.peer_bytes("good") == 0
+    # the hostile peer's newest partial message survived, its oldest went
+    assert r.peer_bytes("bad") <= 4000 and r.pending_bytes <= 4000
+
+
+def test_a_message_larger_than_a_peers_budget_is_refused_at_its_first_chunk() -> None:
+    r = Reassembler(peer_max_bytes=1000)
+    frames = seal_message(KEY, "f", "p", "snapshot", 1, b"x" * 2000, 300)
+    with pytest.raises(WireError, match="exceeds"):
+        r.add(read_frame(frames[0]))
+    assert r.pending_bytes == 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"chunks": 1 << 20}, {"size": 1 << 40, "sealed": (1 << 40) + 28}, {"chunks": 50}],
+    ids=["too-many-chunks", "too-large", "more-chunks-than-bytes"],
+)
+def test_frames_announcing_absurd_sizes_are_refused(change: dict[str, object]) -> None:
+    [frame] = seal_message(KEY, "fed", "p1", "snapshot", 1, b"tiny")
+    with pytest.raises(WireError, match=r"out of bounds|do not fit"):
+        read_frame(_tamper_header(frame, **change))
