@@ -55,6 +55,7 @@ IN_FLIGHT = 4  # chunk publishes awaited together: JetStream acks pipeline well 
 # Versions are microseconds since the epoch: one further ahead of this node's clock than
 # this is refused, or a forged far-future version would lock its peer out for good.
 MAX_VERSION_AHEAD_US = 10 * 60 * 1_000_000
+STORED_OVERHEAD = 64  # bytes a stream adds to each message beyond its subject and payload
 
 
 class Agent:
@@ -217,15 +218,49 @@ class Agent:
                 self.chunk_size,
             )
             subject = self.names.stats(self.config.peer_id)
-            for i in range(0, len(frames), IN_FLIGHT):
-                batch = frames[i : i + IN_FLIGHT]
-                await asyncio.gather(
-                    *(self.js.publish(f"{subject}.{i + k}", f) for k, f in enumerate(batch))
+            # the stream discards its oldest messages when full: a snapshot it cannot hold
+            # would evict other peers' snapshots (or its own first chunks) unnoticed
+            size = sum(len(f) + len(subject) + STORED_OVERHEAD for f in frames)
+            room = await self._stream_room()
+            if room is not None and size > room:
+                self.journal.count("sndError")
+                self.journal.error(
+                    f"snapshot v{version} not sent: {size} bytes in {len(frames)} chunks, "
+                    f"more than the {room} bytes stream {self.names.stats_stream} can hold"
                 )
+                return False
+            try:
+                for i in range(0, len(frames), IN_FLIGHT):
+                    batch = frames[i : i + IN_FLIGHT]
+                    await asyncio.gather(
+                        *(self.js.publish(f"{subject}.{i + k}", f) for k, f in enumerate(batch))
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                # not recorded as sent: the next pulse publishes it again
+                self.journal.count("sndError")
+                self.journal.error(
+                    f"snapshot v{version} not sent ({size} bytes in {len(frames)} chunks): "
+                    f"a chunk's publish failed: {type(e).__name__}: {e}"
+                )
+                return False
             self.state.save_sent(self.cid, self.pid, data, digest)
             self.journal.count("sndCount")
             self.journal.sync(f"sent snapshot v{version}: {acc.n} rows, {len(data)} bytes")
             return True
+
+    async def _stream_room(self) -> int | None:
+        """The statistics stream's max_bytes (as configured on the server if this node
+        may look, else as this federation was created with); None if unlimited."""
+        limit = int(self.config.nats_stream_max_memory)
+        # a peer that may not read statistics may not inspect their stream either
+        with contextlib.suppress(Exception):
+            if not self.reads_stats:
+                raise PermissionError
+            info = await self.js.stream_info(self.names.stats_stream)
+            limit = int(info.config.max_bytes or -1)
+        return limit if limit > 0 else None
 
     # ------------------------------------------------------------ consuming
     async def _consume(self, which: str) -> None:

@@ -92,6 +92,7 @@ def empty_counters() -> dict[str, Any]:
     return {
         "sndCount": 0,
         "sndContractError": 0,
+        "sndError": 0,  # snapshots that could not be published (too large, publish failed)
         "rcvCount": 0,
         "rcvError": 0,
         "rcvContractError": {},

@@ -379,3 +379,57 @@ async def test_a_snapshot_with_a_negative_variance_is_refused_not_redelivered(
     assert await p1.agent.publish()
     await until(admin, lambda: "p1" in admin.peers)
     assert admin.counters["rcvContractError"] == {"p1": 1}  # acked once, never redelivered
+
+
+async def test_a_snapshot_larger_than_the_stream_is_not_sent_and_not_recorded(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    node = Node(nats_server, tmp_path, "admin", new_secret_key(), "tiny-stream")
+    node.config.nats_stream_max_memory = 4096
+    node.state.save_config("c1", "admin", node.config)
+    node.agent = node.new_agent()
+    await node.agent.start()
+    try:
+        cols = [f"x{i}" for i in range(30)]  # an upper triangle of 465 sums: ~4 KB and more
+        node.acc.learn_array(RNG.normal(size=(200, 30)), cols)
+        assert not await node.agent.publish()
+        stats = node.agent.sync_stats()
+        assert stats["sndError"] == 1 and stats["sndCount"] == 0
+        assert "can hold" in stats["errorLog"][-1] and "4096" in stats["errorLog"][-1]
+        assert node.state.sent("c1", "admin") == (None, None)
+        node.acc = Accumulator()
+        node.learn(rows(20))  # a small snapshot still goes
+        assert await node.agent.publish()
+        assert node.agent.sync_stats()["sndCount"] == 1
+    finally:
+        await node.agent.stop()
+
+
+async def test_a_failed_chunk_publish_is_not_recorded_as_sent_and_is_retried(
+    fed: dict[str, Node],
+) -> None:
+    p1, admin = fed["p1"], fed["admin"].agent
+    await p1.agent.stop()
+    p1.agent = p1.new_agent(chunk_size=256)
+    await p1.agent.start()
+    p1.learn(rows(30))
+    js = p1.agent.js
+    real, calls = js.publish, 0
+
+    async def flaky(subject: str, payload: bytes, **kw: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise TimeoutError("no ack")
+        return await real(subject, payload, **kw)
+
+    js.publish = flaky
+    assert not await p1.agent.publish()
+    stats = p1.agent.sync_stats()
+    assert stats["sndError"] == 1 and stats["sndCount"] == 0
+    assert "publish failed" in stats["errorLog"][-1]
+    assert p1.state.sent("c1", "p1") == (None, None)
+    js.publish = real
+    assert await p1.agent.publish()  # unchanged, yet sent: it never was
+    await until(admin, lambda: "p1" in admin.peers)
+    assert admin.peers["p1"][1].allclose(p1.acc, rtol=0, atol=0)
