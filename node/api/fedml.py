@@ -126,6 +126,18 @@ async def new_schedule(
     return ok(status_string=f"Schedule is now {agent.config.sync_sched}")
 
 
+@router.api_route(
+    "/{pid}/removePeer",
+    methods=["GET", "POST"],
+    dependencies=[Signed],
+    summary="Remove a peer from the federation (admin)",
+)
+async def remove_peer(request: Request, cid: str, pid: str, peer: str = Query(...)) -> Response:
+    agent = hub_of(request).admin_agent(cid, pid, "remove peers")
+    await agent.remove_peer(peer)
+    return ok(status_string=f"Peer {peer} removed")
+
+
 @router.get("/{pid}/fullSyncRequest", dependencies=[Signed], summary="Ask peers to republish")
 async def full_sync(request: Request, cid: str, pid: str) -> Response:
     await hub_of(request).agent(cid, pid).full_sync_request()

@@ -356,6 +356,11 @@ class Agent:
             await self._receive_control(header["peer"], subject, body)
 
     async def _receive_snapshot(self, peer: str, version: int, body: bytes) -> None:
+        if peer in self.config.removed:
+            self.journal.sync(
+                f"ignored snapshot v{version} from {peer}: removed from the federation"
+            )
+            return
         ahead = version - time.time_ns() // 1000
         if ahead > MAX_VERSION_AHEAD_US:
             self._refuse(
@@ -410,12 +415,20 @@ class Agent:
                     self.journal.sync(f"full sync requested by {sender}")
                     self.wake()
                 return
-            if sender != self.config.admin_peer or subject != self.names.admin_ctl(kind):
+            if kind == "member":
+                if not isinstance(msg.get("peer"), str):
+                    raise WireError("malformed 'member' message from the admin: no peer")
+                expected = self.names.member(msg["peer"])
+            else:
+                expected = self.names.admin_ctl(kind)
+            if sender != self.config.admin_peer or subject != expected:
                 self._refuse(
                     f"ignored {kind!r} from {sender!r} on {subject}: only the admin "
-                    f"({self.config.admin_peer!r}) may send it, on "
-                    f"{self.names.admin_ctl(kind)}"
+                    f"({self.config.admin_peer!r}) may send it, on {expected}"
                 )
+                return
+            if kind == "member":
+                self._apply_member(msg)
                 return
             change = apply_admin(self.config, msg)
         except WireError as e:
@@ -465,6 +478,53 @@ class Agent:
             {"type": "contract", "lines": list(lines), "seq": self.config.contract_seq},
         )
 
+    def _apply_member(self, msg: dict[str, Any]) -> bool:
+        """Adopt the admin's newer removal or readmission of a peer; whether it changed."""
+        try:
+            peer, seq, removed = str(msg["peer"]), int(msg["seq"]), msg["removed"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise WireError(f"malformed 'member' message from the admin: missing or bad {e}") from e
+        if not isinstance(removed, bool):
+            raise WireError("malformed 'member' message from the admin: removed is not a bool")
+        if seq <= self.config.member_seqs.get(peer, 0):
+            return False  # stale or repeated
+        self.config.member_seqs[peer] = seq
+        if removed:
+            if peer not in self.config.removed:
+                self.config.removed.append(peer)
+            self.peers.pop(peer, None)
+            self.state.delete_peer(self.cid, self.pid, peer)
+            word = "this node was" if peer == self.config.peer_id else f"peer {peer} was"
+            self.journal.sync(f"{word} removed from the federation by the admin; "
+                              "its snapshot is dropped and later ones ignored")
+        else:
+            if peer in self.config.removed:
+                self.config.removed.remove(peer)
+            self.journal.sync(f"peer {peer} was admitted again by the admin")
+        self.state.save_config(self.cid, self.pid, self.config)
+        return True
+
+    async def _announce_member(self, peer: str, removed: bool) -> None:
+        seq = self.state.next_version(self.cid, self.pid)
+        body = {"type": "member", "peer": peer, "removed": removed, "seq": seq}
+        self._apply_member(body)  # the admin does not read its own announcements
+        await self._control(self.names.member(peer), body)
+
+    async def remove_peer(self, peer: str) -> None:
+        """Admin: drop `peer` from the federation, here and at every node, and forget it
+        from `peersInfo` so that the same peer id may be invited again."""
+        if peer == self.config.peer_id:
+            raise FederationError("the federation administrator cannot remove itself")
+        if peer not in self.config.peers and peer not in self.peers:
+            raise FederationError(f"peer {peer!r} is not a member of this federation")
+        self.config.peers.pop(peer, None)
+        await self._announce_member(peer, removed=True)
+
+    async def readmit(self, peer: str) -> None:
+        """Admin: a removed peer id joined again (with a fresh invitation)."""
+        if peer in self.config.removed:
+            await self._announce_member(peer, removed=False)
+
     async def request_join(self, token: str, extra: dict[str, Any]) -> dict[str, Any]:
         """Ask the admin to admit this peer with an invitation's token; its answer."""
         body = {"type": "join", "token": token, "peer": self.config.peer_id, **extra}
@@ -483,9 +543,15 @@ class Agent:
     async def _on_join(self, msg: Any) -> None:
         assert self.join_handler is not None
         try:
-            answer = self.join_handler(open_json(self.config.fed_secret_key, msg.data))
+            request = open_json(self.config.fed_secret_key, msg.data)
+            answer = self.join_handler(request)
         except (FederationError, SecurityError, ValueError) as e:
             answer = {"ok": False, "error": str(e)}
+        if answer.get("ok"):
+            try:
+                await self.readmit(str(request.get("peer")))
+            except Exception as e:  # the join stands; the failure is logged
+                self.journal.error(f"could not announce that {request.get('peer')} is back: {e}")
         await msg.respond(seal_json(self.config, self.names, 0, answer))
 
     # ------------------------------------------------------------ reconnects

@@ -73,6 +73,10 @@ class FedConfig:
     peers: dict[str, dict[str, Any]] = field(default_factory=dict)  # admin: who joined
     # admin: peer id -> digest of the newest invitation's token (older ones are revoked)
     invites: dict[str, str] = field(default_factory=dict)
+    # peers the admin removed: their snapshots are dropped and later ones ignored
+    removed: list[str] = field(default_factory=list)
+    # peer id -> sequence of the newest membership announcement applied (never rolled back)
+    member_seqs: dict[str, int] = field(default_factory=dict)
 
     @property
     def is_admin(self) -> bool:
@@ -210,6 +214,13 @@ class FedState:
                 (cid, pid, peer, version, data, time.time()),
             )
             return cur.rowcount == 1
+
+    def delete_peer(self, cid: str, pid: str, peer: str) -> None:
+        with self._db() as db:
+            db.execute(
+                "DELETE FROM fed_peer_snapshots WHERE cid = ? AND pid = ? AND peer = ?",
+                (cid, pid, peer),
+            )
 
     def peer_snapshots(self, cid: str, pid: str) -> dict[str, tuple[int, bytes]]:
         with self._db() as db:

@@ -7,6 +7,7 @@ stream (JetStream permissions are per stream API subject, not per message):
 
     FEDSTATS_<fed>_STATS   fedstats.<fed>.stats.<peer>.<chunk>   one snapshot per peer
     FEDSTATS_<fed>_CTL     fedstats.<fed>.ctl.admin.<what>       schedule, contract (admin)
+                           fedstats.<fed>.ctl.admin.member.<peer> removal, readmission (admin)
                            fedstats.<fed>.ctl.sync.<peer>        full sync requests
 
 plus the core (not stored) request subject fedstats.<fed>.join, answered by the admin.
@@ -75,6 +76,10 @@ class Names:
 
     def admin_ctl(self, what: str) -> str:
         return f"{self.prefix}.ctl.admin.{what}"
+
+    def member(self, peer: str) -> str:
+        """Where the admin announces `peer`'s removal or readmission (newest kept)."""
+        return self.admin_ctl(f"member.{token(peer)}")
 
     def durable(self, peer: str, which: str) -> str:
         """The durable consumer `peer` reads the `which` ("stats"|"ctl") stream through."""

@@ -15,6 +15,7 @@ import pytest
 from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.engine.codec import encode_snapshot
 from fedstats.node.federation.agent import Agent
+from fedstats.node.federation.errors import FederationError
 from fedstats.node.federation.natsproc import NatsServer
 from fedstats.node.federation.state import FedConfig, FedState
 from fedstats.node.federation.wire import seal_message
@@ -433,3 +434,56 @@ async def test_a_failed_chunk_publish_is_not_recorded_as_sent_and_is_retried(
     assert await p1.agent.publish()  # unchanged, yet sent: it never was
     await until(admin, lambda: "p1" in admin.peers)
     assert admin.peers["p1"][1].allclose(p1.acc, rtol=0, atol=0)
+
+
+async def test_a_removed_peer_is_dropped_everywhere_ignored_then_readmitted(
+    fed: dict[str, Node],
+) -> None:
+    parts = {"admin": rows(40), "p1": rows(60), "p2": rows(80)}
+    for name, r in parts.items():
+        fed[name].learn(r)
+        fed[name].agent.start_pulse()
+    admin, p1, p2 = (fed[n].agent for n in ("admin", "p1", "p2"))
+    await until(admin, lambda: set(admin.peers) == {"p1", "p2"})
+    await until(p2, lambda: set(p2.peers) == {"admin", "p1"})
+    assert merged(fed["admin"]).n == 180
+
+    await admin.remove_peer("p1")
+    assert set(admin.peers) == {"p2"} and merged(fed["admin"]).n == 120
+    assert "p1" not in fed["admin"].state.peer_snapshots("c1", "admin")
+    await until(p2, lambda: "p1" not in p2.peers)
+    assert "p1" not in fed["p2"].state.peer_snapshots("c1", "p2")
+    assert merged(fed["p2"]).n == 120
+
+    # its later snapshots are ignored, by the admin and by the other peers
+    fed["p1"].learn(rows(10))
+    assert await p1.publish()
+    await until(admin, lambda: any("from p1: removed" in m for m in admin.sync_stats()["syncLog"]))
+    await until(p2, lambda: any("from p1: removed" in m for m in p2.sync_stats()["syncLog"]))
+    assert "p1" not in admin.peers and merged(fed["admin"]).n == 120
+    # a restarted admin still knows
+    await admin.stop()
+    fed["admin"].agent = admin = fed["admin"].new_agent()
+    assert "p1" not in admin.peers and admin.config.removed == ["p1"]
+    await admin.start()
+
+    # the same peer id joins again: it merges again everywhere
+    await admin.readmit("p1")
+    await until(p2, lambda: "p1" not in p2.config.removed)
+    assert await p1.publish(force=True)
+    await until(admin, lambda: "p1" in admin.peers)
+    await until(p2, lambda: "p1" in p2.peers)
+    assert merged(fed["admin"]).n == 190
+
+
+async def test_only_the_admin_removes_peers(fed: dict[str, Node]) -> None:
+    admin, p1 = fed["admin"].agent, fed["p1"].agent
+    with pytest.raises(FederationError, match="not a member"):
+        await admin.remove_peer("nobody")
+    with pytest.raises(FederationError, match="cannot remove itself"):
+        await admin.remove_peer("admin")
+    # a peer forging a removal on the admin's subject is refused
+    body = orjson.dumps({"type": "member", "peer": "p2", "removed": True, "seq": 1})
+    await p1.js.publish(admin.names.member("p2"), _seal(fed["p1"], "p1", "control", 5, body))
+    await until(fed["p2"].agent, lambda: fed["p2"].agent.counters["rcvError"] >= 1)
+    assert "p2" not in admin.config.removed and fed["p2"].agent.config.removed == []
