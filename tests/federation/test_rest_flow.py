@@ -155,12 +155,16 @@ def test_forget_at_a_peer_shows_at_the_admin_after_the_next_sync(fed: Fed) -> No
     eventually(lambda: fed.rows("admin") == len(Y), what="the relearn to reach the admin")
 
 
-@pytest.mark.parametrize("call", ["newSchedule", "addPsrContract"], ids=["schedule", "contract"])
+@pytest.mark.parametrize(
+    "call", ["newSchedule", "addPsrContract", "removePeer"], ids=["schedule", "contract", "remove"]
+)
 def test_peers_cannot_do_what_only_the_admin_may(fed: Fed, call: str) -> None:
     p1 = fed.clients["p1"]
     with pytest.raises(ApiError) as e:
         if call == "newSchedule":
             p1.new_schedule("p1", "m5")
+        elif call == "removePeer":
+            p1.fed("POST", "removePeer", pid="p1", params={"peer": "p2"})
         else:
             p1.add_contract("p1", ["COUNT(y) > 1"])
     assert e.value.http_status == 400
