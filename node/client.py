@@ -266,6 +266,10 @@ class Client:
     def stop_pulse(self, pid: str) -> dict[str, Any]:
         return self.fed("GET", "stopPulse", pid=pid)
 
+    def remove_peer(self, pid: str, peer: str) -> dict[str, Any]:
+        """Admin only: the peer's statistics leave every merge; a new invitation readmits it."""
+        return self.fed("GET", "removePeer", pid=pid, params={"peer": peer})
+
     def new_schedule(self, pid: str, schedule: str) -> dict[str, Any]:
         return self.fed("GET", "newSchedule", pid=pid, params={"newSchedule": schedule})
 

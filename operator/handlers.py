@@ -114,9 +114,10 @@ async def resync_federation(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
     await _run("Federation", federations.reconcile, body, patch, memo, retry_until_ready=False)
 
 
-# Deleting a Federation retries NATS this many times (each after the error's delay) before
-# letting the Federation go with its streams left behind, and saying so in an Event.
-FINALIZER_NATS_ATTEMPTS = int(os.environ.get("FEDSTATS_OPERATOR_FINALIZER_ATTEMPTS", "20"))
+# Deleting a Federation (a Peer) retries NATS (the admin node) this many times, each after
+# the error's delay, before letting it go with its streams left behind (still merged), and
+# saying so in an Event: a namespace must never hang Terminating.
+FINALIZER_ATTEMPTS = int(os.environ.get("FEDSTATS_OPERATOR_FINALIZER_ATTEMPTS", "20"))
 
 
 @kopf.on.delete(*FEDERATIONS, id="delete-streams")
@@ -126,7 +127,7 @@ async def delete_federation(body: kopf.Body, memo: kopf.Memo, retry: int = 0,
         deleted = await federations.finalize(memo.kube, _plain(body))
     except NatsUnavailable as e:
         STREAM_OPERATIONS.labels("delete", type(e).__name__).inc()
-        if retry + 1 < FINALIZER_NATS_ATTEMPTS:
+        if retry + 1 < FINALIZER_ATTEMPTS:
             raise
         # NATS gone for good (uninstalled first, its auth Secret deleted with the namespace):
         # holding the finalizer would leave the namespace Terminating forever
@@ -149,6 +150,20 @@ async def delete_federation(body: kopf.Body, memo: kopf.Memo, retry: int = 0,
 @kopf.on.update(*PEERS, id="reconcile")
 async def reconcile_peer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     await _run("Peer", peers.reconcile, body, patch, memo, retry_until_ready=True)
+
+
+@kopf.on.delete(*PEERS, id="leave-federation")
+async def delete_peer(body: kopf.Body, memo: kopf.Memo, retry: int = 0, **_: Any) -> None:
+    try:
+        said = await peers.finalize(memo.kube, _plain(body))
+    except RetryLater as e:
+        if retry + 1 < FINALIZER_ATTEMPTS:
+            raise
+        kopf.warn(body, reason="PeerNotRemoved",
+                  message=f"gave up asking the admin node to remove this peer after "
+                          f"{retry + 1} tries (its last snapshot stays merged): {e}")
+        return
+    kopf.info(body, reason="PeerRemoved", message=said)
 
 
 @kopf.timer(*PEERS, id="resync", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)

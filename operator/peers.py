@@ -75,6 +75,24 @@ async def _invite(kube: Kube, peer: Body, fed: Body, out: Outcome) -> None:
                                    f"{peer_id(peer)}, stored in Secret {name}")
 
 
+async def finalize(kube: Kube, peer: Body) -> str:
+    """Takes a deleted Peer out of its federation: the admin node removes it, and its rows
+    leave every node's merge (its node and invitation Secret go with the Peer, as owned
+    objects). Answers what was done, for the Event."""
+    ref = peer["spec"].get("federationRef")
+    if not ref:
+        return "joined through an invitation from elsewhere: its admin removes it there"
+    fed = await kube.get("Federation", peer["metadata"]["namespace"], ref["name"])
+    if fed is None or fed["metadata"].get("deletionTimestamp"):
+        return f"Federation {ref['name']} is gone or going: nothing to leave"
+    admin = await nodeapi.of_node(kube, fed)
+    try:
+        await admin.call("remove_peer", names.federation_name(fed), peer_id(peer))
+    except NodeRefused as e:  # never joined (or removed already): nothing is merged
+        return f"the admin node did not remove peer {peer_id(peer)}: {e.node_message}"
+    return f"the admin node removed peer {peer_id(peer)} from every merge"
+
+
 def last_sync(stats: Body) -> str | None:
     """The time of the newest snapshot sent or received, RFC 3339, from a syncLog. Pure."""
     for line in reversed(stats.get("syncLog") or []):

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from k8s_helpers import apply, condition, get, manifest, stream, wait
@@ -187,6 +188,27 @@ def test_a_contract_is_validated_and_applied_by_the_admin_node(running: Running)
         contract = admin.fed_info(ns)["values"]["fedInfo"]["contract"]
     assert contract[:2] == ["@send allow", "@receive allow"]
     assert "COUNT(age) >= 150" in contract
+
+
+def test_deleting_a_peer_takes_its_rows_out_of_the_admins_merge(running: Running):
+    cp, ns = running.cp, running.ns
+    names = [f"x{i}" for i in range(10)] + ["y"]
+    rows = np.random.default_rng(8).normal(size=(30, len(names)))
+    with running.client("demo-admin") as admin, running.client("hospital-b-peer") as b:
+        def merged() -> int:
+            return int(admin.project_info(ns)["values"]["smlInfo"]["rows"])
+
+        before = merged()
+        b.learn(ns, {"attributeNames": names, "attributeTypes": ["C"] * len(names),
+                     "data": [[repr(float(v)) for v in r] for r in rows]})
+        theirs = int(b.project_info(ns)["values"]["smlInfo"]["localRows"])
+        eventually(lambda: merged() == before + 30)
+        cp.kubectl("delete", "-n", ns, "peer", "hospital-b", "--timeout=60s")
+        # the Peer's finalizer had the admin node remove it: its rows leave the merge
+        assert eventually(lambda: merged() == before + 30 - theirs or None) is True
+    events = cp.kubectl("get", "events", "-n", ns, "--field-selector",
+                        "involvedObject.name=hospital-b,reason=PeerRemoved").stdout
+    assert "removed peer hospital-b" in events
 
 
 def test_restarting_the_operator_mid_reconcile_issues_no_second_invitation(
