@@ -104,6 +104,8 @@ class ProjectService:
         self._registry_lock = threading.Lock()
         self._peer_sources: list[PeerSource] = []
         self._delete_listeners: list[Callable[[str, str], None]] = []
+        # (cid, pid) -> (the parts merged, by identity; their merge): see `_view`
+        self._merged: dict[tuple[str, str], tuple[tuple[Accumulator, ...], Accumulator]] = {}
         # projects whose snapshot or log would not load: (cid, pid) -> why (kept out of
         # service, listed by /readyz, deletable; the node serves every other project)
         self.unavailable: dict[tuple[str, str], str] = {}
@@ -182,6 +184,7 @@ class ProjectService:
         with project.lock, self._registry_lock:
             project.deleted = True
             self._projects.pop((cid, pid), None)
+            self._merged.pop((cid, pid), None)
             self.projects_store.delete(cid, pid)
 
     def list_projects(self, cid: str) -> list[str]:
@@ -197,7 +200,7 @@ class ProjectService:
     def project_info(self, cid: str, pid: str) -> dict[str, Any]:
         """The smlInfo entity: rows (with peers'), local rows, attributes, columns, models."""
         project = self._project(cid, pid)
-        acc = self.effective_accumulator(cid, pid)
+        acc = self._view(cid, pid)
         return {
             "id": pid,
             "type": project.engine,
@@ -264,20 +267,34 @@ class ProjectService:
         """A copy of the statistics of this node's own rows."""
         return self._project(cid, pid).acc.copy()
 
+    def local_view(self, cid: str, pid: str) -> Accumulator:
+        """This node's own statistics, read-only and uncopied: a published accumulator is
+        never mutated (a learn swaps in a new one), so readers need no copy of it."""
+        return self._project(cid, pid).acc
+
     def effective_accumulator(self, cid: str, pid: str) -> Accumulator:
         """This node's statistics merged with those its peers share (a new object)."""
+        return self._view(cid, pid).copy()
+
+    def _view(self, cid: str, pid: str) -> Accumulator:
+        """Local merged with peers', read-only, for info, explore and build.
+
+        The merge is kept until one of its parts changes: a learn publishes a new local
+        accumulator and a peer's snapshot arrives as a new object, so comparing the parts by
+        identity is enough, and a polled `info` no longer re-merges every peer each time.
+        """
         project = self._project(cid, pid)
         peers = [a for fn in self._peer_sources for a in fn(cid, pid)]
         if not peers:
-            return project.acc.copy()
-        return Accumulator.merged([project.acc, *peers], engine=project.engine)
-
-    def _view(self, cid: str, pid: str) -> Accumulator:
-        """Read-only accumulator for exploring/building (no copy without peers)."""
-        project = self._project(cid, pid)
-        if not self._peer_sources:
             return project.acc
-        return self.effective_accumulator(cid, pid)
+        parts = (project.acc, *peers)
+        cached = self._merged.get((cid, pid))
+        if cached is not None and len(cached[0]) == len(parts) and all(
+                a is b for a, b in zip(cached[0], parts, strict=True)):
+            return cached[1]
+        merged = Accumulator.merged(parts, engine=project.engine)
+        self._merged[(cid, pid)] = (parts, merged)
+        return merged
 
     # ------------------------------------------------------------------ explore
     def explore(self, cid: str, pid: str, metric: str, attributes: list[str] | None) -> Any:

@@ -232,7 +232,7 @@ class Hub:
             pid,
             config,
             self.state,
-            lambda: self.service.local_accumulator(cid, pid),
+            lambda: self.service.local_view(cid, pid),  # read only: no copy per use
             join_handler=self._join_handler(cid, pid) if config.is_admin else None,
         )
 
