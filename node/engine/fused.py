@@ -13,45 +13,53 @@ FEDSTATS_NO_NUMBA is set), and `moments.py` then runs the same arithmetic as num
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any
 
 import numpy as np
 
-AVAILABLE = False
-centre_block: Any = None
+# numba is imported (~0.2 s) and the kernel compiled or loaded from its cache only at the
+# first learn, not by every process that merely imports the engine (the CLI, the operator).
+AVAILABLE = (not os.environ.get("FEDSTATS_NO_NUMBA")
+             and importlib.util.find_spec("numba") is not None)
+_kernel: Any = None
 
-if not os.environ.get("FEDSTATS_NO_NUMBA"):
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is a dependency; the fallback is tested
-        numba = None  # type: ignore[assignment]
 
-    if numba is not None:
+def centre_block(x: np.ndarray, mean: np.ndarray, out: np.ndarray, s: np.ndarray,
+                 p3: np.ndarray, p4: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    """out = x - mean; s, p3, p4 += the column sums of out, out³, out⁴; lo/hi take x's bounds."""
+    global _kernel
+    if _kernel is None:
+        _kernel = _compile()
+    _kernel(x, mean, out, s, p3, p4, lo, hi)
 
-        @numba.njit(cache=True, nogil=True, boundscheck=False, fastmath={"nnan", "ninf"})
-        def _centre_block(
-            x: np.ndarray,
-            mean: np.ndarray,
-            out: np.ndarray,
-            s: np.ndarray,
-            p3: np.ndarray,
-            p4: np.ndarray,
-            lo: np.ndarray,
-            hi: np.ndarray,
-        ) -> None:  # pragma: no cover - compiled; covered through moments.of_rows
-            k, d = x.shape
-            for i in range(k):
-                for j in range(d):
-                    v = x[i, j]
-                    lo[j] = min(lo[j], v)
-                    hi[j] = max(hi[j], v)
-                    t = v - mean[j]
-                    out[i, j] = t
-                    s[j] += t
-                    t2 = t * t
-                    p3[j] += t2 * t
-                    p4[j] += t2 * t2
 
-        centre_block = _centre_block
-        AVAILABLE = True
+def _compile() -> Any:
+    import numba
+
+    @numba.njit(cache=True, nogil=True, boundscheck=False, fastmath={"nnan", "ninf"})
+    def kernel(
+        x: np.ndarray,
+        mean: np.ndarray,
+        out: np.ndarray,
+        s: np.ndarray,
+        p3: np.ndarray,
+        p4: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+    ) -> None:  # pragma: no cover - compiled; covered through moments.of_rows
+        k, d = x.shape
+        for i in range(k):
+            for j in range(d):
+                v = x[i, j]
+                lo[j] = min(lo[j], v)
+                hi[j] = max(hi[j], v)
+                t = v - mean[j]
+                out[i, j] = t
+                s[j] += t
+                t2 = t * t
+                p3[j] += t2 * t
+                p4[j] += t2 * t2
+
+    return kernel
