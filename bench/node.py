@@ -33,6 +33,7 @@ from fedstats.node.client_ws import WsClient
 from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.engine.frame import Batch
 from fedstats.node.engine.ingest import parse_dataframe_bytes
+from fedstats.node.federation.natsproc import free_port
 from fedstats.node.security.keys import new_secret_key
 from fedstats.node.security.signing import signed_headers
 
@@ -68,11 +69,6 @@ def best_rate(fn, rows: int, repeat: int) -> float:  # type: ignore[no-untyped-d
         times.append(time.perf_counter() - t)
     return rows / statistics.median(times)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_node(data_dir: Path, customers: Path) -> tuple[subprocess.Popen[str], str]:

@@ -26,8 +26,10 @@ from typing import Any
 import httpx
 import orjson
 
+from fedstats.node.federation.natsproc import free_port
+
 from .names import NODE_PORT
-from .testing import ControlPlane, free_port
+from .testing import ControlPlane
 
 Obj = dict[str, Any]
 

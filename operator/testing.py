@@ -15,7 +15,6 @@ import ipaddress
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -25,6 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+from fedstats.node.federation.natsproc import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = REPO / "scripts" / "build-control-plane"
@@ -52,11 +53,6 @@ def binaries() -> Path:
         raise RuntimeError(f"scripts/build-control-plane failed:\n{done.stderr[-4000:]}")
     return Path(done.stdout.strip().splitlines()[-1])
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _key() -> rsa.RSAPrivateKey:

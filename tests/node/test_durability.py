@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ import orjson
 import pytest
 
 from fedstats.node.client import ApiError, Client
+from fedstats.node.federation.natsproc import free_port
 from fedstats.node.security.keys import new_secret_key
 from fedstats.node.settings import Settings
 from fedstats.node.store import JobStore, open_database
@@ -26,15 +26,10 @@ from .conftest import frame
 ROWS = 10  # per batch
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 class NodeProcess:
     def __init__(self, data_dir: Path, customers: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fedstats.node.cli", "node", "--port", str(self.port),
