@@ -2,8 +2,8 @@
 
 Assembly only: the store is opened, the service loaded (every project and model back,
 interrupted jobs marked failed), the routers mounted, the exception mapping and metrics
-installed. Then, if the `fedstats.node.federation` package offers `install(app)`, it is
-called with these already on `app.state`:
+installed. Then the federation's `install(app)` is called with these already on
+`app.state`:
 
     settings   Settings            service    ProjectService
     body_budget api.auth.BodyBudget (bytes of request bodies being read, node-wide)
@@ -17,7 +17,6 @@ Unauthenticated: `/healthz`, `/readyz`, `/metrics`, `/docs`, `/openapi.json`.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -100,15 +99,7 @@ def create_app(settings: Settings, customers: Mapping[str, Customer] | None = No
 
 
 def _install_federation(app: FastAPI) -> None:
-    """Plug the federation in when its package (and its `install`) exist here."""
-    try:
-        federation = importlib.import_module("fedstats.node.federation")
-    except ImportError as e:
-        if e.name and e.name.startswith("fedstats.node.federation"):
-            return  # not installed: a node without federation
-        raise
-    install = getattr(federation, "install", None)
-    if install is None:
-        log.info("fedstats.node.federation has no install(app) yet: no federation routes")
-        return
+    """Plug the federation in (imported here: the federation's router imports this package)."""
+    from ..federation import install
+
     install(app)

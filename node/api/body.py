@@ -4,8 +4,8 @@
     text/csv                                 CSV with a header row; `?types=C,C,B` (default all C)
     application/vnd.apache.arrow.stream      an Arrow IPC stream
 
-The fast paths live in `engine.ingest`; until it is installed, JSON falls back to
-`orjson.loads` + `frame.parse_frame` and the bulk formats are refused with 415.
+The parsers live in `engine.ingest` (a fast byte-level JSON path, CSV and Arrow readers);
+any other Content-Type is refused with 415.
 """
 
 from __future__ import annotations
@@ -14,19 +14,14 @@ from typing import Any
 
 import orjson
 
+from ..engine import ingest
 from ..engine.errors import FrameError
-from ..engine.frame import Batch, parse_frame
+from ..engine.frame import Batch
 from .errors import UnsupportedMedia
 
 JSON_TYPES = ("application/json", "text/json", "")
 CSV = "text/csv"
 ARROW = "application/vnd.apache.arrow.stream"
-
-try:  # the fast parsers (written in parallel); the fallback keeps the node whole without them
-    from ..engine import ingest as _ingest
-except ImportError:  # pragma: no cover - only before engine.ingest exists
-    _ingest = None  # type: ignore[assignment]
-
 
 def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
@@ -44,13 +39,11 @@ def parse_rows(body: bytes, content_type: str | None, types: str | None = None) 
     """The rows of a learn/forget/predict body, by its Content-Type."""
     kind = media_type(content_type)
     if kind in JSON_TYPES:
-        if _ingest is not None:
-            return _ingest.parse_dataframe_bytes(body)
-        return parse_frame(parse_json(body))
-    if kind == CSV and _ingest is not None:
-        return _ingest.parse_csv(body, types)
-    if kind == ARROW and _ingest is not None:
-        return _ingest.parse_arrow(body, types)
+        return ingest.parse_dataframe_bytes(body)
+    if kind == CSV:
+        return ingest.parse_csv(body, types)
+    if kind == ARROW:
+        return ingest.parse_arrow(body, types)
     raise UnsupportedMedia(
         f"cannot read rows from a {kind!r} body: send a JSON DataFrame ({JSON_TYPES[0]}), "
         f"{CSV} or {ARROW}"
