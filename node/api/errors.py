@@ -86,11 +86,6 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
-def error_response(exc: BaseException) -> Response:
-    status, message, kind = classify(exc)
-    return error(status, message, kind)
-
-
 async def _handle(request: Request, exc: Exception) -> Response:
     status, message, kind = classify(exc)
     metrics = getattr(request.app.state, "metrics", None)

@@ -93,7 +93,7 @@ def _fast_dataframe(body: bytes) -> Batch:
     if table is None or table.num_rows != rows:
         raise _Unproven
     try:
-        return assemble(names, types, rows, _arrow_columns(table, strict=True))
+        return assemble(names, types, rows, _arrow_columns(table))
     except FrameError:
         raise _Unproven from None
 
@@ -254,12 +254,12 @@ def _convert(fields: list[str], types: Sequence[str], kept: list[str]) -> pacsv.
     )
 
 
-def _arrow_columns(table: pa.Table, *, strict: bool) -> Any:
+def _arrow_columns(table: pa.Table) -> Any:
     """Columns for `assemble` from a table read with `_convert`'s types.
 
     Arrow reads numbers as numpy does except that it takes NaN and infinity quietly; a
-    non-finite or non-0/1 B value raises `_Unproven` when `strict`, so that the caller
-    reruns the route that names the value.
+    non-finite or non-0/1 B value raises `_Unproven`, so that the caller reruns the route
+    that names the value.
     """
 
     def column(j: int, name: str, typ: str) -> tuple[list[str] | None, np.ndarray]:
@@ -297,7 +297,7 @@ def parse_csv(body: bytes, types: str | Sequence[str] | None = None) -> Batch:
             read_options=pacsv.ReadOptions(column_names=fields, skip_rows=1, block_size=1 << 22),
             convert_options=_convert(fields, ["T" if t == "X" else t for t in letters], kept),
         )
-        return assemble(names, letters, table.num_rows, _arrow_columns(table, strict=True))
+        return assemble(names, letters, table.num_rows, _arrow_columns(table))
     except (pa.ArrowException, ValueError, _Unproven):
         # any refusal (FrameError is a ValueError too) is worded again by the route
         # that names the row and attribute
