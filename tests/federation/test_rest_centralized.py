@@ -17,7 +17,7 @@ from fedstats.node.federation.subjects import Names
 from fedstats.node.security.invites import open_invite
 from fedstats.node.security.keys import new_secret_key
 
-from .test_rest_flow import eventually, frame
+from .test_rest_flow import eventually, frame, rows, stop_all
 
 pytestmark = pytest.mark.slow
 ADMIN = User("admin", "admin", password="admin-pw")
@@ -62,15 +62,7 @@ def central(
             clients[name].fed_join(name, invite, "pw")
         yield server, clients
     finally:
-        for c in clients.values():
-            c.close()
-        for node in nodes.values():
-            node.stop()
-        server.stop()
-
-
-def rows(client: Client, pid: str) -> int:
-    return int(client.project_info(pid)["values"]["smlInfo"]["rows"])
+        stop_all(clients, nodes, server)
 
 
 def test_only_the_admin_merges(central: tuple[NatsServer, dict[str, Client]]) -> None:

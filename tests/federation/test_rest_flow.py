@@ -53,6 +53,20 @@ def eventually(check: Callable[..., bool], timeout: float = 30.0, what: str = ""
         time.sleep(0.1)  # polling another process over REST: nothing to await
 
 
+def rows(client: Client, pid: str) -> int:
+    """The rows a node's project holds, its peers' merged in."""
+    return int(client.project_info(pid)["values"]["smlInfo"]["rows"])
+
+
+def stop_all(clients: dict[str, Client], nodes: dict[str, NodeProcess],
+             server: NatsServer) -> None:
+    for c in clients.values():
+        c.close()
+    for node in nodes.values():
+        node.stop()
+    server.stop()
+
+
 @dataclass
 class Fed:
     nats: NatsServer
@@ -94,11 +108,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
             client.start_pulse(name)
         yield Fed(server, nodes, clients, key)
     finally:
-        for c in clients.values():
-            c.close()
-        for node in nodes.values():
-            node.stop()
-        server.stop()
+        stop_all(clients, nodes, server)
 
 
 def test_every_peer_merges_all_rows(fed: Fed) -> None:

@@ -18,7 +18,7 @@ from fedstats.node.federation.natsproc import NatsServer
 from fedstats.node.federation.subjects import Names
 from fedstats.node.security.keys import new_secret_key
 
-from .test_rest_flow import NAMES, X, Y, data, eventually, frame
+from .test_rest_flow import NAMES, X, Y, data, eventually, frame, rows, stop_all
 
 pytestmark = pytest.mark.slow
 ADMIN = User("admin", "admin", password="admin-pw")
@@ -56,15 +56,7 @@ def hybrid(
             client.start_pulse(name)
         yield server, clients
     finally:
-        for c in clients.values():
-            c.close()
-        for node in nodes.values():
-            node.stop()
-        server.stop()
-
-
-def rows(client: Client, pid: str) -> int:
-    return int(client.project_info(pid)["values"]["smlInfo"]["rows"])
+        stop_all(clients, nodes, server)
 
 
 def test_the_admin_and_the_merger_see_every_row(
