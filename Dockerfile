@@ -20,10 +20,8 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
-COPY fedstats ./fedstats
-COPY node ./node
-COPY operator ./operator
+COPY pyproject.toml README.md ./
+COPY src/fedstats ./src/fedstats
 RUN python -m venv /opt/fedstats \
     && /opt/fedstats/bin/pip install --no-cache-dir .
 

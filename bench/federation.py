@@ -31,9 +31,9 @@ import numpy as np
 
 from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.federation.agent import Agent
-from fedstats.node.federation.natsproc import NatsServer
 from fedstats.node.federation.state import FedConfig, FedState
 from fedstats.node.security.keys import new_secret_key
+from fedstats_harness.natsproc import NatsServer
 
 # Hook for comparisons (Flower and others): callables returning {"label": ..., ...} rows.
 BASELINES: list[Callable[[], list[dict[str, Any]]]] = []

@@ -33,9 +33,9 @@ from fedstats.node.client_ws import WsClient
 from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.engine.frame import Batch
 from fedstats.node.engine.ingest import parse_dataframe_bytes
-from fedstats.node.federation.natsproc import free_port
 from fedstats.node.security.keys import new_secret_key
 from fedstats.node.security.signing import signed_headers
+from fedstats_harness.natsproc import free_port
 
 COLS = 20
 ECHO_SERVER = """
@@ -74,7 +74,7 @@ def best_rate(fn, rows: int, repeat: int) -> float:  # type: ignore[no-untyped-d
 def start_node(data_dir: Path, customers: Path) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fedstats.node.cli", "node", "--port", str(port),
+        [sys.executable, "-m", "fedstats.cli", "node", "--port", str(port),
          "--data-dir", str(data_dir), "--customers", str(customers), "--log-level", "warning"],
         stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"

@@ -27,10 +27,10 @@ from pathlib import Path
 import orjson
 import yaml
 
-from fedstats.node.federation.natsproc import NatsServer
-from fedstats.operator.kubelet import LocalKubelet
 from fedstats.operator.nodeapi import URLS_SETTING
-from fedstats.operator.testing import ControlPlane, binaries
+from fedstats_harness.controlplane import ControlPlane, binaries
+from fedstats_harness.kubelet import LocalKubelet
+from fedstats_harness.natsproc import NatsServer
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("algo", ["mlr", "lda"])
 def test_the_demo_prints_the_federated_model_identical_to_the_pooled_one(algo: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "fedstats.node.cli", "demo", "--algo", algo],
+    done = subprocess.run([sys.executable, "-m", "fedstats.cli", "demo", "--algo", algo],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout

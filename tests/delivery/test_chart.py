@@ -16,7 +16,7 @@ import nats
 import pytest
 import yaml
 
-from fedstats.node.federation.natsproc import nats_server_binary
+from fedstats_harness.natsproc import nats_server_binary
 
 from .chart import CHART, NON_DEFAULT, REPO, find, operator_container, render, render_text, run_helm
 
@@ -153,7 +153,7 @@ def test_the_rendered_nats_config_runs_on_the_real_nats_server(
     """The chart's nats.conf, with only the paths and ports moved onto this machine."""
     import subprocess
 
-    from fedstats.node.federation.natsproc import free_port
+    from fedstats_harness.natsproc import free_port
 
     conf = find(render(helm_bin), "ConfigMap", "nats-config")["data"]["nats.conf"]
     port, http = free_port(), free_port()

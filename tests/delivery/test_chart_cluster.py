@@ -23,8 +23,8 @@ import httpx
 import orjson
 import pytest
 
-from fedstats.node.federation.natsproc import NatsServer, free_port
-from fedstats.operator.testing import ControlPlane
+from fedstats_harness.controlplane import ControlPlane
+from fedstats_harness.natsproc import NatsServer, free_port
 
 from .chart import (
     CHART,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fedstats.node import cli
+from fedstats import cli
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
@@ -112,7 +112,7 @@ def test_healthcheck_and_probes_use_the_node_health_endpoint() -> None:
 
 
 def _has_operator_subcommand() -> bool:
-    done = subprocess.run([sys.executable, "-m", "fedstats.node.cli", "operator", "--help"],
+    done = subprocess.run([sys.executable, "-m", "fedstats.cli", "operator", "--help"],
                           capture_output=True, text=True, timeout=60)
     return done.returncode == 0
 

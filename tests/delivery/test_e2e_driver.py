@@ -14,9 +14,9 @@ from types import ModuleType
 import pytest
 
 from fedstats.node.client import Client
-from fedstats.node.federation.localnet import NodeProcess
-from fedstats.node.federation.natsproc import NatsServer
 from fedstats.node.security.keys import new_secret_key
+from fedstats_harness.localnet import NodeProcess
+from fedstats_harness.natsproc import NatsServer
 
 from .chart import REPO
 

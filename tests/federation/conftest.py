@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fedstats.node.federation.natsproc import NatsServer
+from fedstats_harness.natsproc import NatsServer
 
 
 @pytest.fixture(scope="module")

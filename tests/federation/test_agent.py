@@ -16,10 +16,10 @@ from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.engine.codec import encode_snapshot
 from fedstats.node.federation.agent import Agent
 from fedstats.node.federation.errors import FederationError
-from fedstats.node.federation.natsproc import NatsServer
 from fedstats.node.federation.state import FedConfig, FedState
 from fedstats.node.federation.wire import seal_message
 from fedstats.node.security.keys import new_secret_key
+from fedstats_harness.natsproc import NatsServer
 
 COLS = ["a", "b", "c", "y"]
 RNG = np.random.default_rng(3)

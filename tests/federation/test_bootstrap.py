@@ -22,10 +22,10 @@ from fedstats.node.client import ApiError, Client
 from fedstats.node.engine.xp import gpu_available
 from fedstats.node.federation.bootstrap import engine_of, join_body, read_plan
 from fedstats.node.federation.errors import BootstrapError
-from fedstats.node.federation.localnet import NodeProcess
-from fedstats.node.federation.natsproc import NatsServer, free_port
 from fedstats.node.federation.subjects import Names
 from fedstats.node.security.keys import new_secret_key
+from fedstats_harness.localnet import NodeProcess
+from fedstats_harness.natsproc import NatsServer, free_port
 
 from .test_rest_flow import NAMES, X, Y, data, eventually, frame
 

@@ -17,8 +17,8 @@ from fedstats.node.federation.natsconf import (
     connect_options,
     federation_users,
 )
-from fedstats.node.federation.natsproc import NatsServer
 from fedstats.node.federation.subjects import Names
+from fedstats_harness.natsproc import NatsServer
 
 FED = Names.of("fed one")  # a name with a space: becomes a safe token
 ADMIN = User("admin", "admin", password="pw-admin")

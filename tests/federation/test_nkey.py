@@ -13,8 +13,8 @@ import pytest
 from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.federation.errors import Unreachable
 from fedstats.node.federation.natsconf import User, federation_users
-from fedstats.node.federation.natsproc import NatsServer
 from fedstats.node.security.keys import new_secret_key
+from fedstats_harness.natsproc import NatsServer
 
 from .test_agent import COLS, Node, merged, rows, until
 

@@ -20,12 +20,12 @@ from sklearn.linear_model import LinearRegression
 
 from fedstats.node.client import ApiError, Client
 from fedstats.node.federation.errors import WireError
-from fedstats.node.federation.localnet import NodeProcess
-from fedstats.node.federation.natsproc import NatsServer
 from fedstats.node.federation.subjects import Names
 from fedstats.node.federation.wire import open_snapshot, read_frame
 from fedstats.node.security.errors import CryptoError
 from fedstats.node.security.keys import new_secret_key
+from fedstats_harness.localnet import NodeProcess
+from fedstats_harness.natsproc import NatsServer
 
 pytestmark = pytest.mark.slow
 CID = "c1"

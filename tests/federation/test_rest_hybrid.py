@@ -12,11 +12,11 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from fedstats.node.client import Client
-from fedstats.node.federation.localnet import NodeProcess
 from fedstats.node.federation.natsconf import User, connect_options, federation_users
-from fedstats.node.federation.natsproc import NatsServer
 from fedstats.node.federation.subjects import Names
 from fedstats.node.security.keys import new_secret_key
+from fedstats_harness.localnet import NodeProcess
+from fedstats_harness.natsproc import NatsServer
 
 from .test_rest_flow import NAMES, X, Y, data, eventually, frame, rows, stop_all
 

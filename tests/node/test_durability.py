@@ -16,10 +16,10 @@ import orjson
 import pytest
 
 from fedstats.node.client import ApiError, Client
-from fedstats.node.federation.natsproc import free_port
 from fedstats.node.security.keys import new_secret_key
 from fedstats.node.settings import Settings
 from fedstats.node.store import JobStore, open_database
+from fedstats_harness.natsproc import free_port
 
 from .conftest import frame
 
@@ -32,7 +32,7 @@ class NodeProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fedstats.node.cli", "node", "--port", str(self.port),
+            [sys.executable, "-m", "fedstats.cli", "node", "--port", str(self.port),
              "--data-dir", str(data_dir), "--customers", str(customers),
              "--checkpoint-every", "7", "--log-level", "info"],
             stderr=subprocess.PIPE, text=True)

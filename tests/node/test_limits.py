@@ -77,7 +77,7 @@ def test_bodies_read_at_once_are_bounded_node_wide(node_factory: Callable[..., N
 
 
 def test_websocket_messages_have_their_own_smaller_limit() -> None:
-    from fedstats.node.cli import build_parser
+    from fedstats.cli import build_parser
     from fedstats.node.settings import MB, Settings
 
     s = Settings()

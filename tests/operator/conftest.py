@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from fedstats.node.federation.natsproc import NatsServer
-from fedstats.operator.testing import ControlPlane, ControlPlaneUnavailable, binaries
+from fedstats_harness.controlplane import ControlPlane, ControlPlaneUnavailable, binaries
+from fedstats_harness.natsproc import NatsServer
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"

@@ -10,7 +10,7 @@ import orjson
 import yaml
 from nats.js.errors import NotFoundError
 
-from fedstats.operator.testing import REPO, ControlPlane
+from fedstats_harness.controlplane import REPO, ControlPlane
 
 EXAMPLES = REPO / "examples"
 WAIT = "90s"

@@ -13,7 +13,7 @@ import orjson
 import pytest
 import yaml
 
-from fedstats.operator.testing import REPO, ControlPlane
+from fedstats_harness.controlplane import REPO, ControlPlane
 
 EXAMPLES = REPO / "examples"
 Manifest = dict[str, Any]

@@ -27,11 +27,11 @@ from k8s_helpers import apply, condition, get, manifest, stream, wait
 from kopf.testing import KopfRunner
 
 from fedstats.node.client import ApiError, Client
-from fedstats.node.federation.natsproc import NatsServer
 from fedstats.node.security.invites import open_invite
-from fedstats.operator.kubelet import LocalKubelet
 from fedstats.operator.nodeapi import URLS_SETTING
-from fedstats.operator.testing import REPO, ControlPlane
+from fedstats_harness.controlplane import REPO, ControlPlane
+from fedstats_harness.kubelet import LocalKubelet
+from fedstats_harness.natsproc import NatsServer
 
 PEERS = ("hospital-a", "hospital-b")
 NODES = ("demo-admin", *(f"{p}-peer" for p in PEERS))

@@ -12,7 +12,7 @@ import yaml
 
 from fedstats.operator import builders, contracts, federations, nodeapi, peers
 from fedstats.operator.errors import WaitingFor
-from fedstats.operator.testing import REPO
+from fedstats_harness.controlplane import REPO
 
 
 def example(name: str) -> dict[str, Any]:

@@ -15,8 +15,8 @@ import pytest
 from k8s_helpers import WAIT, apply, condition, get, manifest, stream, wait
 from kopf.testing import KopfRunner
 
-from fedstats.node.federation.natsproc import NatsServer, free_port
-from fedstats.operator.testing import ControlPlane
+from fedstats_harness.controlplane import ControlPlane
+from fedstats_harness.natsproc import NatsServer, free_port
 
 
 @pytest.fixture(scope="module")

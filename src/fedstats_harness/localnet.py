@@ -57,7 +57,7 @@ class NodeProcess:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-c", "import sys; from fedstats.node.cli import main; sys.exit(main())",
+            sys.executable, "-c", "import sys; from fedstats.cli import main; sys.exit(main())",
             "node", "--host", self.host, "--port", str(self.port),
             "--data-dir", str(self.dir / "data"), "--customers", str(self.customers_file),
             "--log-level", self.log_level,

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .natsconf import render, server_config
+from fedstats.node.federation.natsconf import render, server_config
 
 
 def nats_server_binary() -> str:

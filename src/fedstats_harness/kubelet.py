@@ -26,10 +26,10 @@ from typing import Any
 import httpx
 import orjson
 
-from fedstats.node.federation.natsproc import free_port
+from fedstats.operator.names import NODE_PORT
+from fedstats_harness.natsproc import free_port
 
-from .names import NODE_PORT
-from .testing import ControlPlane
+from .controlplane import ControlPlane
 
 Obj = dict[str, Any]
 

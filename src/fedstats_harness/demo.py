@@ -68,10 +68,11 @@ def _wait(check: Any, timeout: float, what: str) -> None:
 
 
 def run(algo: str, workdir: Path, schedule: str) -> int:
-    from .client import Client
-    from .federation.localnet import NodeProcess
-    from .federation.natsproc import NatsServer
-    from .security.keys import new_secret_key
+    from fedstats.node.client import Client
+    from fedstats.node.security.keys import new_secret_key
+
+    from .localnet import NodeProcess
+    from .natsproc import NatsServer
 
     x, y, names, types = _dataset(algo)
     parts = np.array_split(np.arange(len(y)), len(PEERS))

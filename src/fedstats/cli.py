@@ -17,7 +17,7 @@ from pathlib import Path
 # name -> (help, "module:function(argv) -> int")
 LAZY: dict[str, tuple[str, str]] = {
     "demo": ("run the whole federation flow locally (nats-server, admin, peers)",
-             "fedstats.node.demo:main"),
+             "fedstats_harness.demo:main"),
     "operator": ("run the Kubernetes operator (kopf): Federation, Peer, PsrContract",
                  "fedstats.operator.main:main"),
 }
@@ -26,8 +26,8 @@ LAZY: dict[str, tuple[str, str]] = {
 def _node(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .api.app import create_app
-    from .settings import Settings
+    from .node.api.app import create_app
+    from .node.settings import Settings
 
     settings = Settings.from_env(
         host=args.host, port=args.port,
@@ -50,7 +50,7 @@ def _node(args: argparse.Namespace) -> int:
 
 
 def _keys_new(args: argparse.Namespace) -> int:
-    from .security.keys import new_secret_key
+    from .node.security.keys import new_secret_key
 
     print(new_secret_key())
     return 0
@@ -94,7 +94,9 @@ def _run_lazy(name: str, argv: list[str]) -> int:
         module = importlib.import_module(module_name)
     except ImportError as e:
         if e.name and module_name.startswith(e.name):
-            print(f"fedstats {name}: {module_name} is not installed in this build",
+            where = (" (the demo runs from a source checkout: ./scripts/demo)"
+                     if module_name.startswith("fedstats_harness") else "")
+            print(f"fedstats {name}: {module_name} is not installed in this build{where}",
                   file=sys.stderr)
             return 2
         raise
