@@ -177,7 +177,7 @@ def test_peers_cannot_do_what_only_the_admin_may(fed: Fed, call: str) -> None:
             p1.fed("POST", "removePeer", pid="p1", params={"peer": "p2"})
         else:
             p1.add_contract("p1", ["COUNT(y) > 1"])
-    assert e.value.http_status == 400
+    assert e.value.http_status == 403 and e.value.status_string == "FORBIDDEN"
     assert "only the federation administrator" in e.value.message
 
 

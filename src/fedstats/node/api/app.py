@@ -1,16 +1,19 @@
-"""`create_app(settings) -> FastAPI`: the node's REST + WebSocket app over its project store.
+"""`create_app(settings) -> FastAPI`: the node's one composition root.
 
-Assembly only: the store is opened, the service loaded (every project and model back,
-interrupted jobs marked failed), the routers mounted, the exception mapping and metrics
-installed. Then the federation's `install(app)` is called with these already on
+Assembly only, and all of it here: the store is opened, the service loaded (every project
+and model back, interrupted jobs marked failed), the federation hub opened and plugged into
+the service (source of peers' statistics, delete listener), the `FEDSTATS_*` bootstrap
+planned, every router mounted (REST, WebSocket, federation), the one exception mapping
+(`errors.install`) and metrics installed, and startup/shutdown ordered in the lifespan.
+No facade mounts itself or registers its own error handler. What a route finds on
 `app.state`:
 
-    settings   Settings            service    ProjectService
+    settings    Settings            service    ProjectService
     body_budget api.auth.BodyBudget (bytes of request bodies being read, node-wide)
-    verifier   security Verifier   customers  {id: Customer}
-    db         store Database      jobs       api.jobs.JobRunner
-    metrics    api.metrics.Metrics executor   the worker ThreadPoolExecutor
-    on_startup / on_shutdown       lists of async callables run by the lifespan, in order
+    verifier    security Verifier   customers  {id: Customer}
+    db          store Database      jobs       api.jobs.JobRunner
+    metrics     api.metrics.Metrics executor   the worker ThreadPoolExecutor
+    federation  federation Hub      bootstrap  federation Bootstrap | None
 
 Unauthenticated: `/healthz`, `/readyz`, `/metrics`, `/docs`, `/openapi.json`.
 """
@@ -18,19 +21,24 @@ Unauthenticated: `/healthz`, `/readyz`, `/metrics`, `/docs`, `/openapi.json`.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
+from ..engine.xp import gpu_available
+from ..federation.bootstrap import engine_of, make_bootstrap
+from ..federation.errors import BootstrapError
+from ..federation.hub import Hub
 from ..security.customers import Customer, load_customers
 from ..security.signing import Verifier
 from ..service import ProjectService
 from ..settings import Settings
 from ..store import JobStore, open_database
-from . import errors, health, jobs, models, projects, ws
+from . import errors, fedml, health, jobs, models, projects, ws
 from .auth import BodyBudget
 from .metrics import Metrics, MetricsMiddleware, metrics_endpoint
 
@@ -50,14 +58,17 @@ def create_app(settings: Settings, customers: Mapping[str, Customer] | None = No
         path = str(settings.customers_file) if settings.customers_file else None
         customers = load_customers(path)
 
+    on_startup: list[Callable[[], Awaitable[None]]] = []
+    on_shutdown: list[Callable[[], Awaitable[None]]] = []
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        for fn in list(app.state.on_startup):
+        for fn in on_startup:
             await fn()
         try:
             yield
         finally:
-            for fn in list(app.state.on_shutdown):
+            for fn in on_shutdown:
                 await fn()
             app.state.executor.shutdown(wait=True)
             app.state.db.close()
@@ -82,8 +93,16 @@ def create_app(settings: Settings, customers: Mapping[str, Customer] | None = No
     state.body_budget = BodyBudget(settings.max_body_bytes_reading)
     state.jobs = jobs.JobRunner(job_store, executor)
     state.metrics = metrics
-    state.on_startup = []
-    state.on_shutdown = []
+
+    hub = Hub(settings.data_dir, state.service, default_engine=_default_engine(os.environ))
+    state.service.register_delete_listener(hub.forget_from_any_thread)
+    state.federation = hub
+    state.bootstrap = make_bootstrap(hub, os.environ, state.customers)
+    on_startup.append(hub.startup)
+    on_shutdown.append(hub.shutdown)
+    if state.bootstrap is not None:  # after the hub's startup, stopped before the hub
+        on_startup.append(state.bootstrap.startup)
+        on_shutdown.insert(0, state.bootstrap.shutdown)
 
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -94,12 +113,18 @@ def create_app(settings: Settings, customers: Mapping[str, Customer] | None = No
     app.include_router(models.router)
     app.include_router(jobs.router)
     app.include_router(ws.router)
-    _install_federation(app)
+    app.include_router(fedml.router)
     return app
 
 
-def _install_federation(app: FastAPI) -> None:
-    """Plug the federation in (imported here: the federation's router imports this package)."""
-    from ..federation import install
-
-    install(app)
+def _default_engine(env: Mapping[str, str]) -> str:
+    """The engine of new projects FEDSTATS_ENGINE asks for, cpu where it cannot be had."""
+    try:
+        engine = engine_of(env)
+    except BootstrapError as e:
+        log.error("%s: new projects use cpu", e)
+        return "cpu"
+    if engine == "gpu" and not gpu_available():
+        log.warning("FEDSTATS_ENGINE=cupy but this node has no CUDA GPU/CuPy: projects use cpu")
+        return "cpu"
+    return engine

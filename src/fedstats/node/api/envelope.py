@@ -33,6 +33,7 @@ STATUS_CODES: dict[int, str] = {
     202: "ACCEPTED",
     400: "BAD_REQUEST",
     401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     409: "CONFLICT",

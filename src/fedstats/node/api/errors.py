@@ -1,26 +1,34 @@
-"""Every exception the node API can meet, mapped to an HTTP status and the envelope — here only.
+"""Every exception the node can meet, mapped to an HTTP status and the envelope — here only.
 
-    client mistakes (400 BAD_REQUEST)
-        EngineError (FrameError, SchemaMismatch, SnapshotError, ModelError), BadRequest,
-        NotFound (unknown project / model / job: the spec answers "Cannot Find ..." with 400),
-        CryptoError and MessageFormatError (a body or message that does not open or parse),
-        RequestValidationError (a missing or ill-typed query parameter)
+    Temporary (fedstats.node.errors: Overloaded, NotConnected, Unreachable, ...)
+                         503 SERVICE_UNAVAILABLE + Retry-After: the condition passes
     AuthError            401 UNAUTHORIZED, with the verifier's reason
-    Overloaded           503 with Retry-After (body budget or replay cache full: retry later)
+    NotAdmin             403 FORBIDDEN (an admin-only federation operation asked of a peer)
     Conflict             409 CONFLICT
     Unavailable          503 (a project quarantined at start: its statistics do not load)
+    client mistakes      400 BAD_REQUEST
+        NotFound (unknown project / model / job: the spec answers "Cannot Find ..." with 400),
+        EngineError (FrameError, SchemaMismatch, SnapshotError, ModelError), BadRequest,
+        FederationError (ContractError, ScheduleError, WireError, InviteError, NotFederated,
+        BootstrapError), CryptoError and MessageFormatError (a body or message that does not
+        open or parse), RequestValidationError (a missing or ill-typed query parameter)
     PayloadTooLarge      413
     UnsupportedMedia     415
     HTTPException        its own status (404 for an unknown route, 405, ...)
     anything else        500, logged with its traceback, answered without internals
 
-`classify(exc) -> (status, message, kind)` is shared with the WebSocket endpoints, which
-answer on the socket instead of with an HTTP status.
+`classify(exc) -> Classified(status, message, kind, retry_after)` reads `RULES` top down
+(the first matching type wins, so subclasses come before their bases). It is shared with
+the WebSocket endpoints, which answer on the socket instead of with an HTTP status, and is
+the only place a facade's exception becomes a status: a facade package never registers
+handlers of its own.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import NamedTuple
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,11 +37,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..engine.errors import EngineError
+from ..errors import Temporary
+from ..federation.errors import FederationError, NotAdmin
 from ..security.errors import (
     AuthError,
     CryptoError,
     MessageFormatError,
-    Overloaded,
     SecurityError,
 )
 from ..service import BadRequest, Conflict, NotFound, ServiceError, Unavailable
@@ -50,32 +59,62 @@ class UnsupportedMedia(Exception):
     """A body of a Content-Type the endpoint does not read."""
 
 
-def classify(exc: BaseException) -> tuple[int, str, str]:
-    """(HTTP status, message safe to show, kind) for any exception."""
-    if isinstance(exc, AuthError):
-        return 401, exc.reason, "auth"
-    if isinstance(exc, Overloaded):
-        return 503, exc.reason, "overloaded"
-    if isinstance(exc, Conflict):
-        return 409, str(exc), "conflict"
-    if isinstance(exc, NotFound):
-        return 400, str(exc), "not_found"
-    if isinstance(exc, Unavailable):
-        return 503, str(exc), "unavailable"
-    if isinstance(exc, EngineError | BadRequest | MessageFormatError):
-        return 400, str(exc), "bad_request"
-    if isinstance(exc, CryptoError):
-        return 400, f"cannot decrypt the body: {exc}", "crypto"
-    if isinstance(exc, PayloadTooLarge):
-        return 413, str(exc), "too_large"
-    if isinstance(exc, UnsupportedMedia):
-        return 415, str(exc), "media_type"
+class Classified(NamedTuple):
+    status: int
+    message: str
+    kind: str
+    retry_after: int | None = None
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "reason", None) or exc)
+
+
+def _decrypt(exc: BaseException) -> str:
+    return f"cannot decrypt the body: {exc}"
+
+
+def _detail(exc: BaseException) -> str:
+    return str(getattr(exc, "detail", exc))
+
+
+def _validation(exc: BaseException) -> str:
     if isinstance(exc, RequestValidationError):
-        return 400, _validation_message(exc), "bad_request"
-    if isinstance(exc, HTTPException):
-        return exc.status_code, str(exc.detail), "http"
+        return _validation_message(exc)
+    return str(exc)
+
+
+# (exception type, HTTP status, kind, message): read top down, the first match wins.
+RULES: tuple[tuple[type[BaseException], int, str, Callable[[BaseException], str]], ...] = (
+    (AuthError, 401, "auth", _reason),
+    (NotAdmin, 403, "not_admin", str),
+    (Conflict, 409, "conflict", str),
+    (NotFound, 400, "not_found", str),
+    (Unavailable, 503, "unavailable", str),
+    (FederationError, 400, "federation", str),
+    (EngineError, 400, "bad_request", str),
+    (BadRequest, 400, "bad_request", str),
+    (MessageFormatError, 400, "bad_request", str),
+    (CryptoError, 400, "crypto", _decrypt),
+    (PayloadTooLarge, 413, "too_large", str),
+    (UnsupportedMedia, 415, "media_type", str),
+    (RequestValidationError, 400, "bad_request", _validation),
+    (HTTPException, 0, "http", _detail),  # the status is the exception's own
+)
+
+
+def classify(exc: BaseException) -> Classified:
+    """The status, a message safe to show, the kind and any Retry-After, for any exception."""
+    if isinstance(exc, Temporary):
+        kind = "overloaded" if isinstance(exc, SecurityError) else "temporary"
+        return Classified(503, _reason(exc), kind, exc.retry_after)
+    for exc_type, status, kind, message in RULES:
+        if isinstance(exc, exc_type):
+            if isinstance(exc, HTTPException):
+                status = exc.status_code
+            return Classified(status, message(exc), kind)
     log.error("internal error", exc_info=exc)
-    return 500, "internal server error (logged on the node)", "internal"
+    return Classified(500, "internal server error (logged on the node)", "internal")
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -87,13 +126,13 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 async def _handle(request: Request, exc: Exception) -> Response:
-    status, message, kind = classify(exc)
+    found = classify(exc)
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
-        metrics.errors.labels(kind).inc()
-    response = error(status, message, kind)
-    if isinstance(exc, Overloaded):
-        response.headers["Retry-After"] = str(exc.retry_after)
+        metrics.errors.labels(found.kind).inc()
+    response = error(found.status, found.message, found.kind)
+    if found.retry_after is not None:
+        response.headers["Retry-After"] = str(found.retry_after)
     return response
 
 
@@ -104,8 +143,8 @@ def install(app: FastAPI) -> None:
     `Exception` to its outermost middleware, which re-raises after answering, so only true
     internal errors should take that path.
     """
-    known = (EngineError, ServiceError, SecurityError, PayloadTooLarge, UnsupportedMedia,
-             RequestValidationError, HTTPException)
+    known = (Temporary, EngineError, ServiceError, SecurityError, FederationError,
+             PayloadTooLarge, UnsupportedMedia, RequestValidationError, HTTPException)
     for exc_type in (*known, Exception):
         app.add_exception_handler(exc_type, _handle)
 

@@ -3,8 +3,8 @@
 Every operation lives in `federation.hub.Hub`; this module reads requests (encrypted
 bodies where the spec encrypts them: create, createJoin, getInvitation/getEncrypted, and
 the encrypted `info` answer) and maps answers to the spec's envelope and entity keys
-(`fedInfoEncrypted`, `stringList`, `fedSyncStats`). Federation errors are answered 400
-with their message, as the rest of the node answers a client's mistakes.
+(`fedInfoEncrypted`, `stringList`, `fedSyncStats`). Mounted by the composition root
+(`app.py`); its errors take the status their type says in the one mapping (`errors.py`).
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class JobRunner:
         try:
             result = fn()
         except Exception as e:  # every failure is recorded on the job, none escapes
-            status, message, _kind = classify(e)
+            status, message = classify(e)[:2]
             self._fail(job_id, message, "client" if status < 500 else "internal")
             return
         try:

@@ -251,16 +251,17 @@ class Bootstrap:
             delay = min(delay * 2, LAST_RETRY_S)
 
 
-def install_bootstrap(app: Any, hub: Hub, env: Mapping[str, str]) -> Bootstrap | None:
-    """Schedule the bootstrap `env` asks for; a bad environment is logged, never fatal."""
+def make_bootstrap(hub: Hub, env: Mapping[str, str],
+                   customers: Collection[str]) -> Bootstrap | None:
+    """The bootstrap `env` asks for (None without one); a bad environment is logged, never fatal.
+
+    The composition root runs its `startup` after the hub's and its `shutdown` first.
+    """
     try:
-        plan = read_plan(env, app.state.customers)
+        plan = read_plan(env, customers)
     except BootstrapError as e:
         log.error("bootstrap: %s; the node runs without it", e)
         return None
     if plan is None:
         return None
-    boot = Bootstrap(hub, plan)
-    app.state.on_startup.append(boot.startup)
-    app.state.on_shutdown.insert(0, boot.shutdown)
-    return boot
+    return Bootstrap(hub, plan)

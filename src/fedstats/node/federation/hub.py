@@ -24,7 +24,14 @@ from ..security.invites import SqliteTokenStore, TokenBook, seal_invite
 from ..security.keys import decode_key, new_secret_key
 from .agent import Agent
 from .contract import parse_contract
-from .errors import FederationError, InviteError, NotAdmin, Unreachable
+from .errors import (
+    FederationError,
+    InviteError,
+    NotAdmin,
+    NotConnected,
+    NotFederated,
+    Unreachable,
+)
 from .natsconf import TOPOLOGIES
 from .schedule import parse_schedule
 from .state import FedConfig, FedState
@@ -245,8 +252,8 @@ class Hub:
         if agent is None:
             self.service.require_project(cid, pid)
             if self.state.config(cid, pid) is None:
-                raise FederationError(f"project [{pid}] is not part of a federation")
-            raise FederationError(f"project [{pid}]'s federation is not connected yet")
+                raise NotFederated(f"project [{pid}] is not part of a federation")
+            raise NotConnected(f"project [{pid}]'s federation is not connected yet")
         return agent
 
     def admin_agent(self, cid: str, pid: str, what: str) -> Agent:

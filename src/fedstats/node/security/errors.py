@@ -8,13 +8,15 @@
     │                      used or expired token -> 400 or 401, as the caller decides
     ├── MessageFormatError a WebSocket message whose framing is broken (also a ValueError)
     └── Overloaded         the node cannot take this request now (too many bodies being
-                           read, replay cache full of live signatures) -> 503 with
-                           `Retry-After: retry_after`
+                           read, replay cache full of live signatures): a `Temporary`
+                           (fedstats.node.errors) -> 503 with `Retry-After: retry_after`
 
 Messages never carry a secret: a reason may be shown to the client as is.
 """
 
 from __future__ import annotations
+
+from ..errors import Temporary
 
 
 class SecurityError(Exception):
@@ -37,10 +39,9 @@ class MessageFormatError(SecurityError, ValueError):
     """A WebSocket message that does not follow `<len>,<header><payload>`."""
 
 
-class Overloaded(SecurityError):
+class Overloaded(SecurityError, Temporary):
     """A request refused for now, not for what it is: retry after `retry_after` seconds."""
 
-    def __init__(self, reason: str, retry_after: int = 1) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: str, retry_after: float = 1) -> None:
+        super().__init__(reason, retry_after=retry_after)
         self.reason = reason
-        self.retry_after = max(1, int(retry_after))
