@@ -6,7 +6,8 @@ import httpx
 import orjson
 import pytest
 
-from fedstats.node.client import ApiError, Client
+from fedstats.node.api import jobs
+from fedstats.node.client import MAX_JOB_WAIT_S, ApiError, Client
 from fedstats.node.security import CryptoError, aead, new_secret_key, signed_headers
 
 
@@ -17,8 +18,7 @@ def client(live_server) -> Client:
 
 
 def test_signed_request_is_accepted_and_signs_the_exact_query(client: Client, fake) -> None:
-    answer = client.create_project("p-query", type="gpu")
-    assert answer["statusCode"] == "CREATED"
+    assert client.create_project("p-query", type="gpu") is None
     (seen,) = fake.seen
     assert (seen["method"], seen["path"], seen["query"]) == (
         "POST", "/symetry/rest/c1/projects", "pid=p-query&type=gpu")
@@ -49,9 +49,11 @@ def test_replaying_a_captured_request_is_refused(live_server, fake) -> None:
     assert again.status_code == 401 and "replayed" in again.json()["statusString"]
 
 
-def test_repeated_identical_calls_are_each_signed_afresh(client: Client) -> None:
-    assert client.project_info("p1")["statusCode"] == "OK"
-    assert client.project_info("p1")["statusCode"] == "OK"
+def test_repeated_identical_calls_are_each_signed_afresh(client: Client, fake) -> None:
+    client.start_pulse("p1")
+    client.start_pulse("p1")  # a replayed signature would be refused (401)
+    first, second = (s["headers"]["authorization"] for s in fake.seen)
+    assert first != second
 
 
 def test_non_2xx_envelope_becomes_api_error(client: Client) -> None:
@@ -70,7 +72,8 @@ def test_non_envelope_error_still_raises_with_the_text(client: Client) -> None:
 
 def test_json_body_is_sent_signed_with_its_md5(client: Client, fake) -> None:
     frame = {"attributeNames": ["a"], "attributeTypes": ["C"], "data": [["1"]]}
-    client.learn("p1", frame)
+    with pytest.raises(ApiError, match="rows"):  # the fake learns nothing: no row count
+        client.learn("p1", frame)
     (seen,) = fake.seen
     assert seen["path"] == "/symetry/rest/c1/projects/p1/learn"
     assert orjson.loads(seen["body"]) == frame
@@ -79,7 +82,8 @@ def test_json_body_is_sent_signed_with_its_md5(client: Client, fake) -> None:
 
 
 def test_learn_csv_sends_text_csv_and_types_query(client: Client, fake) -> None:
-    client.learn_csv("p1", b"a,b,c\n1,2,0\n", types=["C", "C", "B"])
+    with pytest.raises(ApiError, match="rows"):  # the fake learns nothing: no row count
+        client.learn_csv("p1", b"a,b,c\n1,2,0\n", types=["C", "C", "B"])
     (seen,) = fake.seen
     assert seen["headers"]["content-type"] == "text/csv"
     assert seen["query"] == "types=C,C,B" and seen["body"] == b"a,b,c\n1,2,0\n"
@@ -87,17 +91,10 @@ def test_learn_csv_sends_text_csv_and_types_query(client: Client, fake) -> None:
 
 @pytest.mark.parametrize("call,method,path,query", [
     pytest.param(lambda c: c.delete_project("p1"), "DELETE", "projects/p1", "", id="delete"),
-    pytest.param(lambda c: c.explore("p1", "uni", {"values": []}), "POST",
-                 "projects/p1/explore", "metric=uni", id="explore"),
-    pytest.param(lambda c: c.explore_pca("p1", {}), "POST", "projects/p1/explorepca", "",
-                 id="explorepca"),
-    pytest.param(lambda c: c.models("p1"), "GET", "projects/p1/models", "", id="models"),
-    pytest.param(lambda c: c.model("p1", "m1"), "GET", "projects/p1/models/m1", "", id="model"),
     pytest.param(lambda c: c.delete_model("p1", "m1"), "DELETE", "projects/p1/models/m1", "",
                  id="delete-model"),
     pytest.param(lambda c: c.predict("p1", "m1", {}), "POST", "projects/p1/predict/m1", "",
                  id="predict"),
-    pytest.param(lambda c: c.jobs(), "GET", "jobs", "", id="jobs"),
     pytest.param(lambda c: c.start_pulse("p1"), "GET", "fedml/p1/startPulse", "", id="pulse"),
     pytest.param(lambda c: c.stop_pulse("p1"), "GET", "fedml/p1/stopPulse", "", id="stop"),
     pytest.param(lambda c: c.new_schedule("p1", "h3"), "GET", "fedml/p1/newSchedule",
@@ -106,19 +103,54 @@ def test_learn_csv_sends_text_csv_and_types_query(client: Client, fake) -> None:
                  id="full-sync"),
     pytest.param(lambda c: c.set_explore_peers("p1", True), "GET", "fedml/p1/setExplorePeers",
                  "allowExplore=true", id="explore-peers"),
+    pytest.param(lambda c: c.remove_peer("p1", "b"), "GET", "fedml/p1/removePeer", "peer=b",
+                 id="remove-peer"),
     pytest.param(lambda c: c.validate_contract("p1", ["COUNT(a) >= 5"]), "POST",
                  "fedml/p1/psrContractValidate", "", id="validate-contract"),
     pytest.param(lambda c: c.add_contract("p1", ["COUNT(a) >= 5"]), "POST",
                  "fedml/p1/addPsrContract", "", id="add-contract"),
-    pytest.param(lambda c: c.error_log("p1"), "GET", "fedml/p1/getErrorLog", "", id="errors"),
     pytest.param(lambda c: c.clear_error_log("p1"), "DELETE", "fedml/p1/clearErrorLog", "",
                  id="clear-errors"),
-    pytest.param(lambda c: c.sync_log("p1"), "GET", "fedml/p1/getSyncLog", "", id="sync-log"),
-    pytest.param(lambda c: c.sync_stats("p1"), "GET", "fedml/p1/syncStats", "", id="stats"),
 ])
 def test_helpers_use_the_spec_verbs_and_paths(client: Client, fake, call, method, path,
                                               query) -> None:
     call(client)
+    (seen,) = fake.seen
+    assert (seen["method"], seen["path"], seen["query"]) == (
+        method, f"/symetry/rest/c1/{path}", query)
+
+
+@pytest.mark.parametrize("call,method,path,query,entity", [
+    pytest.param(lambda c: c.project_info("p1"), "GET", "projects/p1/info", "", "smlInfo",
+                 id="info"),
+    pytest.param(lambda c: c.list_projects(), "GET", "projects/list", "", "stringList",
+                 id="projects"),
+    pytest.param(lambda c: c.learn("p1", {}), "POST", "projects/p1/learn", "", "rows",
+                 id="learn"),
+    pytest.param(lambda c: c.forget("p1", {}), "POST", "projects/p1/forget", "", "rows",
+                 id="forget"),
+    pytest.param(lambda c: c.explore("p1", "uni", {"values": []}), "POST",
+                 "projects/p1/explore", "metric=uni", "KSVDMap", id="explore"),
+    pytest.param(lambda c: c.explore_pca("p1", {}), "POST", "projects/p1/explorepca", "",
+                 "pca", id="explorepca"),
+    pytest.param(lambda c: c.models("p1"), "GET", "projects/p1/models", "", "stringList",
+                 id="models"),
+    pytest.param(lambda c: c.model("p1", "m1"), "GET", "projects/p1/models/m1", "",
+                 "modelInfo", id="model"),
+    pytest.param(lambda c: c.jobs(), "GET", "jobs", "", "jobs", id="jobs"),
+    pytest.param(lambda c: c.error_log("p1"), "GET", "fedml/p1/getErrorLog", "", "stringList",
+                 id="errors"),
+    pytest.param(lambda c: c.sync_log("p1"), "GET", "fedml/p1/getSyncLog", "", "stringList",
+                 id="sync-log"),
+    pytest.param(lambda c: c.sync_stats("p1"), "GET", "fedml/p1/syncStats", "", "fedSyncStats",
+                 id="stats"),
+])
+def test_an_answer_lacking_the_entity_asked_for_is_an_error_naming_it(
+        client: Client, fake, call, method, path, query, entity) -> None:
+    # the fake answers these 200 OK with empty values: not something to read as "none"
+    with pytest.raises(ApiError, match=f"holds no .*{entity}") as e:
+        call(client)
+    assert e.value.http_status == 200
     (seen,) = fake.seen
     assert (seen["method"], seen["path"], seen["query"]) == (
         method, f"/symetry/rest/c1/{path}", query)
@@ -129,16 +161,34 @@ def test_contract_body_is_a_string_list(client: Client, fake) -> None:
     assert orjson.loads(fake.seen[0]["body"]) == {"values": ["COUNT(a) >= 150", "MEAN(b) > 3.0"]}
 
 
-def test_build_follows_location_and_polls_until_done(client: Client, fake) -> None:
+def test_start_build_answers_the_path_of_the_job_location(client: Client, fake) -> None:
+    assert client.start_build("p1", "m1", "lda", {"targets": [0]}) == "/symetry/rest/c1/jobs/7"
+    (seen,) = fake.seen
+    assert seen["query"] == "modelid=m1&algo=lda"
+
+
+def test_wait_job_asks_the_node_to_hold_each_request_until_the_job_ends(client: Client,
+                                                                        fake) -> None:
     fake.job_polls = 0
-    answer = client.build("p1", "m1", "lda", {"targets": [0]}, timeout=10)
-    assert answer["values"]["jobinfo"] == {"status": "done"}
-    assert fake.seen[0]["query"] == "modelid=m1&algo=lda"
-    assert [s["path"] for s in fake.seen[1:]] == ["/symetry/rest/c1/jobs/7"] * 3
+    done = client.wait_job("http://testserver/symetry/rest/c1/jobs/7", timeout=10)
+    assert done == {"jobinfo": {"status": "done"}}
+    assert [s["path"] for s in fake.seen] == ["/symetry/rest/c1/jobs/7"] * 3
+    holds = [float(s["query"].removeprefix("wait=")) for s in fake.seen]
+    assert all(s["query"].startswith("wait=") for s in fake.seen)
+    assert all(0 < h <= 10 for h in holds)
 
 
-def test_build_without_wait_returns_the_accepted_envelope(client: Client, fake) -> None:
-    assert client.build("p1", "m1", "lda", {}, wait=False)["statusCode"] == "ACCEPTED"
+def test_wait_job_never_asks_for_more_than_the_node_holds(client: Client, fake) -> None:
+    fake.job_polls = 0
+    client.wait_job("/symetry/rest/c1/jobs/7", timeout=3600)
+    assert {s["query"] for s in fake.seen} == {f"wait={MAX_JOB_WAIT_S}"}
+    assert MAX_JOB_WAIT_S == jobs.MAX_WAIT_S  # the node's own limit (client cannot import it)
+
+
+def test_a_job_still_running_at_the_timeout_is_a_timeout_error(client: Client, fake) -> None:
+    fake.job_polls = -1_000_000  # running for as long as the test lasts
+    with pytest.raises(TimeoutError, match="still running"):
+        client.wait_job("/symetry/rest/c1/jobs/7", timeout=0)
     assert len(fake.seen) == 1
 
 
@@ -162,9 +212,9 @@ def test_legacy_customer_sends_cbc_bodies(live_server, fake) -> None:
 
 
 def test_fed_info_is_decrypted(client: Client) -> None:
-    values = client.fed_info("p1")["values"]
-    assert values["fedInfo"] == {"fed_name": "f1", "is_pulsing": "false"}
-    assert isinstance(values["fedInfoEncrypted"], str)
+    assert client.fed_info("p1") == {"fed_name": "f1", "is_pulsing": "false"}
+    values = client.fed("GET", "info", pid="p1")["values"]  # the raw answer: encrypted
+    assert isinstance(values["fedInfoEncrypted"], str) and "fedInfo" not in values
 
 
 def test_invitation_joins_once(live_server, client: Client, fake) -> None:
@@ -173,7 +223,7 @@ def test_invitation_joins_once(live_server, client: Client, fake) -> None:
     asked = orjson.loads(aead.decrypt(peer_key, fake.seen[0]["body"].decode()))
     assert asked == {"passwd": "s3cret", "fed_rest_host": "http://admin:8080"}
     with Client(live_server.url, "c1", peer_key) as peer:
-        assert peer.fed_join("node1", invite, "s3cret")["statusCode"] == "CREATED"
+        peer.fed_join("node1", invite, "s3cret")
         joined = fake.seen[-1]["decrypted"]
         assert joined["fed_name"] == "f1" and joined["fed_req_token"].startswith("FEDTOKEN")
         with pytest.raises(ApiError) as e:

@@ -2,7 +2,8 @@
 
 Parsing here, with the very parser the nodes run, means a rule the nodes would refuse is
 reported on the resource (`Valid=False`, the parser's line and column in status.errors)
-before any node sees it. The admin node then validates the contract too and applies it
+before any node sees it; the `grammar` module alone is imported, since the evaluator behind
+`contract` needs the node's numeric stack, which the operator never loads. The admin node then validates the contract too and applies it
 (`Applied`): the federation's contract is what its admin says it is, so the operator sends
 it only when the admin's `fedInfo` shows another one, and a resync changes nothing.
 `sendAction`/`receiveAction` travel as the grammar's `@send`/`@receive` lines.
@@ -10,19 +11,16 @@ it only when the admin's `fedInfo` shows another one, and a resync changes nothi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from fedstats.node.federation.contract import parse_contract
-from fedstats.node.federation.errors import FederationError
+from fedstats.node.federation.errors import ContractError
+from fedstats.node.federation.grammar import parse_contract
 
 from . import conditions, names, nodeapi
 from .conditions import Condition
 from .errors import NodeRefused, RetryLater, WaitingFor
 from .kube import Kube
 from .outcome import Outcome
+from .types import Body
 
-Body = Mapping[str, Any]
 INVALID = "Invalid PSR contract"  # how the admin node's refusal of the rules begins
 
 
@@ -37,7 +35,7 @@ def check_rules(rules: str) -> tuple[Condition, int, list[str]]:
     """(Valid condition, number of rules, errors) for the contract text; pure."""
     try:
         contract = parse_contract(rules)
-    except FederationError as e:
+    except ContractError as e:
         return Condition("Valid", "False", "InvalidRules", str(e)), 0, [str(e)]
     count = len(contract.rules)
     return Condition("Valid", "True", "Parsed", f"{count} rule(s) parsed"), count, []
@@ -51,8 +49,7 @@ async def _apply(kube: Kube, psr: Body, fed: Body, out: Outcome) -> Condition:
         if (await admin.fed_info(pid)).get("contract") == lines:
             return out.add(Condition("Applied", "True", "Applied",
                                      f"the admin node of {pid} holds this contract"))
-        await admin.call("validate_contract", pid, lines)
-        await admin.call("add_contract", pid, lines)
+        await admin.set_contract(pid, lines)
     except NodeRefused as e:
         msg = f"the admin node says: {e.node_message}"
         cond = Condition("Applied", "False", "Rejected", msg)

@@ -10,8 +10,6 @@ corrects the one setting a running federation can change, its pulse schedule.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
-from typing import Any
 
 from fedstats.node.federation.schedule import parse_schedule
 from fedstats.node.security.keys import new_secret_key
@@ -22,8 +20,7 @@ from .errors import NatsUnavailable, NodeRefused, RetryLater, WaitingFor
 from .kube import Kube
 from .nodes import apply_node, observe_node
 from .outcome import Outcome
-
-Body = Mapping[str, Any]
+from .types import Body, FedInfo
 
 
 async def nats_auth(kube: Kube, fed: Body) -> nats_admin.NatsAuth:
@@ -75,7 +72,7 @@ async def reconcile(kube: Kube, fed: Body) -> Outcome:
     return out
 
 
-def check_info(fed: Body, info: Body) -> str | None:
+def check_info(fed: Body, info: FedInfo) -> str | None:
     """What in the admin node's fedInfo contradicts the Federation; None when nothing. Pure."""
     want = names.federation_name(fed)
     if info.get("fed_name") != want:
@@ -88,7 +85,7 @@ def check_info(fed: Body, info: Body) -> str | None:
     return None
 
 
-def joined_peers(info: Body) -> list[str]:
+def joined_peers(info: FedInfo) -> list[str]:
     """The peer ids the admin node knows, itself excluded. Pure."""
     own = info.get("fed_peer_id")
     return sorted(str(p) for p in (info.get("peersInfo") or {}) if p != own)
@@ -106,7 +103,7 @@ async def _configured(kube: Kube, fed: Body, out: Outcome) -> Condition:
                             NodeRefused(wrong, 409, delay=nodeapi.RETRY_SECONDS))
         schedule = parse_schedule(fed["spec"].get("syncSchedule", "m30")).text
         if info.get("sync_sched") != schedule:
-            await api.call("new_schedule", pid, schedule)
+            await api.set_schedule(pid, schedule)
             out.event("Normal", "ScheduleChanged",
                       f"admin node's pulse schedule {info.get('sync_sched')} -> {schedule}")
             info["sync_sched"] = schedule

@@ -2,9 +2,11 @@
 
 The operator is a client of its nodes like any other: it signs with the customer key it
 generated into the node's customers Secret, and has no other way into a federation.
-`fedstats.node.client.Client` is synchronous, so each call runs in a worker thread, and its
-failures are translated here, once: a node that cannot be reached or fails (5xx) is
-`NodeUnreachable`, one that refuses (4xx) is `NodeRefused` with the node's own message.
+`NodeApi` has one typed method per node operation a reconciler uses, answering the
+`types` the reconcilers read. `fedstats.node.client.Client` is synchronous, so each call
+runs in a worker thread, and its failures are translated here, once: a node that cannot be
+reached, fails (5xx) or answers something that is not its API is `NodeUnreachable`; one
+that refuses (4xx) is `NodeRefused` with the node's own message.
 
 Where a node is: its Service's cluster DNS name, unless the operator's setting
 FEDSTATS_OPERATOR_NODE_URLS (JSON `{"<namespace>/<service>": "http://host:port"}`, read at
@@ -19,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TypeVar, cast
 
 import orjson
 
@@ -29,6 +31,9 @@ from fedstats.node.client import ApiError, Client
 from . import names
 from .errors import NodeRefused, NodeUnreachable, WaitingFor
 from .kube import Kube
+from .types import Body, FedInfo, SyncStats
+
+T = TypeVar("T")
 
 URLS_SETTING = "FEDSTATS_OPERATOR_NODE_URLS"
 # How soon a node that did not answer (or refused, while it bootstraps) is asked again.
@@ -51,7 +56,7 @@ def _overrides() -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
-def customer_of(owner: Mapping[str, Any], secret: Mapping[str, Any]) -> tuple[str, str]:
+def customer_of(owner: Body, secret: Body) -> tuple[str, str]:
     """(customer id, Base64 key) from a node's customers Secret: the spec's customerId."""
     text = base64.b64decode(secret.get("data", {}).get(names.CUSTOMERS_KEY, ""))
     customers: dict[str, str] = orjson.loads(text or b"{}")
@@ -76,11 +81,11 @@ class NodeApi:
     def __repr__(self) -> str:
         return f"NodeApi({self.url!r}, customer_id={self.customer_id!r})"
 
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """`Client.<method>(*args, **kwargs)` in a thread, its errors translated."""
-        def run() -> Any:
+    async def _call(self, fn: Callable[[Client], T]) -> T:
+        """`fn(client)` in a worker thread, the client's errors translated."""
+        def run() -> T:
             with Client(self.url, self.customer_id, self._key, timeout=TIMEOUT_SECONDS) as c:
-                return getattr(c, method)(*args, **kwargs)
+                return fn(c)
 
         try:
             return await asyncio.to_thread(run)
@@ -88,18 +93,52 @@ class NodeApi:
             raise NodeUnreachable(f"node {self.url} cannot be reached: {e}",
                                   delay=RETRY_SECONDS) from e
         except ApiError as e:
-            if e.http_status >= 500:
+            if not 400 <= e.http_status < 500:  # failed, or answered what is not its API
                 raise NodeUnreachable(f"node {self.url} failed: {e}", delay=RETRY_SECONDS) from e
             raise NodeRefused(e.message or str(e), e.http_status, delay=RETRY_SECONDS) from e
 
-    async def fed_info(self, pid: str) -> dict[str, Any]:
-        """The decrypted `fedInfo` of project `pid`."""
-        envelope = await self.call("fed_info", pid)
-        info: dict[str, Any] = (envelope.get("values") or {}).get("fedInfo") or {}
-        return info
+    async def fed_info(self, pid: str) -> FedInfo:
+        """The `fedInfo` of project `pid`, without the federation's key (the operator has
+        no use for it, and what it holds can end up in a status or a log)."""
+        info = await self._call(lambda c: c.fed_info(pid))
+        info.pop("fed_secret_key", None)
+        return cast(FedInfo, info)
+
+    async def invitation(self, pid: str, password: str, *, rest_host: str,
+                         peer_id: str) -> str:
+        """A one-time invitation for `peer_id`, sealed with `password`, that makes the peer
+        call the admin at `rest_host`."""
+        return await self._call(lambda c: c.fed_invitation(
+            pid, password, fed_rest_host=rest_host, fed_peer_id=peer_id))
+
+    async def remove_peer(self, pid: str, peer_id: str) -> None:
+        """Admin only: the peer's statistics leave every node's merge."""
+        await self._call(lambda c: c.remove_peer(pid, peer_id))
+
+    async def set_schedule(self, pid: str, schedule: str) -> None:
+        """Admin only: the federation's pulse schedule."""
+        await self._call(lambda c: c.new_schedule(pid, schedule))
+
+    async def set_contract(self, pid: str, lines: Sequence[str]) -> None:
+        """Admin only: the node validates the PSR contract, then makes it the federation's.
+        Lines that do not parse are a `NodeRefused` whose message begins `Invalid PSR
+        contract`, with the line and column."""
+        def send(c: Client) -> None:
+            c.validate_contract(pid, lines)
+            c.add_contract(pid, lines)
+
+        await self._call(send)
+
+    async def projects(self) -> list[str]:
+        """The project ids of the operator's customer on this node."""
+        return [str(p) for p in await self._call(lambda c: c.list_projects())]
+
+    async def sync_stats(self, pid: str) -> SyncStats:
+        """The `fedSyncStats` of project `pid`."""
+        return cast(SyncStats, await self._call(lambda c: c.sync_stats(pid)))
 
 
-async def of_node(kube: Kube, owner: Mapping[str, Any]) -> NodeApi:
+async def of_node(kube: Kube, owner: Body) -> NodeApi:
     """The API of the node `owner` runs (a Federation's admin, or a Peer's node)."""
     namespace = owner["metadata"]["namespace"]
     secret_name = names.customers_secret(owner)

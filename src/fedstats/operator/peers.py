@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Mapping
-from typing import Any
 
 from fedstats.node.federation.subjects import token
 
@@ -26,8 +24,7 @@ from .errors import NodeRefused, RetryLater, WaitingFor
 from .kube import Kube
 from .nodes import apply_node, observe_node
 from .outcome import Outcome
-
-Body = Mapping[str, Any]
+from .types import Body, SyncStats
 
 # One invitation at a time per Secret: the create handler and the resync timer may both run.
 _issuing: dict[tuple[str, str], asyncio.Lock] = {}
@@ -65,10 +62,10 @@ async def _invite(kube: Kube, peer: Body, fed: Body, out: Outcome) -> None:
             return
         api = await nodeapi.of_node(kube, fed)
         password = secrets.token_urlsafe(24)
-        invitation = await api.call(
-            "fed_invitation", names.federation_name(fed), password,
-            fed_rest_host=names.node_url(namespace, names.admin_name(fed)),
-            fed_peer_id=peer["metadata"]["name"])
+        invitation = await api.invitation(
+            names.federation_name(fed), password,
+            rest_host=names.node_url(namespace, names.admin_name(fed)),
+            peer_id=peer["metadata"]["name"])
         await kube.create_if_absent(builders.desired_invitation_secret(peer, invitation,
                                                                        password))
     out.event("Normal", "Invited", f"the admin node issued an invitation for peer "
@@ -87,13 +84,13 @@ async def finalize(kube: Kube, peer: Body) -> str:
         return f"Federation {ref['name']} is gone or going: nothing to leave"
     admin = await nodeapi.of_node(kube, fed)
     try:
-        await admin.call("remove_peer", names.federation_name(fed), peer_id(peer))
+        await admin.remove_peer(names.federation_name(fed), peer_id(peer))
     except NodeRefused as e:  # never joined (or removed already): nothing is merged
         return f"the admin node did not remove peer {peer_id(peer)}: {e.node_message}"
     return f"the admin node removed peer {peer_id(peer)} from every merge"
 
 
-def last_sync(stats: Body) -> str | None:
+def last_sync(stats: SyncStats) -> str | None:
     """The time of the newest snapshot sent or received, RFC 3339, from a syncLog. Pure."""
     for line in reversed(stats.get("syncLog") or []):
         stamp, _, message = str(line).partition("Z ")
@@ -118,8 +115,7 @@ async def _joined(kube: Kube, peer: Body, fed: Body | None, out: Outcome) -> Con
         own = await nodeapi.of_node(kube, peer)
         pid = names.federation_name(fed) if fed is not None else None
         if pid is None:
-            projects = await own.call("list_projects")
-            pid = _federated_project(projects)
+            pid = _federated_project(await own.projects())
             info = await own.fed_info(pid)
             where = f"federation {info.get('fed_name')}"
         await _sync_status(own, pid, out)
@@ -131,22 +127,20 @@ async def _joined(kube: Kube, peer: Body, fed: Body | None, out: Outcome) -> Con
     return out.add(Condition("Joined", "True", "Joined", f"peer {me} joined {where}"))
 
 
-def _federated_project(projects: Body) -> str:
+def _federated_project(found: list[str]) -> str:
     """The one project of the peer's node (the node made it when it joined)."""
-    found = (projects.get("values") or {}).get("stringList") or []
     if len(found) != 1:
         raise NodeRefused(f"the peer's node has {len(found)} projects, not the one it joined",
                           404, delay=nodeapi.RETRY_SECONDS)
-    return str(found[0])
+    return found[0]
 
 
 async def _sync_status(own: nodeapi.NodeApi, pid: str, out: Outcome) -> None:
     """Counters and the last sync time from the peer's own node; best effort."""
     try:
-        stats = ((await own.call("sync_stats", pid)).get("values") or {}).get("fedSyncStats")
+        stats = await own.sync_stats(pid)
     except RetryLater:
         return  # the admin lists the peer: Joined holds even when its node is restarting
-    stats = stats or {}
     out.status["sync"] = {"sent": int(stats.get("sndCount", 0)),
                           "received": int(stats.get("rcvCount", 0))}
     when = last_sync(stats)
