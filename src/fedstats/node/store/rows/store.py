@@ -88,7 +88,8 @@ class RowStore:
         self._pin_lock = threading.RLock()
         self._pins: dict[str, int] = {}
         self._retired: set[str] = set()
-        self._state = "open"
+        self._state = "open"  # then "closed" or "dropped"
+        self._swept = False  # a dropped store's files and directory are gone
         self._lock_fd = self._take_directory()
         try:
             self._schema = catalog.ensure(db, name)
@@ -315,9 +316,9 @@ class RowStore:
             self._sweep_dropped_locked()
 
     def _sweep_dropped_locked(self) -> None:
-        if self._pins or self._state != "dropped":
+        if self._pins or self._state != "dropped" or self._swept:
             return
-        self._state = "gone"
+        self._swept = True
         os.close(self._lock_fd)
         shutil.rmtree(self.directory, ignore_errors=True)
         with contextlib.suppress(OSError):
