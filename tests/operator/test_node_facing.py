@@ -4,6 +4,8 @@ is sent as a contract, where a node is called, and what the pods are told."""
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 from typing import Any
 
 import orjson
@@ -112,3 +114,12 @@ def test_the_invitation_secret_is_owned_by_its_peer():
     assert secret["metadata"]["name"] == "hospital-a-peer-invitation"
     assert secret["metadata"]["ownerReferences"][0]["kind"] == "Peer"
     assert secret["stringData"] == {"invitation": "sealed", "password": "pw"}
+
+
+def test_importing_the_operator_loads_neither_numpy_nor_pyarrow():
+    # the operator parses contracts with the grammar alone and reaches nodes by the client
+    code = ("import sys, fedstats.operator.handlers; "
+            "print(sorted(m for m in ('numpy', 'pyarrow') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == "[]"

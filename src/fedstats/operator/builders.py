@@ -9,8 +9,6 @@ so `desired_*_secret` take the key as an argument and are only created when abse
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
 
 import orjson
 
@@ -25,9 +23,7 @@ from .names import (
     NODE_PORT,
     PASSWORD_KEY,
 )
-
-Obj = dict[str, Any]
-Body = Mapping[str, Any]
+from .types import Body, Obj
 
 # The node's command line, shared by admin and peer containers.
 NODE_COMMAND = [
@@ -115,7 +111,7 @@ def desired_invitation_secret(peer: Body, invitation: str, password: str) -> Obj
     }
 
 
-def _node_spec(owner: Body) -> Mapping[str, Any]:
+def _node_spec(owner: Body) -> Body:
     """The part of the spec that describes the node: spec.admin for a Federation, else spec."""
     spec = owner.get("spec", {})
     return spec.get("admin", {}) if owner["kind"] == "Federation" else spec
@@ -205,7 +201,7 @@ def _deployment(owner: Body, component: str, pod: Obj) -> Obj:
     }
 
 
-def _resources(node: Mapping[str, Any]) -> Obj:
+def _resources(node: Body) -> Obj:
     res = node.get("resources", {})
     return {k: dict(res[k]) for k in ("requests", "limits") if res.get(k)}
 

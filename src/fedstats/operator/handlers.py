@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -24,6 +24,7 @@ from .kube import Kube
 from .metrics import STREAM_OPERATIONS, timed
 from .names import GROUP, VERSION
 from .outcome import Outcome
+from .types import Body, Obj
 
 FEDERATIONS = (GROUP, VERSION, "federations")
 PEERS = (GROUP, VERSION, "peers")
@@ -34,7 +35,7 @@ CONTRACTS = (GROUP, VERSION, "psrcontracts")
 RESYNC_SECONDS = float(os.environ.get("FEDSTATS_OPERATOR_RESYNC_SECONDS", "60"))
 NOT_READY_DELAY = float(os.environ.get("FEDSTATS_OPERATOR_RETRY_SECONDS", "5"))
 
-Reconcile = Callable[[Kube, Mapping[str, Any]], Awaitable[Outcome]]
+Reconcile = Callable[[Kube, Body], Awaitable[Outcome]]
 
 
 @kopf.on.startup()
@@ -60,7 +61,7 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
         await kube.aclose()
 
 
-def _plain(body: kopf.Body) -> dict[str, Any]:
+def _plain(body: kopf.Body) -> Obj:
     """A plain, mutable copy of the resource for the pure builders."""
     return copy.deepcopy({k: body[k] for k in body})
 
@@ -86,8 +87,7 @@ async def _run(kind: str, reconcile: Reconcile, body: kopf.Body, patch: kopf.Pat
             raise RetryLater(f"not Ready yet: {ready['message']}", delay=NOT_READY_DELAY)
 
 
-def _post_ready_event(body: kopf.Body, old: Mapping[str, Any] | None,
-                      new: Mapping[str, Any] | None) -> None:
+def _post_ready_event(body: kopf.Body, old: Body | None, new: Body | None) -> None:
     if new is None or (old is not None and old.get("status") == new["status"]
                        and old.get("reason") == new["reason"]):
         return

@@ -21,8 +21,7 @@ import orjson
 
 from . import errors
 from .names import MANAGER
-
-Obj = dict[str, Any]
+from .types import Body, Obj
 
 # The REST path segment (group/version, plural) of each kind the operator writes or reads.
 _KINDS = {
@@ -71,7 +70,7 @@ class Kube:
         result: Obj = resp.json() if resp.content else {}
         return result
 
-    async def apply(self, obj: Mapping[str, Any]) -> Obj:
+    async def apply(self, obj: Body) -> Obj:
         """Server-side apply of `obj` as the operator's field manager, taking fields over."""
         meta = obj["metadata"]
         path = path_of(obj["kind"], meta["namespace"], meta["name"])
@@ -79,7 +78,7 @@ class Kube:
                                 params={"fieldManager": MANAGER, "force": "true"},
                                 content_type="application/apply-patch+yaml")
 
-    async def create_if_absent(self, obj: Mapping[str, Any]) -> tuple[Obj, bool]:
+    async def create_if_absent(self, obj: Body) -> tuple[Obj, bool]:
         """The existing object, or `obj` created now; True when it was created by this call.
 
         For objects holding generated secrets: applying them again would replace a key

@@ -6,10 +6,9 @@ what `<federation>-admin` or the stream of a federation is called.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from fedstats.node.federation.subjects import Names
+
+from .types import Body
 
 GROUP = "fedstats.io"
 VERSION = "v1alpha1"
@@ -25,35 +24,35 @@ INVITATION_KEY = "invitation"  # the keys inside a peer's invitation Secret (as 
 PASSWORD_KEY = "password"
 
 
-def federation_name(fed: Mapping[str, Any]) -> str:
+def federation_name(fed: Body) -> str:
     """The name the nodes and NATS know the federation by: spec.federationName or metadata.name."""
     return str(fed.get("spec", {}).get("federationName") or fed["metadata"]["name"])
 
 
-def nats_names(fed: Mapping[str, Any]) -> Names:
+def nats_names(fed: Body) -> Names:
     """The federation's streams and subjects, exactly as the nodes' agents name them."""
     return Names.of(federation_name(fed))
 
 
-def stream_names(fed: Mapping[str, Any]) -> list[str]:
+def stream_names(fed: Body) -> list[str]:
     n = nats_names(fed)
     return [n.stats_stream, n.ctl_stream]
 
 
-def admin_name(fed: Mapping[str, Any]) -> str:
+def admin_name(fed: Body) -> str:
     return f"{fed['metadata']['name']}-admin"
 
 
-def federation_key_secret(fed: Mapping[str, Any]) -> str:
+def federation_key_secret(fed: Body) -> str:
     return f"{fed['metadata']['name']}-federation-key"
 
 
-def customers_secret(owner: Mapping[str, Any]) -> str:
+def customers_secret(owner: Body) -> str:
     """The customers file of a node: `<federation>-admin-customers` or `<peer>-peer-customers`."""
     return f"{node_name(owner)}-customers"
 
 
-def invitation_secret(peer: Mapping[str, Any]) -> str:
+def invitation_secret(peer: Body) -> str:
     """The invitation (and its password) the admin node issued for a Peer of this cluster."""
     return f"{peer_name(peer)}-invitation"
 
@@ -63,16 +62,16 @@ def node_url(namespace: str, service: str) -> str:
     return f"http://{service}.{namespace}.svc:{NODE_PORT}"
 
 
-def peer_name(peer: Mapping[str, Any]) -> str:
+def peer_name(peer: Body) -> str:
     return f"{peer['metadata']['name']}-peer"
 
 
-def node_name(owner: Mapping[str, Any]) -> str:
+def node_name(owner: Body) -> str:
     """The Deployment/Service name of the node a Federation (admin) or a Peer runs."""
     return admin_name(owner) if owner.get("kind") == "Federation" else peer_name(owner)
 
 
-def labels(owner: Mapping[str, Any], component: str) -> dict[str, str]:
+def labels(owner: Body, component: str) -> dict[str, str]:
     """Labels of a node's objects; the first three also select its pods."""
     fed = (
         federation_name(owner)
@@ -90,7 +89,7 @@ def labels(owner: Mapping[str, Any], component: str) -> dict[str, str]:
     return out
 
 
-def selector(owner: Mapping[str, Any], component: str) -> dict[str, str]:
+def selector(owner: Body, component: str) -> dict[str, str]:
     keys = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component")
     full = labels(owner, component)
     return {k: full[k] for k in keys}

@@ -9,9 +9,8 @@ so a memory stream with "discard old" loses nothing a republish cannot bring bac
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import nats
 from nats.errors import Error as NatsError
@@ -24,6 +23,7 @@ from fedstats.node.federation.subjects import CONTROL_STREAM_MAX_BYTES
 from . import names
 from .builders import parse_bytes
 from .errors import NatsUnavailable
+from .types import Body
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class NatsAuth:
     token: str | None = None
 
 
-def desired_streams(fed: Mapping[str, Any]) -> list[StreamConfig]:
+def desired_streams(fed: Body) -> list[StreamConfig]:
     """The stats and control streams, configured as the nodes' agents would create them."""
     n = names.nats_names(fed)
     limit = parse_bytes(fed.get("spec", {}).get("streamMaxMemory", "64Mi"))

@@ -7,17 +7,15 @@ from the Deployment's status.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from fedstats.node.security.keys import new_secret_key
 
 from . import builders
 from .conditions import Condition, Status
 from .kube import Kube
+from .types import Body, Obj
 
 
-async def apply_node(kube: Kube, owner: Mapping[str, Any], deployment: dict[str, Any]) -> Condition:
+async def apply_node(kube: Kube, owner: Body, deployment: Obj) -> Condition:
     """Customers Secret (once), PVC (if asked), Deployment and Service; `<Role>Deployed`."""
     await kube.create_if_absent(builders.desired_customers_secret(owner, new_secret_key()))
     pvc = builders.desired_pvc(owner)
@@ -29,7 +27,7 @@ async def apply_node(kube: Kube, owner: Mapping[str, Any], deployment: dict[str,
     return Condition("Deployed", "True", "Applied", f"Deployment and Service {name} applied")
 
 
-async def observe_node(kube: Kube, owner: Mapping[str, Any], name: str) -> Condition:
+async def observe_node(kube: Kube, owner: Body, name: str) -> Condition:
     """`Available` from the Deployment's own Available condition (set by its controller)."""
     dep = await kube.get("Deployment", owner["metadata"]["namespace"], name)
     if dep is None:

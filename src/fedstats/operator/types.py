@@ -1,8 +1,9 @@
 """The operator's shared type aliases, in one place (as httpx and Starlette keep theirs).
 
 Two shapes of Kubernetes JSON: a `Body` is read (a resource kopf hands over, an object
-the API answered) and never changed in place; a `Manifest` is built to be written (the
-pure builders' output, a copy the operator may edit). The node's answers the reconcilers
+the API answered) and never changed in place; an `Obj` is a JSON object the operator owns
+and may edit (what the pure builders make, an answer of the API client). The node's
+answers the reconcilers
 read are typed too, with only the keys the operator uses: `NodeApi` returns them, so a
 misspelt key is a type error rather than a silently empty status.
 """
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, TypedDict
 
 Body = Mapping[str, Any]
-Manifest = dict[str, Any]
+Obj = dict[str, Any]
 
 
 class FedInfo(TypedDict, total=False):
