@@ -38,7 +38,7 @@ from ..security.signing import Verifier
 from ..service import ProjectService
 from ..settings import Settings
 from ..store import JobStore, open_database
-from . import errors, fedml, health, jobs, models, projects, ws
+from . import errors, fedml, health, jobs, jsonrpc, models, projects, ws
 from .auth import BodyBudget
 from .metrics import Metrics, MetricsMiddleware, metrics_endpoint
 
@@ -94,7 +94,8 @@ def create_app(settings: Settings, customers: Mapping[str, Customer] | None = No
     state.jobs = jobs.JobRunner(job_store, executor)
     state.metrics = metrics
 
-    hub = Hub(settings.data_dir, state.service, default_engine=_default_engine(os.environ))
+    hub = Hub(settings.data_dir, state.service, default_engine=_default_engine(os.environ),
+              limits=settings.limits)
     state.service.register_delete_listener(hub.forget_from_any_thread)
     state.federation = hub
     state.bootstrap = make_bootstrap(hub, os.environ, state.customers)
@@ -114,6 +115,7 @@ def create_app(settings: Settings, customers: Mapping[str, Customer] | None = No
     app.include_router(jobs.router)
     app.include_router(ws.router)
     app.include_router(fedml.router)
+    jsonrpc.mount(app)  # the model store (/jsonrpc): state.modelstore
     return app
 
 

@@ -1,0 +1,80 @@
+"""Who is calling the model store: the `APIKey` header names the customer, and the request
+is signed exactly as the node's REST requests are (`security.signing`), over the path it
+was sent to (`/jsonrpc`, `/jsonrpc/upload/fl.put_model`, ...) and its raw body, replays
+refused. The reference's plain `Secret` header (the customer's key itself) is accepted
+instead of a signature only where the configuration enables it, and then only over TLS.
+
+Failures raise `AuthError`, which the node's one error mapping answers (401): they are
+HTTP-level refusals, before any JSON-RPC is read.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+
+from ...security.customers import Customer
+from ...security.errors import AuthError
+from ...security.signing import AUTH_HEADER, CUSTOMER_HEADER, SignedRequest, Verifier
+from ..auth import check_declared_length, read_body
+from .state import ModelStoreState
+
+APIKEY_HEADER = "APIKey"
+SECRET_HEADER = "Secret"
+
+
+def customer_id(request: Request) -> str:
+    """The customer the request names (`APIKey`, or the REST client's customer header)."""
+    apikey = request.headers.get(APIKEY_HEADER)
+    other = request.headers.get(CUSTOMER_HEADER)
+    if apikey and other and apikey != other:
+        raise AuthError(f"APIKey {apikey!r} and {CUSTOMER_HEADER} {other!r} name different "
+                        "customers")
+    cid = apikey or other
+    if not cid:
+        raise AuthError("missing APIKey header (the customer id)")
+    return cid
+
+
+def _signed_path(request: Request) -> tuple[str, str | None]:
+    raw_path = request.scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else request.url.path
+    query = request.scope.get("query_string", b"").decode("latin-1") or None
+    return path, query
+
+
+def begin(request: Request, state: ModelStoreState) -> tuple[Customer, SignedRequest | None]:
+    """Check everything but the body: (customer, the check to feed the body to, or None
+    when the plain Secret header was accepted)."""
+    cid = customer_id(request)
+    secret = request.headers.get(SECRET_HEADER)
+    if secret is not None and request.headers.get(AUTH_HEADER) is None:
+        return _by_secret(request, state, cid, secret), None
+    verifier: Verifier = state.verifier
+    path, query = _signed_path(request)
+    check = verifier.begin(request.method, path, query, request.headers, cid)
+    return check.customer, check
+
+
+def _by_secret(request: Request, state: ModelStoreState, cid: str, secret: str) -> Customer:
+    if not state.config.allow_secret_header:
+        raise AuthError("the Secret header is not accepted by this node: sign the request "
+                        "(Authorization, sym-date, Content-MD5)")
+    if request.url.scheme != "https":
+        raise AuthError("the Secret header is accepted over TLS (https) only")
+    customer = state.verifier.customers.get(cid)
+    if customer is None or not hmac.compare_digest(secret.strip(), customer.secret_key):
+        raise AuthError(f"unknown customer {cid!r} or wrong Secret")
+    return customer
+
+
+async def authenticated_body(request: Request, state: ModelStoreState,
+                             limit: int) -> tuple[Customer, bytes]:
+    """The caller and the body (at most `limit` bytes), the signature checked over it."""
+    check_declared_length(request, limit)
+    customer, check = begin(request, state)
+    body = await read_body(request, limit, check)
+    if check is not None:
+        customer = check.finish(body)
+    return customer, body

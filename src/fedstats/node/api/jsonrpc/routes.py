@@ -1,0 +1,298 @@
+"""The model store's HTTP routes: `POST /jsonrpc`, the uploads and the download.
+
+* `/jsonrpc`: a JSON-RPC body (single or batch), answered 200 with the response, or 204
+  when it held only notifications.
+* `/jsonrpc/upload/fl.put_model` and `/fl.put_aggregated_model`: multipart/form-data, a
+  `data` part (the params object, or a whole JSON-RPC request whose id is echoed) and a
+  `file` part, streamed to disk while hashed. The body is handed on in blocks of
+  `PIPE_BYTES`, each block's signature hashing and its parsing + writing + SHA-256 in two
+  worker threads while the next block arrives, so the event loop only moves bytes and
+  memory stays a few blocks whatever the model's size. A refused upload leaves nothing.
+* `/jsonrpc/download/fl.load_model`: a JSON-RPC request answered with the model's bytes
+  (`Content-Length`, `X-Model-Id`, `X-Model-Hash`, `X-Model-Sha256`, `ETag`), `Range`
+  honoured (one range; `If-Range` with the ETag) so a cut transfer resumes. The file is
+  verified before its first byte is sent: a file damaged on disk is refused, not served.
+
+Errors of these two routes are JSON-RPC error objects with the HTTP status of `codes`;
+authentication failures (and anything else the node's error mapping owns) are raised to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any, BinaryIO
+
+import anyio.to_thread
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from ...modelstore.errors import ModelTooLarge
+from ...modelstore.events import FlEvents
+from ...modelstore.multipart import MultipartError, MultipartParser, boundary_of
+from ...modelstore.service import PutRequest
+from ...security.errors import SecurityError
+from ...security.signing import SignedRequest
+from ...store.blobs import BlobWriter
+from ..errors import UnsupportedMedia
+from . import auth, codes, dispatch, protocol
+from .methods import DOWNLOAD_PARAMS, UPLOAD_DEFAULT_STATE, UPLOAD_PARAMS, Ctx
+from .render import model_info
+from .state import ModelStoreState
+
+router = APIRouter(tags=["model store (JSON-RPC)"])
+PIPE_BYTES = 4 << 20
+READ_BYTES = 1 << 20
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _state(request: Request) -> ModelStoreState:
+    return request.app.state.modelstore
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+@router.post("/jsonrpc", summary="JSON-RPC 2.0: the fl.* methods (single calls and batches)")
+async def jsonrpc(request: Request) -> Response:
+    state = _state(request)
+    customer, body = await auth.authenticated_body(request, state, state.max_rpc_body)
+    out = await dispatch.answer(body, Ctx(state, customer.id))
+    if out is None:
+        return Response(status_code=204)
+    return Response(out, media_type="application/json")
+
+
+def _error(rid: Any, exc: BaseException) -> Response:
+    """A JSON-RPC error body with the table's HTTP status; re-raise what it does not know."""
+    if isinstance(exc, SecurityError):
+        raise exc
+    found = codes.lookup(exc)
+    if found is None:
+        raise exc
+    code, message, data = found
+    return _json(protocol.fail(rid, code.code, message, data or None), code.http)
+
+
+# -- upload --------------------------------------------------------------------------------
+@router.post("/jsonrpc/upload/{method}",
+             summary="fl.put_model / fl.put_aggregated_model as multipart/form-data")
+async def upload(request: Request, method: str) -> Response:
+    state = _state(request)
+    svc = state.service
+    if method not in UPLOAD_DEFAULT_STATE:
+        return _json(protocol.fail(None, protocol.METHOD_NOT_FOUND,
+                                   f"{method!r} is not uploaded here: use fl.put_model or "
+                                   "fl.put_aggregated_model", {"method": method}), 404)
+    boundary = boundary_of(request.headers.get("content-type"))
+    if boundary is None:
+        raise UnsupportedMedia("an upload is multipart/form-data with a boundary, "
+                               "a 'data' part (the params) and a 'file' part")
+    length = request.headers.get("content-length")
+    writer: BlobWriter | None = None
+    rid: Any = None
+    try:
+        svc.check_declared_size(int(length) if length and length.isdigit() else None)
+        customer, check = auth.begin(request, state)
+
+        def on_file(name: str, filename: str) -> Any:
+            nonlocal writer
+            if name != "file" or writer is not None:
+                raise MultipartError("an upload holds one file part, named 'file'")
+            writer = svc.new_writer()
+            return _bounded(writer, svc.config.max_model_bytes)
+
+        parser = MultipartParser(boundary, on_file)
+        await _receive(request, check, parser, svc.config.max_model_bytes)
+        if check is not None:
+            customer = check.finish(None)
+        parser.close()
+        rid, params = _upload_params(parser.fields)
+        kwargs = protocol.bind(params, UPLOAD_PARAMS)
+        if writer is None:
+            raise protocol.ParamsError("the upload has no 'file' part", param="file")
+        done: BlobWriter = writer
+        await anyio.to_thread.run_sync(done.finish)
+        state_value = kwargs["model_state"]
+        req = PutRequest(
+            kind=kwargs["model_kind"], description=kwargs["model_description"],
+            meta=kwargs["model_meta"],
+            state=UPLOAD_DEFAULT_STATE[method] if state_value is None else state_value,
+            tenant_id=kwargs["tenant_id"], round=kwargs["round"],
+            hop_count=kwargs["hop_count"], source_model_id=kwargs["source_model_id"],
+            source_store=kwargs["source_model_store_ddc"],
+            source_endpoint=None if kwargs["source_model_id"] is None else customer.id)
+        store = kwargs["model_store_ddc"]
+        rec = await anyio.to_thread.run_sync(
+            lambda: svc.commit_put(customer.id, store, done, req))
+        if rec.state == FlEvents.FEEDBACKED:
+            await anyio.to_thread.run_sync(lambda: svc.after_put(rec))
+        return _json(protocol.ok(rid, model_info(rec)))
+    except Exception as exc:
+        return _error(rid, exc)
+    finally:
+        if writer is not None:
+            writer.abort()
+
+
+def _bounded(writer: BlobWriter, limit: int) -> Any:
+    def sink(data: memoryview) -> None:
+        if writer.size + len(data) > limit:
+            raise ModelTooLarge(f"the model is over this node's limit of {limit} bytes",
+                                max_model_bytes=limit)
+        writer.write(data)
+    return sink
+
+
+async def _receive(request: Request, check: SignedRequest | None, parser: MultipartParser,
+                   limit: int) -> None:
+    """Feed the body to the signature check and the parser, in blocks, off the loop."""
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future[Any] | None = None
+    blocks: list[bytes] = []
+    held = total = 0
+
+    def start(data: bytes) -> asyncio.Future[Any]:
+        jobs = [loop.run_in_executor(None, parser.feed, data)]
+        if check is not None:
+            jobs.append(loop.run_in_executor(None, check.update, data))
+        return asyncio.gather(*jobs)
+
+    try:
+        async for chunk in request.stream():
+            if not chunk:
+                continue
+            total += len(chunk)
+            if total > limit + (1 << 20):
+                raise ModelTooLarge(f"the upload is over this node's limit of {limit} bytes",
+                                    max_model_bytes=limit)
+            blocks.append(chunk)
+            held += len(chunk)
+            if held >= PIPE_BYTES:
+                if pending is not None:
+                    await pending
+                pending = start(b"".join(blocks))
+                blocks, held = [], 0
+        if pending is not None:
+            await pending
+            pending = None
+        if blocks:
+            await start(b"".join(blocks))
+    finally:
+        if pending is not None:  # an error mid-body: let the running block finish first
+            await asyncio.gather(pending, return_exceptions=True)
+
+
+def _upload_params(fields: dict[str, bytes]) -> tuple[Any, dict[str, Any]]:
+    """(request id, params) from the `data` part (params, or a JSON-RPC request) and any
+    other fields (each a param; model_meta as JSON text)."""
+    rid: Any = None
+    params: dict[str, Any] = {}
+    if "data" in fields:
+        try:
+            doc = orjson.loads(fields["data"])
+        except orjson.JSONDecodeError as e:
+            raise protocol.ParamsError("the 'data' part is not JSON", param="data") from e
+        if isinstance(doc, dict) and doc.get("jsonrpc") == "2.0":
+            rid = doc.get("id")
+            if protocol.parse_request(doc).__class__ is not protocol.Call:
+                raise protocol.ParamsError("the 'data' part is not a valid JSON-RPC request",
+                                           param="data")
+            doc = doc.get("params") or {}
+        if not isinstance(doc, dict):
+            raise protocol.ParamsError("the 'data' part must be a JSON object of params",
+                                       param="data")
+        params.update(doc)
+    for name, raw in fields.items():
+        if name == "data":
+            continue
+        text = raw.decode("utf-8", "replace")
+        if name in ("model_meta", "model_state", "round", "hop_count"):
+            try:
+                params[name] = orjson.loads(text)
+            except orjson.JSONDecodeError as e:
+                raise protocol.ParamsError(f"form field {name!r} is not JSON", param=name) from e
+        else:
+            params[name] = text
+    return rid, params
+
+
+# -- download ------------------------------------------------------------------------------
+@router.post("/jsonrpc/download/fl.load_model",
+             summary="fl.load_model: the model's bytes, streamed, Range for resuming")
+async def download(request: Request) -> Response:
+    state = _state(request)
+    customer, body = await auth.authenticated_body(request, state, 1 << 20)
+    parsed = protocol.parse(body)
+    if parsed.error is not None:
+        return _json(parsed.error, 400)
+    item = parsed.items[0]
+    if parsed.batch or isinstance(item, protocol.Invalid):
+        rid = None if parsed.batch else item.id
+        return _json(protocol.fail(rid, protocol.INVALID_REQUEST,
+                                   data={"reason": "one fl.load_model request, not a batch"}),
+                     400)
+    if item.method != "fl.load_model":
+        return _json(protocol.fail(item.id, protocol.METHOD_NOT_FOUND,
+                                   f"{item.method} is not served here: this route is "
+                                   "fl.load_model's", {"method": item.method}), 404)
+    try:
+        kwargs = protocol.bind(item.params, DOWNLOAD_PARAMS)
+        rec, path = await anyio.to_thread.run_sync(lambda: state.service.open_verified(
+            customer.id, kwargs["model_store_ddc"], kwargs["model_id"]))
+    except Exception as exc:
+        return _error(item.id, exc)
+    etag = f'"{rec.sha256}"'
+    start, end = 0, rec.size - 1
+    status = 200
+    headers = {"Accept-Ranges": "bytes", "ETag": etag, "X-Model-Id": rec.model_id,
+               "X-Model-Hash": rec.sha256[:32], "X-Model-Sha256": rec.sha256,
+               "X-Model-Size": str(rec.size)}
+    wanted = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if wanted and (if_range is None or if_range.strip() == etag):
+        span = _parse_range(wanted, rec.size)
+        if span is None:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{rec.size}",
+                                                      **headers})
+        start, end = span
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{rec.size}"
+    headers["Content-Length"] = str(end - start + 1 if rec.size else 0)
+    f = await anyio.to_thread.run_sync(lambda: open(path, "rb"))  # noqa: SIM115
+    return StreamingResponse(_chunks(f, start, end - start + 1 if rec.size else 0),
+                             status_code=status, headers=headers,
+                             media_type="application/octet-stream")
+
+
+def _parse_range(value: str, size: int) -> tuple[int, int] | None:
+    """(first, last) of a single `bytes=a-b` range, None when unsatisfiable or malformed."""
+    m = _RANGE.match(value.strip())
+    if not m or (not m.group(1) and not m.group(2)) or size == 0:
+        return None
+    if not m.group(1):  # the last N bytes
+        n = int(m.group(2))
+        return (max(0, size - n), size - 1) if n else None
+    first = int(m.group(1))
+    last = int(m.group(2)) if m.group(2) else size - 1
+    if first >= size or last < first:
+        return None
+    return first, min(last, size - 1)
+
+
+async def _chunks(f: BinaryIO, start: int, length: int) -> AsyncIterator[bytes]:
+    try:
+        await anyio.to_thread.run_sync(f.seek, start)
+        left = length
+        while left > 0:
+            chunk = await anyio.to_thread.run_sync(f.read, min(READ_BYTES, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            yield chunk
+    finally:
+        f.close()
