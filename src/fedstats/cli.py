@@ -36,6 +36,7 @@ def _node(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes, checkpoint_every=args.checkpoint_every,
         max_body_bytes_reading=args.max_body_bytes_reading,
         max_ws_message_bytes=args.max_ws_message_bytes,
+        limits=_limit_changes(args.limit),
     )
     try:
         app = create_app(settings)
@@ -47,6 +48,20 @@ def _node(args: argparse.Namespace) -> int:
                 ws_max_size=settings.max_ws_message_bytes,
                 timeout_graceful_shutdown=10)
     return 0
+
+
+def _limit_changes(pairs: list[str] | None) -> dict[str, int]:
+    """`["max_categories=500", ...]` -> {"max_categories": 500} (Settings.limits changes)."""
+    from .node.limits import Limits
+
+    out: dict[str, int] = {}
+    for pair in pairs or ():
+        name, sep, value = (p.strip() for p in pair.partition("="))
+        if not sep or not (value.isascii() and value.isdigit()) or name not in Limits.names():
+            raise SystemExit(f"fedstats node: --limit takes NAME=positive integer, not {pair!r}"
+                             f" (names: {', '.join(Limits.names())})")
+        out[name] = int(value)
+    return out
 
 
 def _keys_new(args: argparse.Namespace) -> int:
@@ -75,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="largest WebSocket message (default 16 MB)")
     node.add_argument("--checkpoint-every", type=int, default=None,
                       help="snapshot a project every N learned batches (default 64)")
+    node.add_argument("--limit", action="append", metavar="NAME=VALUE",
+                      help="change one data limit (docs/limits.md), e.g. max_categories=500")
     node.add_argument("--log-level", default="info")
     node.set_defaults(run=_node)
 

@@ -12,13 +12,22 @@ answered 503 with `Retry-After` before a byte is buffered (unsigned floods canno
 the node's memory). WebSocket messages have their own, smaller limit,
 `max_ws_message_bytes` (16 MB, uvicorn's `ws_max_size`): a socket streams many messages,
 so a large load is many messages, not one.
+
+`limits` bounds the *data* a request may carry — columns after category expansion,
+distinct values per category, statistics cells, name and value lengths, contract rules
+and bytes, federation name length — as one frozen `Limits` (fedstats.node.limits), which
+is what the engine, the grammar and the service are handed (they never see `Settings`).
+Each is read from `FEDSTATS_<NAME>` (e.g. `FEDSTATS_MAX_CATEGORIES=500`) or
+`fedstats node --limit max_categories=500`; docs/limits.md lists them.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from .limits import Limits
 
 MB = 1024 * 1024
 
@@ -42,6 +51,8 @@ class Settings:
     # The engine of projects created without `type` (env FEDSTATS_ENGINE=numpy|cupy, as
     # the operator sets it on GPU peers); `gpu` on a node without one falls back to cpu.
     default_engine: str = "cpu"
+    # What one request or project may ask of the node's CPU, memory and disk (see above).
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def db_path(self) -> Path:
@@ -49,7 +60,10 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        """Defaults, then `FEDSTATS_*` environment variables, then explicit overrides."""
+        """Defaults, then `FEDSTATS_*` environment variables, then explicit overrides.
+
+        `limits` may be a `Limits` (replacing them) or a dict of changes to the env's.
+        """
         env: dict[str, object] = {}
         if os.environ.get("FEDSTATS_CUSTOMERS"):
             env["customers_file"] = Path(os.environ["FEDSTATS_CUSTOMERS"])
@@ -61,8 +75,19 @@ class Settings:
             env["max_body_bytes_reading"] = int(os.environ["FEDSTATS_MAX_BODY_BYTES_READING"])
         if os.environ.get("FEDSTATS_MAX_WS_MESSAGE_BYTES"):
             env["max_ws_message_bytes"] = int(os.environ["FEDSTATS_MAX_WS_MESSAGE_BYTES"])
+        limits = {n: int(os.environ[f"FEDSTATS_{n.upper()}"]) for n in Limits.names()
+                  if os.environ.get(f"FEDSTATS_{n.upper()}")}
+        if limits:
+            env["limits"] = Limits().replace(**limits)
         engine = os.environ.get("FEDSTATS_ENGINE", "").strip().lower()
         if engine:
             env["default_engine"] = {"numpy": "cpu", "cupy": "gpu"}.get(engine, engine)
+        changes = overrides.pop("limits", None)
+        if isinstance(changes, dict):  # `--limit name=value`: on top of the env's
+            base = env.get("limits", Limits())
+            assert isinstance(base, Limits)
+            env["limits"] = base.replace(**changes)
+        elif changes is not None:
+            env["limits"] = changes
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from starlette.requests import HTTPConnection
 
+from ..limits import Limits
 from ..service import ProjectService
 
 T = TypeVar("T")
@@ -21,6 +22,11 @@ T = TypeVar("T")
 
 def service_of(conn: HTTPConnection) -> ProjectService:
     return conn.app.state.service
+
+
+def limits_of(conn: HTTPConnection) -> Limits:
+    """The node's data limits (`Settings.limits`), handed to the parsers and the service."""
+    return conn.app.state.settings.limits
 
 
 async def run_sync(conn: HTTPConnection, fn: Callable[..., T], *args: Any) -> T:

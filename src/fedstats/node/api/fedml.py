@@ -14,13 +14,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from ..federation.contract import parse_contract
+from ..federation.contract import Contract, parse_contract
 from ..federation.errors import ContractError, FederationError
 from ..federation.hub import Hub
 from ..security.customers import Customer
 from .auth import body_of, signed_customer
 from .body import parse_json
-from .context import run_sync
+from .context import limits_of, run_sync
 from .envelope import decrypt_body, encrypted, ok
 
 router = APIRouter(prefix="/symetry/rest/{cid}/fedml", tags=["federation"])
@@ -152,11 +152,18 @@ async def set_explore_peers(
     return ok()
 
 
+def _read_contract(request: Request) -> tuple[list[str], Contract]:
+    """The body's lines and their contract, within the node's limits (on a worker thread:
+    a long contract is never read or parsed on the event loop)."""
+    limits = limits_of(request)
+    lines = _lines(request)
+    return lines, parse_contract(lines, limits.max_contract_rules, limits.max_contract_bytes)
+
+
 async def _validate(request: Request, cid: str, pid: str) -> Response:
     hub_of(request).agent(cid, pid)  # an unknown or unfederated project says so first
-    lines = _lines(request)
     try:
-        contract = parse_contract(lines)
+        _, contract = await run_sync(request, _read_contract, request)
     except ContractError as e:
         return ok({"stringList": [str(e)]}, status=400, status_string=f"Invalid PSR contract: {e}")
     return ok({"stringList": []}, status_string=f"Valid PSR contract ({len(contract.rules)} rules)")
@@ -174,8 +181,10 @@ async def contract_validate(request: Request, cid: str, pid: str) -> Response:
 
 async def _add(request: Request, cid: str, pid: str) -> Response:
     agent = hub_of(request).admin_agent(cid, pid, "change the PSR contract")
-    lines = _lines(request)
-    await agent.set_contract(lines)  # ContractError (400) if it does not parse
+    # refused (400, naming the limit) before anything is saved; the agent's own parse of
+    # the same lines is then a lookup (grammar memoises parses)
+    lines, _ = await run_sync(request, _read_contract, request)
+    await agent.set_contract(lines)
     return ok(status_string=f"PSR contract updated ({len(agent.contract.rules)} rules)")
 
 

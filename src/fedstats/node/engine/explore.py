@@ -15,6 +15,11 @@ A value that is undefined for so few rows (a variance of one row, a skewness of 
 constant column), or for a negative variance, is None, so the answer stays valid JSON. min and max are the bounds of
 every row seen: forgetting rows cannot narrow them (a bound is not invertible). Columns are the expanded ones:
 a category attribute contributes its `attr$value` indicator columns.
+
+`context_attributes` reads the ExploreContext a client sends (`{values: [MLContext]}`): it
+is called on a worker thread, never the event loop, and is linear in the body (names are
+deduplicated through a dict, attributes resolved to columns through one index built per
+call), bounded by `Limits.max_project_columns` names.
 """
 
 from __future__ import annotations
@@ -24,10 +29,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 from scipy import linalg
 
+from ..limits import LimitExceeded, Limits
 from .accumulator import Accumulator
-from .errors import EngineError, ModelError
+from .errors import FrameError, ModelError
+from .frame import DEFAULT_LIMITS, short
 from .xp import to_numpy
 
 
@@ -158,13 +166,52 @@ def explore_pca(
     }
 
 
+def context_attributes(body: bytes, limits: Limits = DEFAULT_LIMITS) -> list[str] | None:
+    """The attributes an ExploreContext `{values: [MLContext]}` (or one MLContext) names,
+    each once, in order of first mention; None for an empty body or no names."""
+    if not body.strip():
+        return None
+    try:
+        context: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise FrameError(f"the body is not valid JSON: {e}") from None
+    if context is None:
+        return None
+    if not isinstance(context, dict):
+        raise FrameError("an ExploreContext must be a JSON object {values: [MLContext]}")
+    contexts = context.get("values", [context])
+    if not isinstance(contexts, list):
+        raise FrameError("ExploreContext.values must be a list of MLContext objects")
+    names: dict[str, None] = {}  # insertion-ordered set: a linear dedup
+    for c in contexts:
+        if not isinstance(c, dict):
+            raise FrameError("each ExploreContext value must be an MLContext object")
+        for key in ("inputAttributeNames", "targetAttributeNames"):
+            got = c.get(key) or []
+            if not isinstance(got, list) or not all(isinstance(a, str) for a in got):
+                raise FrameError(f"MLContext.{key} must be a list of strings")
+            names.update(dict.fromkeys(got))
+            if len(names) > limits.max_project_columns:
+                raise LimitExceeded("max_project_columns", limits.max_project_columns,
+                                    f"the ExploreContext names more than "
+                                    f"{limits.max_project_columns} attributes")
+    return list(names) or None
+
+
 def _columns(acc: Accumulator, attributes: Sequence[str] | None) -> list[str]:
     if attributes is None:
         return list(acc.columns)
+    by_attribute: dict[str, list[str]] = {}
+    for col in acc.columns:  # one pass: an attribute's indicator columns, in column order
+        parent = acc.parents.get(col)
+        if parent is not None:
+            by_attribute.setdefault(parent, []).append(col)
     cols: list[str] = []
     for attr in attributes:
-        try:
-            cols.extend(acc.attribute_columns(attr))
-        except EngineError as e:
-            raise ModelError(f"unknown attribute {attr!r}") from e
+        if attr in acc.index:
+            cols.append(attr)
+        elif attr in by_attribute:
+            cols.extend(by_attribute[attr])
+        else:
+            raise ModelError(f"unknown attribute {short(attr)}")
     return cols

@@ -27,8 +27,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from ..limits import LimitExceeded, Limits
 from .errors import FrameError
 from .frame import (
+    DEFAULT_LIMITS,
     ENCODED,
     Batch,
     _numbers,
@@ -59,21 +61,21 @@ class _Unproven(Exception):
 SMALL_BODY = 64 * 1024
 
 
-def parse_dataframe_bytes(body: bytes) -> Batch:
+def parse_dataframe_bytes(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Batch:
     """`parse_frame(orjson.loads(body))`, same result and errors, without per-value objects."""
     if len(body) >= SMALL_BODY:
         try:
-            return _fast_dataframe(body)
+            return _fast_dataframe(body, limits)
         except _Unproven:
             pass
     try:
         frame = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise FrameError(f"body is not valid JSON: {e}") from e
-    return parse_frame(frame)
+    return parse_frame(frame, limits)
 
 
-def _fast_dataframe(body: bytes) -> Batch:
+def _fast_dataframe(body: bytes, limits: Limits) -> Batch:
     a, b, csv_bytes, rows = _data_span(body)
     # the rest of the document, with the rows taken out, is small: orjson checks it; the
     # placeholder coming back as `data` proves no later duplicate key overrides the rows
@@ -84,7 +86,7 @@ def _fast_dataframe(body: bytes) -> Batch:
     if not isinstance(head, dict) or head.get("data") != _PLACEHOLDER_VALUE:
         raise _Unproven
     try:
-        names, types, _ = _shape({**head, "data": []})
+        names, types, _ = _shape({**head, "data": []}, limits)
     except FrameError:
         raise _Unproven from None
     if not names or rows * len(names) != csv_bytes[1] or all(t == "X" for t in types):
@@ -93,7 +95,7 @@ def _fast_dataframe(body: bytes) -> Batch:
     if table is None or table.num_rows != rows:
         raise _Unproven
     try:
-        return assemble(names, types, rows, _arrow_columns(table))
+        return assemble(names, types, rows, _arrow_columns(table, limits), limits)
     except FrameError:
         raise _Unproven from None
 
@@ -138,6 +140,13 @@ def _data_span(body: bytes) -> tuple[int, int, tuple[np.ndarray, int], int]:
     out = np.array(buf[first:last])
     if (out < 0x20).any():  # control characters are not allowed inside JSON strings
         raise _Unproven
+    if (out >= 0x80).any():
+        # Arrow checks the UTF-8 of the columns it converts only, not of X ones: the
+        # whole array must be valid, as orjson (the small bodies' route) requires
+        try:
+            out.tobytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Unproven from None
     starts = q[1 : 2 * e : 2][rows_at] + 1 - first
     for off in range(3):  # "],[" becomes three newlines: blank lines that CSV skips
         out[starts + off] = 0x0A
@@ -254,7 +263,7 @@ def _convert(fields: list[str], types: Sequence[str], kept: list[str]) -> pacsv.
     )
 
 
-def _arrow_columns(table: pa.Table) -> Any:
+def _arrow_columns(table: pa.Table, limits: Limits = DEFAULT_LIMITS) -> Any:
     """Columns for `assemble` from a table read with `_convert`'s types.
 
     Arrow reads numbers as numpy does except that it takes NaN and infinity quietly; a
@@ -265,7 +274,7 @@ def _arrow_columns(table: pa.Table) -> Any:
     def column(j: int, name: str, typ: str) -> tuple[list[str] | None, np.ndarray]:
         col = table.column(f"f{j}")
         if typ in ENCODED:
-            return encode_strings(name, typ, col)
+            return encode_strings(name, typ, col, limits)
         values = np.ascontiguousarray(col.to_numpy(), dtype=np.float64)
         if not np.isfinite(values).all() or (
             typ == "B" and ((values != 0.0) & (values != 1.0)).any()
@@ -276,7 +285,8 @@ def _arrow_columns(table: pa.Table) -> Any:
     return column
 
 
-def parse_csv(body: bytes, types: str | Sequence[str] | None = None) -> Batch:
+def parse_csv(body: bytes, types: str | Sequence[str] | None = None,
+              limits: Limits = DEFAULT_LIMITS) -> Batch:
     """A CSV body with a header row of attribute names; `types` as letters (`"C,T,B"`).
 
     Missing types mean all `C`. Values are checked as in a DataFrame; an error names the
@@ -287,7 +297,7 @@ def parse_csv(body: bytes, types: str | Sequence[str] | None = None) -> Batch:
     names = _csv_header(body)
     letters = _type_letters(types, len(names))
     names, letters, _ = _shape(
-        {"attributeNames": names, "attributeTypes": letters, "data": []}
+        {"attributeNames": names, "attributeTypes": letters, "data": []}, limits
     )
     fields = [f"f{j}" for j in range(len(names))]
     kept = [f for f, t in zip(fields, letters, strict=True) if t != "X"] or fields[:1]
@@ -297,11 +307,13 @@ def parse_csv(body: bytes, types: str | Sequence[str] | None = None) -> Batch:
             read_options=pacsv.ReadOptions(column_names=fields, skip_rows=1, block_size=1 << 22),
             convert_options=_convert(fields, ["T" if t == "X" else t for t in letters], kept),
         )
-        return assemble(names, letters, table.num_rows, _arrow_columns(table))
+        return assemble(names, letters, table.num_rows, _arrow_columns(table, limits), limits)
+    except LimitExceeded:
+        raise  # worded already; the slow route would only reach the same limit
     except (pa.ArrowException, ValueError, _Unproven):
         # any refusal (FrameError is a ValueError too) is worded again by the route
         # that names the row and attribute
-        return _csv_by_rows(body, names, letters)
+        return _csv_by_rows(body, names, letters, limits)
 
 
 def _csv_header(body: bytes) -> list[str]:
@@ -324,7 +336,7 @@ def _type_letters(types: str | Sequence[str] | None, n: int) -> list[str]:
     return list(types)
 
 
-def _csv_by_rows(body: bytes, names: list[str], letters: list[str]) -> Batch:
+def _csv_by_rows(body: bytes, names: list[str], letters: list[str], limits: Limits) -> Batch:
     """The error route: Python's csv module and `parse_frame`, which name the bad value."""
     try:
         text = body.decode("utf-8")
@@ -334,10 +346,11 @@ def _csv_by_rows(body: bytes, names: list[str], letters: list[str]) -> Batch:
         rows = [r for r in csv.reader(io.StringIO(text)) if r][1:]
     except csv.Error as e:
         raise FrameError(f"CSV body cannot be read: {e}") from e
-    return parse_frame({"attributeNames": names, "attributeTypes": letters, "data": rows})
+    return parse_frame({"attributeNames": names, "attributeTypes": letters, "data": rows}, limits)
 
 
-def parse_arrow(body: bytes, types: str | Sequence[str] | None = None) -> Batch:
+def parse_arrow(body: bytes, types: str | Sequence[str] | None = None,
+                limits: Limits = DEFAULT_LIMITS) -> Batch:
     """An Arrow IPC stream: numeric columns are `C`, boolean `B`, string/dictionary `T`.
 
     `types` (letters, as for `parse_csv`) overrides the inferred ones; string columns
@@ -352,7 +365,9 @@ def parse_arrow(body: bytes, types: str | Sequence[str] | None = None) -> Batch:
         letters = [_arrow_letter(n, f.type) for n, f in zip(names, table.schema, strict=True)]
     else:
         letters = _type_letters(types, len(names))
-    names, letters, _ = _shape({"attributeNames": names, "attributeTypes": letters, "data": []})
+    names, letters, _ = _shape(
+        {"attributeNames": names, "attributeTypes": letters, "data": []}, limits
+    )
 
     def column(j: int, name: str, typ: str) -> tuple[list[str] | None, np.ndarray]:
         col = table.column(j)
@@ -363,7 +378,7 @@ def parse_arrow(body: bytes, types: str | Sequence[str] | None = None) -> Batch:
         if typ in ENCODED:
             if not text:
                 raise FrameError(f"attribute {name!r} is {typ} but holds Arrow {col.type}")
-            return encode_strings(name, typ, col.cast(pa.string()))
+            return encode_strings(name, typ, col.cast(pa.string()), limits)
         if text:
             raw: Any = col.cast(pa.string()).to_pylist()
             values = _numbers(name, raw)
@@ -374,7 +389,7 @@ def parse_arrow(body: bytes, types: str | Sequence[str] | None = None) -> Batch:
             check_binary(name, values, raw)
         return None, values
 
-    return assemble(names, letters, table.num_rows, column)
+    return assemble(names, letters, table.num_rows, column, limits)
 
 
 def _arrow_letter(name: str, t: pa.DataType) -> str:
@@ -393,7 +408,12 @@ def _is_text(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
+_EXACT = 2**53  # float64 holds every integer up to this, and only some beyond
+
+
 def _arrow_numbers(name: str, col: pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_integer(col.type) and col.type.bit_width == 64:
+        _check_exact(name, col)
     try:
         values = np.ascontiguousarray(col.cast(pa.float64()).to_numpy(), dtype=np.float64)
     except (pa.ArrowException, ValueError) as e:
@@ -405,6 +425,22 @@ def _arrow_numbers(name: str, col: pa.ChunkedArray) -> np.ndarray:
             f"attribute {name!r}, row {i}: {float(values[i])!r} is not finite (NaN or infinity)"
         )
     return values
+
+
+def _check_exact(name: str, col: pa.ChunkedArray) -> None:
+    """Refuse 64-bit integers that float64 would round, naming the first, rather than let
+    Arrow's safe cast refuse them with a message about types."""
+    ints = np.concatenate([c.to_numpy(zero_copy_only=False) for c in col.chunks]
+                          or [np.zeros(0, dtype=np.int64)])
+    bad = np.flatnonzero((ints > _EXACT) | (ints < -_EXACT))
+    if bad.size:
+        i = int(bad[0])
+        raise FrameError(
+            f"attribute {name!r}, row {i}: the integer {int(ints[i])} is beyond ±2^53, where "
+            "float64 (in which every statistic is computed) holds only some integers "
+            "exactly: it would be rounded; send "
+            "the column as float64 to accept the rounding, or rescale it"
+        )
 
 
 class _Items:

@@ -8,6 +8,14 @@
 plus `@send block|allow` / `@receive block|allow` lines and `#` comments. Names and
 arities of the statistics are checked here, so a contract is validated without data;
 what they compute is `evaluate`'s job.
+
+A contract's size is bounded before any of it is parsed: at most `max_rules` rules and
+`max_bytes` UTF-8 bytes in all (the node's `Limits.max_contract_rules` and
+`max_contract_bytes`, whose defaults are this module's), because it is stored and then
+announced to every peer in one NATS control message, which must fit the server's
+`max_payload`. A parsed contract is immutable, so parses are memoised by their lines:
+the facade parses off the event loop to validate, and the agent's parse of the same lines
+on the loop is then a lookup.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 from .errors import ContractError
@@ -105,6 +114,8 @@ _KEYWORDS = {"AND", "OR", "NOT"}
 MAX_RULE_CHARS = 2000  # a rule longer than this is a mistake, not a contract
 MAX_RULE_TOKENS = 400  # bounds the syntax tree, hence the evaluator's recursion
 MAX_NESTING = 32  # parentheses, NOT and unary minus, nested
+MAX_RULES = 1_000  # = Limits.max_contract_rules (this module may not import the node's)
+MAX_BYTES = 64 * 1024  # = Limits.max_contract_bytes; 6x JSON escaping still fits 1 MB
 
 
 @dataclass(frozen=True)
@@ -307,17 +318,48 @@ def _check_arity(name: str, args: list[str | float], line: int, col: int) -> Non
         raise ContractError(f"{name}: arguments must be attribute names", line, col)
 
 
-def parse_contract(lines: str | Sequence[str]) -> Contract:
+def parse_contract(lines: str | Sequence[str], max_rules: int = MAX_RULES,
+                   max_bytes: int = MAX_BYTES) -> Contract:
     """Parse a contract (text, or a StringList of lines); raises ContractError."""
     if isinstance(lines, str):
         lines = lines.splitlines()
-    rules: list[Rule] = []
-    actions: dict[str, Action] = {"send": "block", "receive": "block"}
     if not isinstance(lines, Sequence):
         raise ContractError("a PSR contract is text or a list of lines")
     for number, raw in enumerate(lines, start=1):
         if not isinstance(raw, str):
             raise ContractError(f"a rule is text, not {type(raw).__name__}", number, 1)
+    check_size(lines, max_rules, max_bytes)
+    return _parse(tuple(lines))
+
+
+def check_size(lines: Sequence[str], max_rules: int = MAX_RULES,
+               max_bytes: int = MAX_BYTES) -> None:
+    """ContractError naming the limit when the lines (strings) hold too many rules or bytes.
+
+    Linear, and cheap before parsing: bytes are counted line by line with an early stop,
+    rules as the lines that are neither blank, comments nor `@` actions.
+    """
+    size, rules = 0, 0
+    for number, raw in enumerate(lines, start=1):
+        size += len(raw.encode("utf-8", "surrogatepass")) + 1
+        if size > max_bytes:
+            raise ContractError(
+                f"the contract is over the node's limit max_contract_bytes={max_bytes} "
+                f"(UTF-8 bytes, one newline per line)", number, 1)
+        text = raw.split("#", 1)[0].strip()
+        if text and not text.startswith("@"):
+            rules += 1
+            if rules > max_rules:
+                raise ContractError(
+                    f"the contract has more rules than the node's limit "
+                    f"max_contract_rules={max_rules}", number, 1)
+
+
+@lru_cache(maxsize=64)
+def _parse(lines: tuple[str, ...]) -> Contract:
+    rules: list[Rule] = []
+    actions: dict[str, Action] = {"send": "block", "receive": "block"}
+    for number, raw in enumerate(lines, start=1):
         text = raw.split("#", 1)[0].strip()
         if not text:
             continue

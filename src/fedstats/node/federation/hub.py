@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.accumulator import Accumulator
+from ..limits import Limits
 from ..security.errors import CryptoError
 from ..security.invites import SqliteTokenStore, TokenBook, seal_invite
 from ..security.keys import decode_key, new_secret_key
@@ -146,12 +147,14 @@ def _federation_key(value: Any) -> str:
 class Hub:
     """Every federated project of one node."""
 
-    def __init__(self, data_dir: str | Path, service: Any, default_engine: str = "cpu") -> None:
+    def __init__(self, data_dir: str | Path, service: Any, default_engine: str = "cpu",
+                 limits: Limits | None = None) -> None:
         path = Path(data_dir) / "federation.sqlite"
         self.state = FedState(path)
         self.tokens = TokenBook(SqliteTokenStore(str(path)))
         self.service = service
         self.default_engine = default_engine  # fed_local_type when a body names none
+        self.limits = limits or Limits()
         self.agents: dict[tuple[str, str], Agent] = {}
         self._starting: set[asyncio.Task[None]] = set()
         self._agents_changed = asyncio.Condition()
@@ -263,10 +266,18 @@ class Hub:
         return agent
 
     # ------------------------------------------------------------ create / invite / join
+    def _check_fed_name(self, name: str) -> None:
+        """A federation's name becomes subjects and stream names: bounded (Limits)."""
+        if len(name) > self.limits.max_fed_name_chars:
+            raise FederationError(
+                f"fed_name of {len(name):,} characters is over the node's limit "
+                f"max_fed_name_chars={self.limits.max_fed_name_chars}")
+
     async def create(self, cid: str, pid: str, opts: dict[str, Any]) -> FedConfig:
         name = opts.get("fed_name")
         if not isinstance(name, str) or not name.strip():
             raise FederationError("fed_name is required")
+        self._check_fed_name(name.strip())
         topology = str(opts.get("fed_type", "decentralized")).lower()
         if topology not in TOPOLOGIES:
             raise FederationError(f"fed_type must be one of {', '.join(TOPOLOGIES)}")
@@ -287,7 +298,8 @@ class Hub:
             **_credentials(opts),
         )
         config.admin_peer = config.peer_id
-        parse_contract(config.contract)
+        parse_contract(config.contract, self.limits.max_contract_rules,
+                       self.limits.max_contract_bytes)
         await self._open(cid, pid, config)
         return config
 
@@ -413,6 +425,7 @@ class Hub:
         missing = [k for k in ("fed_name", "fed_secret_key", "fed_req_token") if not opts.get(k)]
         if missing:
             raise FederationError(f"the join body lacks {', '.join(missing)} (from the invitation)")
+        self._check_fed_name(str(opts["fed_name"]))
         topology = str(opts.get("fed_type", "decentralized"))
         config = FedConfig(
             fed_name=str(opts["fed_name"]),

@@ -7,6 +7,12 @@ snapshot + truncate) be atomic without `database is locked` retries. Reads are s
 
 Migrations are a list of SQL scripts; `PRAGMA user_version` records how many have run,
 so a newer node opens an older data directory by running the rest, in one transaction each.
+
+Deleting gives the disk back: the file is in `auto_vacuum=INCREMENTAL` mode (set before
+the first table exists; a file made before that is switched once, by a VACUUM at open),
+so `reclaim()` after a project's delete truncates the freed pages off the file and
+checkpoints the WAL into it. Without that, SQLite keeps freed pages for reuse and a node
+whose projects were deleted keeps their size on disk for ever.
 """
 
 from __future__ import annotations
@@ -75,11 +81,30 @@ class Database:
             str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
         )
         self._lock = threading.RLock()
+        self._incremental_vacuum()
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._migrate()
         self.closed = False
+
+    def _incremental_vacuum(self) -> None:
+        """`auto_vacuum=INCREMENTAL`: free on a new file, one VACUUM on an older one."""
+        (mode,) = self._conn.execute("PRAGMA auto_vacuum").fetchone()
+        if mode == 2:
+            return
+        self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        (tables,) = self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if tables:
+            self._conn.execute("VACUUM")  # rewrites the file in the new mode (once)
+
+    def reclaim(self) -> None:
+        """Give the pages freed by deletes back to the file system (incremental vacuum,
+        then a WAL checkpoint that writes the shrunk file and truncates the log)."""
+        with self._lock:
+            # executescript steps the pragma to the end (execute frees one page a step)
+            self._conn.executescript("PRAGMA incremental_vacuum;")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def _migrate(self) -> None:
         (version,) = self._conn.execute("PRAGMA user_version").fetchone()

@@ -49,12 +49,15 @@ class ProjectStore:
             return cur.rowcount == 1
 
     def delete(self, cid: str, pid: str) -> bool:
-        """Remove a project with its log and models; False when it did not exist."""
+        """Remove a project with its log and models, and give their disk space back;
+        False when it did not exist."""
         with self.db.transaction() as c:
             cur = c.execute("DELETE FROM projects WHERE cid = ? AND pid = ?", (cid, pid))
             c.execute("DELETE FROM project_log WHERE cid = ? AND pid = ?", (cid, pid))
             c.execute("DELETE FROM models WHERE cid = ? AND pid = ?", (cid, pid))
-            return cur.rowcount == 1
+            deleted = cur.rowcount == 1
+        self.db.reclaim()
+        return deleted
 
     def all(self) -> list[ProjectRecord]:
         with self.db.read() as c:
