@@ -40,3 +40,28 @@ def ok(url: str, method: str, params: Any, cid: str, key: str) -> Any:
     if not isinstance(answer, jsonrpcclient.Ok):
         raise AssertionError(f"{method}: {answer}")
     return answer.result
+
+
+def upload(url: str, method: str, params: dict[str, Any], data: bytes, cid: str, key: str,
+           request_id: Any = None) -> httpx.Response:
+    """A put as the reference's curl sends it (`-F data=<params> -F file=@model`), the
+    multipart body built by httpx, then signed."""
+    doc: Any = params if request_id is None else {
+        "jsonrpc": "2.0", "method": method, "params": params, "id": request_id}
+    path = f"/jsonrpc/upload/{method}"
+    request = httpx.Request("POST", url + path, data={"data": json.dumps(doc)},
+                            files={"file": ("model.bin", data, "application/octet-stream")})
+    body = request.read()
+    signed = signed_headers(cid, key, "POST", path, None, body)
+    signed.pop(CUSTOMER_HEADER)
+    request.headers.update({**signed, "APIKey": cid})
+    with httpx.Client(timeout=60.0) as client:
+        return client.send(request)
+
+
+def download(url: str, store: str, model_id: str, cid: str, key: str,
+             headers: dict[str, str] | None = None) -> httpx.Response:
+    request = {"jsonrpc": "2.0", "method": "fl.load_model", "id": 1,
+               "params": {"model_store_ddc": store, "model_id": model_id}}
+    return post_signed(url, "/jsonrpc/download/fl.load_model", json.dumps(request).encode(),
+                       cid, key, headers)
