@@ -124,6 +124,9 @@ def test_scan_answers_batches_of_the_size_asked_across_segments(
     sizes = [rb.num_rows for rb in store.scan(batch_rows)]
     assert sum(sizes) == store.count() == 1510
     assert all(s == batch_rows for s in sizes[:-1]) and 0 < sizes[-1] <= batch_rows
+    loose = list(store.scan(batch_rows, exact=False))
+    assert all(0 < rb.num_rows <= batch_rows for rb in loose)
+    assert pa.Table.from_batches(loose).equals(pa.Table.from_batches(list(store.scan(batch_rows))))
 
 
 def test_scan_of_chosen_columns_in_the_order_asked(open_store: Callable[..., RowStore]) -> None:

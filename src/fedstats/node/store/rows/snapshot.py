@@ -113,8 +113,14 @@ class Snapshot:
         except (OSError, pa.ArrowException) as e:
             raise CorruptStore(f"segment file {path} cannot be read: {e}") from e
 
-    def scan(self, batch_rows: int, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
-        """The live rows as record batches of `batch_rows` rows (the last one shorter)."""
+    def scan(
+        self, batch_rows: int, columns: Sequence[str] | None = None, *, exact: bool = True
+    ) -> Iterator[pa.RecordBatch]:
+        """The live rows as record batches of `batch_rows` rows (the last one shorter).
+
+        `exact=False` answers batches of at most `batch_rows` rows, each a slice of one
+        stored chunk: no copy, for readers that do not care where batches break.
+        """
         if batch_rows < 1:
             raise ValueError("batch_rows must be at least 1")
         cols = self.columns(columns)
@@ -128,6 +134,10 @@ class Snapshot:
             rows, _ = chunk.live_rows()
             if order != cols:
                 rows = rows.select(cols)
+            if not exact:
+                for lo in range(0, rows.num_rows, batch_rows):
+                    yield rows.slice(lo, batch_rows)
+                continue
             while rows.num_rows:
                 take = min(batch_rows - have, rows.num_rows)
                 pending.append(rows.slice(0, take))
@@ -161,7 +171,7 @@ class Snapshot:
         encoded = [c for c in cols if self.schema.type_of(c) in ENCODED]
         found: dict[str, set[str]] = {c: set() for c in encoded}
         if encoded:
-            for rows in self.scan(1 << 20, encoded):
+            for rows in self.scan(1 << 20, encoded, exact=False):
                 for c in encoded:
                     found[c] |= levels_of(rows.column(c), self.schema.type_of(c))
         return {c: sorted(v) for c, v in found.items()}
@@ -171,6 +181,8 @@ class Snapshot:
         batch_rows: int,
         columns: Sequence[str] | None = None,
         levels: Mapping[str, Sequence[str]] | None = None,
+        *,
+        exact: bool = True,
     ) -> Iterator[Batch]:
         """The live rows as engine `Batch`es with the same columns in every batch.
 
@@ -182,7 +194,7 @@ class Snapshot:
             return
         if levels is None:
             levels = self.levels(columns)
-        for rows in self.scan(batch_rows, columns):
+        for rows in self.scan(batch_rows, columns, exact=exact):
             yield to_batch(rows, self.schema, levels)
 
 

@@ -240,10 +240,13 @@ class RowStore:
         self._check_open()
         return self._snapshot(bodies=True)
 
-    def scan(self, batch_rows: int, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
-        """The live rows as Arrow record batches of `batch_rows` rows, as of the call."""
+    def scan(
+        self, batch_rows: int, columns: Sequence[str] | None = None, *, exact: bool = True
+    ) -> Iterator[pa.RecordBatch]:
+        """The live rows as Arrow record batches of `batch_rows` rows, as of the call
+        (`Snapshot.scan`; several scans of the same rows: take a `snapshot()`)."""
         snap = self.snapshot()
-        return _scanning(snap, batch_rows, columns)
+        return _scanning(snap, batch_rows, columns, exact)
 
     def levels(self, columns: Sequence[str] | None = None) -> dict[str, list[str]]:
         """The labels each encoded (T/S/L) attribute's stored rows hold, sorted."""
@@ -388,9 +391,11 @@ class RowStore:
                 self._retire(s.file)
 
 
-def _scanning(snap: Snapshot, batch_rows: int, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
+def _scanning(
+    snap: Snapshot, batch_rows: int, columns: Sequence[str] | None, exact: bool
+) -> Iterator[pa.RecordBatch]:
     with snap:
-        yield from snap.scan(batch_rows, columns)
+        yield from snap.scan(batch_rows, columns, exact=exact)
 
 
 def _unmatched_message(wanted: pa.Table, matcher: Matcher, index: int) -> str:
