@@ -51,9 +51,9 @@ def test_an_id_of_letters_digits_and_dot_dash_underscore_is_kept(value: str) -> 
 
 @pytest.mark.parametrize(
     "value",
-    [None, "", "-lead", ".hidden", "_x", "a/b", "..", "a b", "é", "x" * 129],
+    [None, "", "-lead", ".hidden", "_x", "a/b", "..", "a b", "é", "x" * 129, "p\n"],
     ids=["none", "empty", "dash-first", "dot-first", "underscore-first", "slash", "dotdot",
-         "space", "non-ascii", "too-long"],
+         "space", "non-ascii", "too-long", "trailing-newline"],
 )
 def test_an_id_that_could_not_be_a_path_or_key_is_refused(value: str | None) -> None:
     with pytest.raises(BadRequest, match=r"model id .* is not valid"):
