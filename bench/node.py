@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +32,8 @@ from fedstats.node.engine.frame import Batch
 from fedstats.node.engine.ingest import parse_dataframe_bytes
 from fedstats.node.security.keys import new_secret_key
 from fedstats.node.security.signing import signed_headers
-from fedstats_harness.natsproc import free_port
+from fedstats_harness.localnet import NodeProcess
+from fedstats_harness.process import ChildProcess
 
 COLS = 20
 ECHO_SERVER = """
@@ -47,7 +45,8 @@ async def echo(ws):
         await ws.send(message)
 
 async def main():
-    async with serve(echo, "127.0.0.1", int(sys.argv[1])) as server:
+    async with serve(echo, "127.0.0.1", 0) as server:  # port 0: it says which it got
+        print(server.sockets[0].getsockname()[1], flush=True)
         await server.serve_forever()
 
 asyncio.run(main())
@@ -71,22 +70,9 @@ def best_rate(fn, rows: int, repeat: int) -> float:  # type: ignore[no-untyped-d
 
 
 
-def start_node(data_dir: Path, customers: Path) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fedstats.cli", "node", "--port", str(port),
-         "--data-dir", str(data_dir), "--customers", str(customers), "--log-level", "warning"],
-        stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    import httpx
-
-    for _ in range(200):  # a separate process: poll its readiness probe
-        try:
-            if httpx.get(url + "/readyz").status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError("node did not start")
+def start_node(root: Path, key: str) -> NodeProcess:
+    """`fedstats node` in its own process (uvloop/httptools, as users run it)."""
+    return NodeProcess("bench", root, {"c1": key}).start()
 
 
 def rest_learn_rate(client: Client, body: bytes, rows: int, repeat: int) -> float:
@@ -124,12 +110,12 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="fedstats-bench-"))
     key = new_secret_key()
-    (tmp / "customers.json").write_bytes(orjson.dumps({"c1": key}))
-    proc, url = start_node(tmp / "data", tmp / "customers.json")
+    node = start_node(tmp, key)
+    url = node.url
     try:
         client = Client(url, "c1", key, timeout=120)
         client.create_project("bench")
-        print(f"node {url} (pid {proc.pid}); {os.cpu_count()} CPUs")
+        print(f"node {url} (pid {node.child.pid}); {os.cpu_count()} CPUs")
         print("\n== REST learn, JSON DataFrame of 20 columns ==")
         for rows in (1_000, 100_000):
             body = dataframe_bytes(rows)
@@ -170,15 +156,9 @@ def main() -> None:
         ws.close()
         # the bare echo: same client framing and signing work, a server that only echoes
         payload = orjson.dumps(q).decode()
-        port = free_port()
         # the bare echo runs in its own process, as the node does (asyncio websockets server)
-        echo_proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(port)])
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        echo_proc = ChildProcess([sys.executable, "-c", ECHO_SERVER], tmp / "echo.log").start()
+        port = int(echo_proc.wait_for_output(r"^(\d+)$", 30)[1])
         from fedstats.node.security.signing import build_ws_message, ws_signed_header
 
         with connect(f"ws://127.0.0.1:{port}") as echo:
@@ -188,8 +168,7 @@ def main() -> None:
                 echo.recv(10)
 
             echo_p50, echo_p99 = latencies(echo_once, n_lat)
-        echo_proc.terminate()
-        echo_proc.wait(10)
+        echo_proc.stop(grace=10)
         print(f"REST predict      p50 {rest_p50:8.0f} µs  p99 {rest_p99:8.0f} µs")
         print(f"WS predict        p50 {ws_p50:8.0f} µs  p99 {ws_p99:8.0f} µs")
         print(f"bare WS echo      p50 {echo_p50:8.0f} µs  p99 {echo_p99:8.0f} µs")
@@ -197,8 +176,7 @@ def main() -> None:
               "(target p99 <= 3x)")
         client.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        node.stop()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 etcd and kube-apiserver always; kube-controller-manager, kube-scheduler and kwok (fake
 nodes whose pods become Running and Ready without containers) when `start_workers` is
 called. Binaries come from `scripts/build-control-plane` (built from the official Go modules
-and cached). Everything listens on free loopback ports; credentials are generated per run:
+and cached). Each runs under the harness's `ChildProcess`, its log in `workdir`. Everything
+listens on loopback ports chosen free beforehand (etcd's address goes into kube-apiserver's
+flags, so it cannot be learned afterwards); credentials are generated per run:
 a CA, the serving certificate, an admin client certificate (group system:masters), an admin
 static token and the service-account signing key. `kubeconfig` uses the token.
 """
@@ -16,7 +18,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from fedstats_harness.natsproc import free_port
+from .ports import free_port
+from .process import ChildProcess, stop_all
 
 REPO = Path(__file__).resolve().parents[2]  # the harness runs from a source checkout only
 BUILD_SCRIPT = REPO / "scripts" / "build-control-plane"
@@ -89,7 +91,7 @@ class ControlPlane:
     def __init__(self, workdir: Path, bin_dir: Path) -> None:
         self.dir = Path(workdir)
         self.bin = Path(bin_dir)
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.procs: dict[str, ChildProcess] = {}
         self.port = free_port()
         self.server = f"https://127.0.0.1:{self.port}"
         self.token = secrets.token_hex(16)
@@ -137,16 +139,14 @@ current-context: local
     # ---- processes
 
     def _spawn(self, name: str, args: Sequence[str]) -> None:
-        log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
-        self.procs[name] = subprocess.Popen([str(self.bin / args[0]), *args[1:]],
-                                            stdout=log, stderr=log, cwd=self.dir)
-        log.close()
+        child = ChildProcess([str(self.bin / args[0]), *args[1:]], self.dir / f"{name}.log",
+                             cwd=self.dir, name=name)
+        self.procs[name] = child.start()
 
     def _check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                tail = (self.dir / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+        for name, child in self.procs.items():
+            if not child.running:
+                raise RuntimeError(f"{name} exited:\n{child.log_tail()}")
 
     def start(self, timeout: float = 120.0) -> ControlPlane:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -178,14 +178,13 @@ current-context: local
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._check_alive()
+        def ready() -> bool:
+            self._check_alive()  # etcd dying makes the apiserver wait forever
             done = self.kubectl("get", "--raw", "/readyz", check=False)
-            if done.returncode == 0 and done.stdout.strip() == "ok":
-                return
-            time.sleep(0.25)  # polling a starting server: there is no event to wait for
-        raise TimeoutError(f"kube-apiserver not ready within {timeout}s; logs in {self.dir}")
+            return done.returncode == 0 and done.stdout.strip() == "ok"
+
+        self.procs["kube-apiserver"].wait_until(ready, timeout, what="ready (/readyz)",
+                                                interval=0.25)
 
     def start_workers(self, timeout: float = 120.0) -> None:
         """controller-manager, scheduler and kwok with two fake nodes (cpu and gpu)."""
@@ -195,34 +194,34 @@ current-context: local
         self._spawn("kube-controller-manager", [
             "kube-controller-manager", f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
             f"--authorization-kubeconfig={kc}", "--leader-elect=false",
-            "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
+            "--bind-address=127.0.0.1", "--secure-port=0",  # no health server: nothing reads it
             f"--service-account-private-key-file={d / 'sa.key'}", f"--root-ca-file={d / 'ca.crt'}",
             "--controllers=*,-nodeipam,-cloud-node-lifecycle",
         ])
         self._spawn("kube-scheduler", [
             "kube-scheduler", f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
             f"--authorization-kubeconfig={kc}", "--leader-elect=false",
-            "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
+            "--bind-address=127.0.0.1", "--secure-port=0",  # no health server: nothing reads it
         ])
         self._spawn("kwok", [
             "kwok", f"--kubeconfig={kc}", f"--config={self.bin / 'kwok-stages.yaml'}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--cidr=10.0.0.1/24", "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40",
-            f"--server-address=127.0.0.1:{free_port()}",
+            "--server-address=127.0.0.1:0",
         ])
         self.kubectl("apply", "-f", "-", input=FAKE_NODES)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             self._check_alive()
             sa = self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False)
             nodes = self.kubectl("get", "nodes", "-o",
                                  "jsonpath={.items[*].status.conditions[?(@.type=='Ready')].status}",
                                  check=False)
-            if sa.returncode == 0 and nodes.stdout.split() == ["True", "True"]:
-                return
-            time.sleep(0.25)
-        raise TimeoutError(f"workers not ready within {timeout}s; logs in {self.dir}")
+            return sa.returncode == 0 and nodes.stdout.split() == ["True", "True"]
+
+        self.procs["kwok"].wait_until(ready, timeout, what="running two Ready fake nodes",
+                                      interval=0.25)
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -234,15 +233,7 @@ current-context: local
         return done
 
     def stop(self) -> None:
-        for proc in reversed(list(self.procs.values())):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(reversed(list(self.procs.values())))
         self.procs.clear()
 
     def __enter__(self) -> ControlPlane:

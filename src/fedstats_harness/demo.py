@@ -59,20 +59,12 @@ def _pooled(algo: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return LinearDiscriminantAnalysis(solver="lsqr").fit(x, y).predict_proba(x)[:, 1]
 
 
-def _wait(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.2)  # polling other processes over REST
-
-
 def run(algo: str, workdir: Path, schedule: str) -> int:
-    from fedstats.node.client import Client
     from fedstats.node.security.keys import new_secret_key
 
-    from .localnet import NodeProcess
+    from .localnet import LocalNodes
     from .natsproc import NatsServer
+    from .waiting import eventually
 
     x, y, names, types = _dataset(algo)
     parts = np.array_split(np.arange(len(y)), len(PEERS))
@@ -81,13 +73,10 @@ def run(algo: str, workdir: Path, schedule: str) -> int:
         nats_server = NatsServer(workdir / "nats").start()
         stack.callback(nats_server.stop)
         _say(f"nats-server (JetStream) listening at {nats_server.url}")
-        nodes = {}
-        for name in ("admin", *PEERS):
-            node = NodeProcess(name, workdir, {CID: key})
-            stack.callback(node.stop)
-            nodes[name] = node.start()
+        net = stack.enter_context(LocalNodes(workdir, ("admin", *PEERS), CID, key))
+        for name, node in net.nodes.items():
             _say(f"node {name:6s} at {node.url} (data in {node.dir})")
-        clients = {n: stack.enter_context(Client(node.url, CID, key)) for n, node in nodes.items()}
+        clients = net.clients
         admin = clients["admin"]
 
         admin.fed_create(
@@ -112,10 +101,10 @@ def run(algo: str, workdir: Path, schedule: str) -> int:
         _say(f"pulse started everywhere (schedule {schedule}); waiting for the admin to merge")
 
         def rows() -> int:
-            return int(admin.project_info("fed")["values"]["smlInfo"]["rows"])
+            return int(admin.project_info("fed")["rows"])
 
-        _wait(lambda: rows() == len(y), 60, "the admin to merge every peer's statistics")
-        stats = admin.sync_stats("fed")["values"]["fedSyncStats"]
+        eventually(lambda: rows() == len(y), 60, "the admin to merge every peer's statistics")
+        stats = admin.sync_stats("fed")
         _say(f"admin sees {rows()} rows from {stats['rcvCount']} snapshots; building {algo}")
         # breast cancer's covariance is ill-conditioned (~1e13), so the two solvers' own
         # rounding differs near 1e-9 there; diabetes' regression agrees to ~1e-14
@@ -131,7 +120,7 @@ def run(algo: str, workdir: Path, schedule: str) -> int:
         clients["peer2"].forget("fed", _frame(x[gone], y[gone], names, types))
         keep = np.setdiff1d(np.arange(len(y)), gone)
         _say(f"peer2 forgot {len(gone)} of its rows; waiting for the next pulse")
-        _wait(lambda: rows() == len(keep), 60, "the admin to see the forget")
+        eventually(lambda: rows() == len(keep), 60, "the admin to see the forget")
         _say(f"admin sees {rows()} rows; rebuilding {algo}")
         if not _compare(admin, algo, x[keep], y[keep], names, types, tol, show=0):
             return 1
@@ -141,10 +130,13 @@ def run(algo: str, workdir: Path, schedule: str) -> int:
 def _compare(admin: Any, algo: str, x: np.ndarray, y: np.ndarray, names: list[str],
              types: list[str], tol: float, show: int) -> bool:
     """Build on the admin, predict every row, print it beside scikit-learn on `x`, `y`."""
+    from fedstats.node.client import ApiError
+
     context = {"inputAttributeNames": names[:-1], "targetAttributeNames": ["y"]}
-    done = admin.build("fed", "model", algo, context)
-    if done.get("statusCode") != "OK":
-        _say(f"build failed: {done}")
+    try:
+        admin.build("fed", "model", algo, context)
+    except ApiError as e:
+        _say(f"build failed: {e}")
         return False
     values = admin.predict("fed", "model", _frame(x, y, names, types))["values"]["KSVSMap"]
     got = _prediction(values, algo)
@@ -166,17 +158,13 @@ def _compare(admin: Any, algo: str, x: np.ndarray, y: np.ndarray, names: list[st
     return rel < tol
 
 
-def _prediction(values: dict[str, list[str]], algo: str) -> np.ndarray:
-    if algo == "mlr":
-        [column] = [v for k, v in values.items() if k == "y" or "pred" in k.lower()][:1] or [
-            next(iter(values.values()))
-        ]
-        return np.asarray(column, dtype=float)
-    # a classifier: the probability of class 1
-    for k, v in values.items():
-        if "1" in k and "prob" in k.lower():
-            return np.asarray(v, dtype=float)
-    raise SystemExit(f"unexpected prediction columns: {sorted(values)}")
+def _prediction(values: dict[str, Any], algo: str) -> np.ndarray:
+    """From the KSVSMap's row maps: `res` (mlr), or P(y=1) (`proba_1`, a classifier)."""
+    rows = values["values"]
+    key = "res" if algo == "mlr" else "proba_1"
+    if rows and key not in rows[0]:
+        raise SystemExit(f"unexpected prediction keys: {sorted(rows[0])}")
+    return np.asarray([row[key] for row in rows], dtype=float)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

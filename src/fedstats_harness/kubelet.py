@@ -15,8 +15,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -27,9 +25,10 @@ import httpx
 import orjson
 
 from fedstats.operator.names import NODE_PORT
-from fedstats_harness.natsproc import free_port
 
 from .controlplane import ControlPlane
+from .ports import free_port
+from .process import ChildProcess, stop_all
 
 Obj = dict[str, Any]
 
@@ -42,7 +41,7 @@ class LocalKubelet:
         self.namespace = namespace
         self.dir = Path(workdir)
         self.ports: dict[str, int] = {}
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.procs: dict[str, ChildProcess] = {}
         self._done = threading.Event()
         self._watcher = threading.Thread(target=self._watch, daemon=True)
         self._watcher.start()
@@ -151,7 +150,7 @@ class LocalKubelet:
             out[0] = str(Path(sys.executable).with_name("fedstats"))
         return out
 
-    def start(self, deployment: str, timeout: float = 90.0) -> subprocess.Popen[bytes]:
+    def start(self, deployment: str, timeout: float = 90.0) -> ChildProcess:
         """Runs the Deployment's pod (one container) and waits for its readiness probe."""
         deadline = time.monotonic() + timeout
         pod = self.pod_template(deployment, timeout)["spec"]
@@ -161,37 +160,27 @@ class LocalKubelet:
         env.update(self.env(container, deadline))
         port = int(self.url(deployment).rsplit(":", 1)[1])
         argv = self.command(container, self._volumes(pod, container, root, deadline), port)
-        log = open(root / "pod.log", "ab")  # noqa: SIM115 - owned by the process
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log, cwd=root)
-        log.close()
-        self.procs[deployment] = proc
+        child = ChildProcess(argv, root / "pod.log", env=env, cwd=root, name=deployment)
+        self.procs[deployment] = child.start()
         probe = container.get("readinessProbe", {}).get("httpGet", {}).get("path", "/")
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{deployment} exited: {self.log(deployment)[-3000:]}")
+
+        def ready() -> bool:  # a kubelet's readiness probe polls too
             try:
-                if httpx.get(self.url(deployment) + probe, timeout=1).status_code == 200:
-                    return proc
+                return httpx.get(self.url(deployment) + probe, timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{deployment} never became ready: {self.log(deployment)}")
-            time.sleep(0.1)  # a readiness probe polls too
+                return False
+
+        child.wait_until(ready, max(deadline - time.monotonic(), 0.0), what="ready")
+        return child
 
     def log(self, deployment: str) -> str:
         path = self.dir / deployment / "pod.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self, deployment: str) -> None:
-        proc = self.procs.pop(deployment, None)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        child = self.procs.pop(deployment, None)
+        if child is not None:
+            child.stop(grace=15)
 
     def __enter__(self) -> LocalKubelet:
         return self
@@ -199,5 +188,5 @@ class LocalKubelet:
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._watcher.join()
-        for name in list(self.procs):
-            self.stop(name)
+        stop_all(self.procs.values())
+        self.procs.clear()

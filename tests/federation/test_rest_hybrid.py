@@ -4,7 +4,7 @@ only share; the NATS server's permissions, not the agents, keep the others out."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import nats
 import numpy as np
@@ -15,10 +15,10 @@ from fedstats.node.client import Client
 from fedstats.node.federation.natsconf import User, connect_options, federation_users
 from fedstats.node.federation.subjects import Names
 from fedstats.node.security.keys import new_secret_key
-from fedstats_harness.localnet import NodeProcess
+from fedstats_harness.diabetes import NAMES, X, Y, data, frame
+from fedstats_harness.localnet import LocalNodes
 from fedstats_harness.natsproc import NatsServer
-
-from .test_rest_flow import NAMES, X, Y, data, eventually, frame, rows, stop_all
+from fedstats_harness.waiting import eventually
 
 pytestmark = pytest.mark.slow
 ADMIN = User("admin", "admin", password="admin-pw")
@@ -26,37 +26,33 @@ PEERS = {n: User(n, n, password=f"{n}-pw") for n in ("merger", "sharer")}
 SPLIT = {"admin": slice(0, 120), "merger": slice(120, 300), "sharer": slice(300, 442)}
 
 
+def rows(client: Client, pid: str) -> int:
+    """The rows a node's project holds, its peers' merged in."""
+    return int(client.project_info(pid)["rows"])
+
+
 @pytest.fixture(scope="module")
 def hybrid(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[NatsServer, dict[str, Client]]]:
-    root = tmp_path_factory.mktemp("hybrid")
-    key = new_secret_key()
+    nats_factory: Callable[..., NatsServer], local_nodes: Callable[..., LocalNodes]
+) -> tuple[NatsServer, dict[str, Client]]:
     users = federation_users("hyb", "hybrid", ADMIN, PEERS.values(), mergers=["merger"])
-    server = NatsServer(root / "nats", users).start()
-    nodes = {n: NodeProcess(n, root, {"c1": key}) for n in SPLIT}
-    clients: dict[str, Client] = {}
-    try:
-        for node in nodes.values():
-            node.start()
-        clients = {n: Client(node.url, "c1", key) for n, node in nodes.items()}
-        clients["admin"].fed_create("admin", {
-            "fed_name": "hyb", "fed_type": "hybrid", "nats_hosts": server.url,
-            "sync_sched": "s1", "nats_sec_user": "admin", "nats_sec_passwd": "admin-pw",
-            "nats_stream_max_memory": 16 << 20,
-        })  # fmt: skip
-        for name, user in PEERS.items():
-            invite = clients["admin"].fed_invitation(
-                "admin", "pw", fed_peer_id=name, fed_merges=name == "merger",
-                nats_sec_user=user.name, nats_sec_passwd=user.password,
-            )  # fmt: skip
-            clients[name].fed_join(name, invite, "pw")
-        for name, client in clients.items():
-            client.learn(name, frame(data(SPLIT[name])))
-            client.start_pulse(name)
-        yield server, clients
-    finally:
-        stop_all(clients, nodes, server)
+    server = nats_factory(users)
+    clients = local_nodes(SPLIT, "c1", new_secret_key()).clients
+    clients["admin"].fed_create("admin", {
+        "fed_name": "hyb", "fed_type": "hybrid", "nats_hosts": server.url,
+        "sync_sched": "s1", "nats_sec_user": "admin", "nats_sec_passwd": "admin-pw",
+        "nats_stream_max_memory": 16 << 20,
+    })  # fmt: skip
+    for name, user in PEERS.items():
+        invite = clients["admin"].fed_invitation(
+            "admin", "pw", fed_peer_id=name, fed_merges=name == "merger",
+            nats_sec_user=user.name, nats_sec_passwd=user.password,
+        )  # fmt: skip
+        clients[name].fed_join(name, invite, "pw")
+    for name, client in clients.items():
+        client.learn(name, frame(data(SPLIT[name])))
+        client.start_pulse(name)
+    return server, clients
 
 
 def test_the_admin_and_the_merger_see_every_row(
@@ -73,9 +69,9 @@ def test_the_sharer_shares_but_merges_nothing(
     _, clients = hybrid
     eventually(lambda: rows(clients["admin"], "admin") == len(Y), what="the admin to merge all")
     assert rows(clients["sharer"], "sharer") == SPLIT["sharer"].stop - SPLIT["sharer"].start
-    stats = clients["sharer"].sync_stats("sharer")["values"]["fedSyncStats"]
+    stats = clients["sharer"].sync_stats("sharer")
     assert stats["sndCount"] >= 1 and stats["rcvCount"] == 0
-    info = clients["sharer"].fed_info("sharer")["values"]["fedInfo"]
+    info = clients["sharer"].fed_info("sharer")
     assert info["fed_type"] == "hybrid"
 
 
@@ -86,9 +82,9 @@ def test_a_merging_peers_model_equals_pooled_scikit_learn(
     merger = clients["merger"]
     eventually(lambda: rows(merger, "merger") == len(Y), what="the merger to merge all")
     context = {"inputAttributeNames": NAMES[:-1], "targetAttributeNames": ["y"]}
-    assert merger.build("merger", "m1", "mlr", context)["statusCode"] == "OK"
+    assert merger.build("merger", "m1", "mlr", context)["algo"] == "mlr"
     values = merger.predict("merger", "m1", frame(data(slice(0, 442))))["values"]["KSVSMap"]
-    [column] = [v for k, v in values.items() if "y" in k.lower()] or list(values.values())
+    column = [row["res"] for row in values["values"]]
     got, want = np.asarray(column, dtype=float), LinearRegression().fit(X, Y).predict(X)
     assert np.max(np.abs(got - want) / np.abs(want)) < 1e-9
 

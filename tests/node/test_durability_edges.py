@@ -14,8 +14,8 @@ from fedstats.node.api.jobs import JobRunner
 from fedstats.node.security.keys import new_secret_key
 from fedstats.node.settings import Settings
 from fedstats.node.store import JobStore, open_database
-
-from .conftest import frame, serve
+from fedstats_harness.frames import frame
+from fedstats_harness.inprocess import serve
 
 
 def test_a_failed_checkpoint_does_not_fail_the_learn(tmp_path: Path,
@@ -31,14 +31,14 @@ def test_a_failed_checkpoint_does_not_fail_the_learn(tmp_path: Path,
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(store, "checkpoint", disk_full)
-    assert c.learn("p", frame([[1.0], [2.0]]))["values"]["rows"] == 2  # logged: acknowledged
-    assert c.learn("p", frame([[3.0]]))["values"]["rows"] == 1
-    assert c.project_info("p")["values"]["smlInfo"]["rows"] == 3
+    assert c.learn("p", frame([[1.0], [2.0]])) == 2  # logged: acknowledged
+    assert c.learn("p", frame([[3.0]])) == 1
+    assert c.project_info("p")["rows"] == 3
     monkeypatch.undo()
     gen.close()
     node = next(gen := serve(Settings(data_dir=tmp_path, checkpoint_every=1), keys))
     try:
-        uni = node.client().explore("p", "uni", {})["values"]["KSVDMap"]["x0"]
+        uni = node.client().explore("p", "uni", {})["x0"]
         assert uni["count"] == 3 and uni["mean"] == pytest.approx(2.0)
     finally:
         gen.close()

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from fedstats.node.client import ApiError, Client
-
-from .conftest import frame
+from fedstats_harness.frames import frame
 
 NAMES = ["x1", "x2", "y"]
 
@@ -31,19 +30,18 @@ def test_build_answers_202_with_the_job_location_then_the_model(client: Client,
     assert resp.status_code == 202 and env["statusCode"] == "ACCEPTED"
     assert resp.headers["Location"].startswith("/symetry/rest/c1/jobs/")
     done = client.wait_job(resp.headers["Location"])
-    assert done["values"]["jobinfo"]["status"] == "done"
-    assert done["values"]["modelInfo"]["algo"] == "mlr"
-    assert client.models(trained)["values"]["stringList"] == ["m1"]
-    assert client.model(trained, "m1")["values"]["modelInfo"]["targets"] == ["y"]
-    assert client.project_info(trained)["values"]["smlInfo"]["models"] == ["m1"]
+    assert done["jobinfo"]["status"] == "done"
+    assert done["modelInfo"]["algo"] == "mlr"
+    assert client.models(trained) == ["m1"]
+    assert client.model(trained, "m1")["targets"] == ["y"]
+    assert client.project_info(trained)["models"] == ["m1"]
 
 
 def test_predict_answers_a_ksvsmap_of_exact_predictions(client: Client, trained: str) -> None:
     client.build(trained, "lin", "mlr", CONTEXT)
     out = client.predict(trained, "lin", frame([[1.0, 1.0], [0.0, 2.0]], ["x1", "x2"]))
-    ksvs = out["values"]["KSVSMap"]
-    (values,) = [v for v in ksvs.values() if isinstance(v, list)][:1]
-    np.testing.assert_allclose([float(v) for v in values], [0.5, -4.5], atol=1e-9)
+    rows = out["values"]["KSVSMap"]["values"]
+    np.testing.assert_allclose([float(r["res"]) for r in rows], [0.5, -4.5], atol=1e-9)
 
 
 def test_predict_with_a_frame_lacking_a_model_attribute_is_400_naming_it(client: Client,
@@ -84,7 +82,7 @@ def test_an_unknown_model_is_400(client: Client, trained: str, call: str) -> Non
 def test_a_deleted_model_is_gone(client: Client, trained: str) -> None:
     client.build(trained, "gone", "mlr", CONTEXT)
     client.delete_model(trained, "gone")
-    assert client.models(trained)["values"]["stringList"] == []
+    assert client.models(trained) == []
 
 
 @pytest.mark.parametrize("job", ["123456789", "abc"], ids=["never-issued", "not-a-number"])
@@ -104,13 +102,12 @@ def test_a_job_of_another_customer_is_unknown(node, client: Client, trained: str
 
 
 def test_explore_uni_bi_and_pca_answer_from_the_statistics(client: Client, trained: str) -> None:
-    uni = client.explore(trained, "uni", {"values": [{"inputAttributeNames": ["x1", "y"]}]})
-    stats = uni["values"]["KSVDMap"]
+    stats = client.explore(trained, "uni", {"values": [{"inputAttributeNames": ["x1", "y"]}]})
     assert set(stats) == {"x1", "y"}
     assert stats["x1"]["count"] == 200
-    bi = client.explore(trained, "bi", {})["values"]["KSVDMap"]
+    bi = client.explore(trained, "bi", {})
     assert bi["linCorr"][0][0] == pytest.approx(1.0)
-    pca = client.explore_pca(trained, {})["values"]
+    pca = client.explore_pca(trained, {})
     assert len(pca["pcaValues"]) == 3 and len(pca["pcaVectors"]) == 3
     assert pca["pcaValues"][-1] == pytest.approx(0.0, abs=1e-9)  # y is a linear function
 

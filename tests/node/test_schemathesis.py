@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fedstats.node.security.signing import signed_headers
-
-from .conftest import Node, frame
+from fedstats_harness.frames import frame
+from fedstats_harness.inprocess import Node
 
 # a test dependency (pyproject's [test] extra); skipped, not broken, where it is missing
 schemathesis = pytest.importorskip("schemathesis")

@@ -11,27 +11,26 @@ federated model beside the pooled scikit-learn one.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
-from k8s_helpers import apply, condition, get, manifest, stream, wait
 from kopf.testing import KopfRunner
 
 from fedstats.node.client import ApiError, Client
 from fedstats.node.security.invites import open_invite
 from fedstats.operator.nodeapi import URLS_SETTING
-from fedstats_harness.controlplane import REPO, ControlPlane
+from fedstats_harness.controlplane import ControlPlane
+from fedstats_harness.e2e import driver
+from fedstats_harness.k8s import apply, condition, get, manifest, stream, wait
 from fedstats_harness.kubelet import LocalKubelet
 from fedstats_harness.natsproc import NatsServer
+from fedstats_harness.waiting import eventually
 
 PEERS = ("hospital-a", "hospital-b")
 NODES = ("demo-admin", *(f"{p}-peer" for p in PEERS))
@@ -75,23 +74,6 @@ def invitations_issued(kubelet: LocalKubelet) -> int:
     db = kubelet.dir / "demo-admin" / "volumes" / "data" / "federation.sqlite"
     with sqlite3.connect(db) as conn:
         return int(conn.execute("SELECT count(*) FROM fed_tokens").fetchone()[0])
-
-
-def driver() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("e2e_drive", REPO / "e2e" / "drive.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def eventually(probe: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """`probe()`'s first truthy answer; the operator's resync is a timer, not an event."""
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        assert time.monotonic() < deadline, "never happened"
-        time.sleep(0.5)
-    return value
 
 
 class Running:
@@ -185,7 +167,7 @@ def test_a_contract_is_validated_and_applied_by_the_admin_node(running: Running)
     status = get(cp, ns, "psrcontract", "demo-privacy")["status"]
     assert condition({"status": status}, "Applied")["status"] == "True"
     with running.client("demo-admin") as admin:
-        contract = admin.fed_info(ns)["values"]["fedInfo"]["contract"]
+        contract = admin.fed_info(ns)["contract"]
     assert contract[:2] == ["@send allow", "@receive allow"]
     assert "COUNT(age) >= 150" in contract
 
@@ -196,12 +178,12 @@ def test_deleting_a_peer_takes_its_rows_out_of_the_admins_merge(running: Running
     rows = np.random.default_rng(8).normal(size=(30, len(names)))
     with running.client("demo-admin") as admin, running.client("hospital-b-peer") as b:
         def merged() -> int:
-            return int(admin.project_info(ns)["values"]["smlInfo"]["rows"])
+            return int(admin.project_info(ns)["rows"])
 
         before = merged()
         b.learn(ns, {"attributeNames": names, "attributeTypes": ["C"] * len(names),
                      "data": [[repr(float(v)) for v in r] for r in rows]})
-        theirs = int(b.project_info(ns)["values"]["smlInfo"]["localRows"])
+        theirs = int(b.project_info(ns)["localRows"])
         eventually(lambda: merged() == before + 30)
         cp.kubectl("delete", "-n", ns, "peer", "hospital-b", "--timeout=60s")
         # the Peer's finalizer had the admin node remove it: its rows leave the merge

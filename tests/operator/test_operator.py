@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from k8s_helpers import WAIT, apply, condition, get, manifest, stream, wait
 from kopf.testing import KopfRunner
 
 from fedstats_harness.controlplane import ControlPlane
-from fedstats_harness.natsproc import NatsServer, free_port
+from fedstats_harness.k8s import WAIT, apply, condition, get, manifest, stream, wait
+from fedstats_harness.natsproc import NatsServer
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +143,9 @@ def test_contract_rules_are_checked_with_the_nodes_parser(
 
 
 def test_an_unreachable_nats_is_reported_and_the_rest_still_deployed(
-        cluster, operator, namespace):
-    apply(cluster, namespace, manifest("federation.yaml", f"nats://127.0.0.1:{free_port()}"))
+        cluster, operator, namespace, unreachable_port):
+    url = f"nats://127.0.0.1:{unreachable_port}"
+    apply(cluster, namespace, manifest("federation.yaml", url))
     wait(cluster, namespace, "federation/demo", "condition=StreamReady=False")
     fed = get(cluster, namespace, "federation", "demo")
     assert condition(fed, "StreamReady")["reason"] == "NatsUnavailable"

@@ -1,4 +1,9 @@
-"""What the operator tests do with kubectl: apply examples, read resources, wait on them."""
+"""What the operator and delivery tests do with kubectl: apply examples, read, wait.
+
+`manifest` loads one of `examples/` (without its storage: nothing here provisions volumes),
+`apply` gives each Federation its own streams on a shared nats-server (named after the
+namespace), `wait` is `kubectl wait` with the object's status in the failure.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import orjson
 import yaml
 from nats.js.errors import NotFoundError
 
-from fedstats_harness.controlplane import REPO, ControlPlane
+from .controlplane import REPO, ControlPlane
 
 EXAMPLES = REPO / "examples"
 WAIT = "90s"

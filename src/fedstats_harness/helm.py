@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from .controlplane import REPO
+
 CHART = REPO / "helm" / "fedstats"
 BUILD_SCRIPT = REPO / "scripts" / "build-helm"
 KUBE_VERSION = "1.35.4"  # the control plane the operator tests build
