@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from fedstats.operator.nodeapi import URLS_SETTING
 from fedstats_harness.controlplane import ControlPlane, binaries
 from fedstats_harness.kubelet import LocalKubelet
 from fedstats_harness.natsproc import NatsServer
+from fedstats_harness.process import ChildProcess
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,10 +79,9 @@ def main() -> int:
                    "FEDSTATS_OPERATOR_RETRY_SECONDS": str(args.retry_seconds),
                    "FEDSTATS_OPERATOR_NODE_RETRY_SECONDS": str(args.retry_seconds),
                    URLS_SETTING: orjson.dumps(kubelet.url_map(*nodes)).decode()}
-            log = open(Path(tmp) / "operator.log", "wb")  # noqa: SIM115
-            op = subprocess.Popen([sys.executable, "-m", "fedstats.operator", "--metrics-port",
-                                   "0", "--liveness", "", "-n", "default"],
-                                  env=env, stdout=log, stderr=log)
+            op = ChildProcess([sys.executable, "-m", "fedstats.operator", "--metrics-port",
+                               "0", "--liveness", "", "-n", "default"],
+                              Path(tmp) / "operator.log", env=env, name="operator").start()
             try:
                 fed = manifest("federation.yaml")
                 fed["spec"]["nats"]["url"] = nats.url
@@ -100,9 +99,7 @@ def main() -> int:
                 print(f"(operator retry delay {args.retry_seconds} s; {os.cpu_count()} CPUs "
                       "seen, shared with every node process)")
             finally:
-                op.terminate()
-                op.wait(30)
-                log.close()
+                op.stop(grace=30)
         finally:
             kubelet.__exit__()
             nats.stop()
