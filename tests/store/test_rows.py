@@ -5,6 +5,7 @@ Crash safety (kill -9) and bounded memory run in child processes: `test_rows_pro
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -388,3 +389,43 @@ def test_an_empty_batch_fixes_the_schema(open_store: Callable[..., RowStore]) ->
     assert store.count() == 0 and list(store.scan(5)) == []
     with pytest.raises(RowSchemaError):
         store.append(Batch.from_array(np.zeros((1, 1)), ["x"]))
+
+
+def test_scans_during_concurrent_appends_and_forgets_see_whole_changes(
+    open_store: Callable[..., RowStore],
+) -> None:
+    store = open_store(inline_max_bytes=4096, inline_merge_bytes=16384, chunk_bytes=1024)
+    size = {k: 100 if k % 2 else 1000 for k in range(60)}  # inline and file segments
+
+    def rows_of(k: int) -> Batch:
+        return Batch.from_array(np.column_stack([np.full(size[k], float(k)), np.arange(size[k])]),
+                                ["k", "i"])
+
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for k in range(60):
+                store.append(rows_of(k))
+                if k % 3 == 2:
+                    store.delete_matching(rows_of(k - 1))
+        except BaseException as e:  # pragma: no cover - reported below
+            failures.append(e)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    scans = 0
+    while thread.is_alive() or scans == 0:
+        with store.snapshot() as snap:
+            if snap.schema is None:  # before the first append
+                assert snap.count == 0 and list(snap.scan(333)) == []
+                continue
+            table = pa.Table.from_batches(list(snap.scan(333)), schema=snap.schema.arrow())
+            assert table.num_rows == snap.count
+        ks, counts = np.unique(table.column("k").to_numpy(), return_counts=True)
+        for k, c in zip(ks.astype(int).tolist(), counts.tolist(), strict=True):
+            assert c == size[k], f"batch {k}: {c} of {size[k]} rows in one scan"
+        scans += 1
+    thread.join()
+    assert not failures
+    assert store.count() == sum(size.values()) - sum(size[k - 1] for k in range(2, 60, 3))

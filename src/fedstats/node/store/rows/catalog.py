@@ -64,8 +64,12 @@ def ensure(db: Database, name: str) -> RowSchema | None:
             "INSERT OR IGNORE INTO row_stores (name, schema, created) VALUES (?, NULL, ?)",
             (name, time.time()),
         )
-        (text,) = c.execute("SELECT schema FROM row_stores WHERE name = ?", (name,)).fetchone()
-    return None if text is None else RowSchema.from_json(text)
+        return schema_of(c, name)
+
+
+def schema_of(c: sqlite3.Connection, name: str) -> RowSchema | None:
+    row = c.execute("SELECT schema FROM row_stores WHERE name = ?", (name,)).fetchone()
+    return None if row is None or row[0] is None else RowSchema.from_json(row[0])
 
 
 def set_schema(c: sqlite3.Connection, name: str, schema: RowSchema) -> None:

@@ -283,7 +283,8 @@ class RowStore:
 
     def _snapshot(self, *, bodies: bool) -> Snapshot:
         with self._pin_lock:
-            with self.db.read() as c:
+            with self.db.read() as c:  # one read, between two commits
+                schema = catalog.schema_of(c, self.name)
                 segs = catalog.segments(c, self.name, bodies=bodies)
             files = [s.file for s in segs if s.file]
             for f in files:
@@ -292,7 +293,7 @@ class RowStore:
         def release() -> None:
             self._unpin(files)
 
-        return Snapshot(self.directory, self._schema, segs, release)
+        return Snapshot(self.directory, schema, segs, release)
 
     def _unpin(self, files: list[str]) -> None:
         with self._pin_lock:
