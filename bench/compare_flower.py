@@ -144,7 +144,7 @@ def fedstats_run(
     runs = [fedstats_once(parts, task, xcols) for _ in range(repeats)]
     model = runs[-1][0]
     timing = {k: statistics.median(r[1][k] for r in runs) for k in runs[0][1]}
-    pred = np.asarray(model.predict(Batch.from_array(x, xcols))["prediction"], dtype=float)
+    pred = np.asarray(model.predict_columns(Batch.from_array(x, xcols))["res"], dtype=float)
     value = float(np.mean((pred - y) ** 2) if task == "regression" else np.mean(pred == y))
     ref_coef = np.r_[reference.coef_.ravel(), np.ravel(reference.intercept_)]
     coef = _coefs(model)

@@ -146,7 +146,7 @@ def test_bad_signature_echoes_the_string_to_sign_with_secret_masked_and_long_bod
         verifier().verify("POST", PATH, None, headers, body, "c1")
     reason = e.value.reason
     assert KEY not in reason and KEY[:4] not in reason  # not even a prefix of the key
-    assert f"\\n<secret key>\\n{DATE}" in reason
+    assert f"\\nSECRETKEY\\n{DATE}" in reason
     assert DATE in reason and PATH in reason
     assert "x" * 200 not in reason and "<1011 chars>" in reason
 

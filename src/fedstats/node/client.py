@@ -54,6 +54,18 @@ class ApiError(Exception):
         self.values = values or {}
 
 
+def ksvs_columns(ksvsmap: Mapping[str, Any]) -> dict[str, list[str]]:
+    """A KSVSMap `{"values": [{"res": "1.5", ...}, ...]}` as columns `{"res": ["1.5", ...]}`,
+    rows in order (a key some row lacks is "" there); the wire stays the reference's."""
+    rows = ksvsmap.get("values") if isinstance(ksvsmap, Mapping) else None
+    if not isinstance(rows, list):
+        raise ValueError("not a KSVSMap: expected {'values': [row maps]}")
+    keys: dict[str, None] = {}
+    for row in rows:
+        keys.update(dict.fromkeys(row))
+    return {k: [str(row.get(k, "")) for row in rows] for k in keys}
+
+
 def encode_query(params: Mapping[str, Any] | None) -> str:
     """`k=v&...` in the given order; booleans as `true`/`false`, None values dropped."""
     if not params:
@@ -279,7 +291,8 @@ class Client:
         self.request("DELETE", self._rest("projects", pid, "models", modelid))
 
     def predict(self, pid: str, modelid: str, frame: Mapping[str, Any]) -> dict[str, Any]:
-        """The whole envelope; the predictions are its `values["KSVSMap"]`."""
+        """The whole envelope; the predictions are its `values["KSVSMap"]["values"]`, one
+        map of strings per row (`res` always); `ksvs_columns` turns them into columns."""
         return self.request("POST", self._rest("projects", pid, "predict", modelid), json=frame)
 
     # -- federation (spec 000 / 001) -------------------------------------------------------

@@ -13,9 +13,15 @@ so far) would go over it is refused with 503 and `Retry-After`, without bufferin
 For other routers (the federation's): `Depends(signed_customer)` on any route under
 `/symetry/rest/{cid}/...` gives the verified `Customer`, whose id must equal `{cid}`;
 `body_of(request)` is the raw body it read.
+
+The signed resource may be the path or the full URL the client addressed
+(`addressed_url`: scheme, host and port from the request, or the forwarded ones behind an
+ingress); both are accepted.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from fastapi import Request
 
@@ -90,6 +96,20 @@ def check_declared_length(request: Request, limit: int) -> int | None:
     return int(length)
 
 
+def addressed_url(headers: Mapping[str, str], scheme: str, path: str) -> str:
+    """The URL the client addressed: scheme and host as it sent them (behind an ingress,
+    the forwarded ones), then `path` — the reference's "from the protocol name" resource.
+
+    Taking the forwarded headers on trust is safe here: they only choose which text the
+    signature must cover, and the signature still needs the customer's secret."""
+    proto = (headers.get("x-forwarded-proto") or "").split(",")[0].strip().lower()
+    if proto and scheme in ("ws", "wss"):
+        proto = {"http": "ws", "https": "wss"}.get(proto, proto)
+    host = (headers.get("x-forwarded-host") or "").split(",")[0].strip() \
+        or headers.get("host", "")
+    return f"{proto or scheme}://{host}{path}"
+
+
 def body_of(request: Request) -> bytes:
     """The raw body `signed_customer` read and verified."""
     return request.state.body
@@ -109,7 +129,8 @@ async def signed_customer(request: Request, cid: str) -> Customer:
     if signer is not None and signer != cid:
         raise AuthError(f"request signed by customer {signer!r} for the path of customer {cid!r}")
     # headers, customer and date are checked before a byte of the body is read
-    check = verifier.begin(request.method, path, query, request.headers, cid)
+    check = verifier.begin(request.method, path, query, request.headers, cid,
+                           [addressed_url(request.headers, request.url.scheme, path)])
     body = await read_body(request, settings.max_body_bytes, check)
     request.state.body = body
     customer = check.finish(body)

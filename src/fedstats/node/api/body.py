@@ -16,7 +16,8 @@ import orjson
 
 from ..engine import ingest
 from ..engine.errors import FrameError
-from ..engine.frame import Batch
+from ..engine.frame import DEFAULT_LIMITS, Batch
+from ..limits import Limits
 from .errors import UnsupportedMedia
 
 JSON_TYPES = ("application/json", "text/json", "")
@@ -35,21 +36,22 @@ def parse_json(body: bytes) -> Any:
         raise FrameError(f"the body is not valid JSON: {e}") from None
 
 
-def parse_rows(body: bytes, content_type: str | None, types: str | None = None) -> Batch:
-    """The rows of a learn/forget/predict body, by its Content-Type."""
+def parse_rows(body: bytes, content_type: str | None, types: str | None = None,
+               limits: Limits = DEFAULT_LIMITS) -> Batch:
+    """The rows of a learn/forget/predict body, by its Content-Type, within `limits`."""
     kind = media_type(content_type)
     if kind in JSON_TYPES:
-        return ingest.parse_dataframe_bytes(body)
+        return ingest.parse_dataframe_bytes(body, limits)
     if kind == CSV:
-        return ingest.parse_csv(body, types)
+        return ingest.parse_csv(body, types, limits)
     if kind == ARROW:
-        return ingest.parse_arrow(body, types)
+        return ingest.parse_arrow(body, types, limits)
     raise UnsupportedMedia(
         f"cannot read rows from a {kind!r} body: send a JSON DataFrame ({JSON_TYPES[0]}), "
         f"{CSV} or {ARROW}"
     )
 
 
-def parse_text_rows(text: str) -> Batch:
+def parse_text_rows(text: str, limits: Limits = DEFAULT_LIMITS) -> Batch:
     """A WebSocket payload: a DataFrame as JSON text."""
-    return parse_rows(text.encode("utf-8"), JSON_TYPES[0])
+    return parse_rows(text.encode("utf-8"), JSON_TYPES[0], None, limits)

@@ -6,7 +6,7 @@ the learn/predict hot path answers small envelopes thousands of times a second.
 For routers written elsewhere (the federation's `fedml` router):
 
     ok(values, status=200, status_string=None, headers=None) -> Response
-    accepted(job_path) -> Response                   202 + Location
+    accepted(job_path, job_id) -> Response           202 + Location + sym-job-id
     envelope_bytes(status, message, values) -> bytes  (WebSocket answers)
     decrypt_body(customer, body) -> Any               AES-GCM JSON body (legacy CBC when the
                                                       customer is configured for it)
@@ -72,15 +72,23 @@ def ok(values: Mapping[str, Any] | None = None, status: int = 200,
                     media_type=JSON, headers=dict(headers) if headers else None)
 
 
-def accepted(job_path: str, job_id: str) -> Response:
-    """202 with `Location: <job path>`, as the spec answers async work."""
-    return ok({"jobinfo": {"id": job_id, "status": "running"}}, status=202,
-              status_string="Job Created", headers={"Location": job_path})
+JOB_ID_HEADER = "sym-job-id"
 
 
-def error(status: int, message: str, kind: str) -> Response:
-    """An error envelope: the message in `statusString` and in `values.error`."""
-    body = envelope_bytes(status, message, {"error": message, "errorKind": kind})
+def accepted(job_path: str, job_id: str, status_string: str = "Job Created") -> Response:
+    """202 with `Location: <job path>`, as the spec answers async work, and the job id in
+    `sym-job-id` (the header the reference's client `sym-rest-rc` reads it from)."""
+    return ok({"jobinfo": {"id": job_id, "jobId": int(job_id), "status": "running"}},
+              status=202, status_string=status_string,
+              headers={"Location": job_path, JOB_ID_HEADER: job_id})
+
+
+def error(status: int, message: str, kind: str,
+          extra: Mapping[str, Any] | None = None) -> Response:
+    """An error envelope: the message in `statusString` and in `values.error`, plus an
+    error's own entities (`extra`: a bad signature's `stringToSign`)."""
+    body = envelope_bytes(status, message, {"error": message, "errorKind": kind,
+                                            **(extra or {})})
     return Response(body, status_code=status, media_type=JSON)
 
 

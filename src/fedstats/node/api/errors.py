@@ -13,6 +13,7 @@
         BootstrapError), CryptoError and MessageFormatError (a body or message that does not
         open or parse), RequestValidationError (a missing or ill-typed query parameter)
     PayloadTooLarge      413
+    LimitExceeded        413 (a data limit of `Settings.limits`: the message names it and its value)
     UnsupportedMedia     415
     HTTPException        its own status (404 for an unknown route, 405, ...)
     anything else        500, logged with its traceback, answered without internals
@@ -39,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..engine.errors import EngineError
 from ..errors import Temporary
 from ..federation.errors import FederationError, NotAdmin
+from ..limits import LimitExceeded
 from ..security.errors import (
     AuthError,
     CryptoError,
@@ -97,6 +99,7 @@ RULES: tuple[tuple[type[BaseException], int, str, Callable[[BaseException], str]
     (MessageFormatError, 400, "bad_request", str),
     (CryptoError, 400, "crypto", _decrypt),
     (PayloadTooLarge, 413, "too_large", str),
+    (LimitExceeded, 413, "limit", str),  # a data limit of Settings.limits, named
     (UnsupportedMedia, 415, "media_type", str),
     (RequestValidationError, 400, "bad_request", _validation),
     (HTTPException, 0, "http", _detail),  # the status is the exception's own
@@ -130,7 +133,8 @@ async def _handle(request: Request, exc: Exception) -> Response:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.errors.labels(found.kind).inc()
-    response = error(found.status, found.message, found.kind)
+    response = error(found.status, found.message, found.kind,
+                     getattr(exc, "envelope_values", None))  # e.g. a 401's stringToSign
     if found.retry_after is not None:
         response.headers["Retry-After"] = str(found.retry_after)
     return response
@@ -144,7 +148,8 @@ def install(app: FastAPI) -> None:
     internal errors should take that path.
     """
     known = (Temporary, EngineError, ServiceError, SecurityError, FederationError,
-             PayloadTooLarge, UnsupportedMedia, RequestValidationError, HTTPException)
+             PayloadTooLarge, LimitExceeded, UnsupportedMedia, RequestValidationError,
+             HTTPException)
     for exc_type in (*known, Exception):
         app.add_exception_handler(exc_type, _handle)
 

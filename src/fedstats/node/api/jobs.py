@@ -5,6 +5,8 @@ outcome is written to the store, so a job's answer survives a restart, and a job
 off by a crash reads as failed (`JobStore.fail_interrupted` at start).
 
 `GET /symetry/rest/{cid}/jobs/{id}` answers:
+    (statusString "Job still running" / "Job is finished", as symetryml-job-information.md;
+    `jobinfo` holds Appendix A's JobInfo fields beside fedstats' own)
     202 ACCEPTED  while it runs (`?wait=S` holds the request up to S seconds, at most 30,
                   until it ends, so clients need not poll in a tight loop)
     200 OK        when done: `jobinfo` plus the job's own values (e.g. `modelInfo`)
@@ -116,15 +118,38 @@ async def get_job(request: Request, cid: str, job_id: str,
     return _job_response(rec)
 
 
+def job_info(rec: JobRecord) -> dict[str, Any]:
+    """Appendix A's JobInfo (jobId, jobType, owner, startingDate in ms, current, maximum,
+    isOnBoundedExecutor, isStarted, isDone, details), then fedstats' fields (id, kind,
+    status, created, finished, result, error)."""
+    done = rec.status != RUNNING
+    details = {"status": rec.status}
+    if rec.error is not None:
+        details["error"] = rec.error
+    return {
+        "jobId": rec.id,
+        "jobType": rec.kind,
+        "owner": rec.cid,
+        "startingDate": int(rec.created * 1000),
+        "current": 1 if done else 0,
+        "maximum": 1,
+        "isOnBoundedExecutor": True,
+        "isStarted": True,
+        "isDone": done,
+        "details": details,
+        **rec.info(),
+    }
+
+
 def _job_response(rec: JobRecord) -> Response:
-    info = rec.info()
+    info = job_info(rec)
     if rec.status == RUNNING:
-        return ok({"jobinfo": info}, status=202, status_string="Job Running")
+        return ok({"jobinfo": info}, status=202, status_string="Job still running")
     if rec.status == DONE:
         values = {"jobinfo": info}
         if isinstance(rec.result, dict):
             values.update(rec.result)
-        return ok(values, status_string="Job Done")
+        return ok(values, status_string="Job is finished")
     status = 400 if rec.error_kind == "client" else 500
     body = envelope_bytes(status, rec.error, {"jobinfo": info, "error": rec.error,
                                               "errorKind": rec.error_kind})
@@ -134,7 +159,7 @@ def _job_response(rec: JobRecord) -> Response:
 @router.get("/jobs", summary="This customer's jobs, newest first")
 async def list_jobs(request: Request, cid: str) -> Response:
     recs = await run_sync(request, runner_of(request).store.list, cid)
-    return ok({"stringList": [str(r.id) for r in recs], "jobs": [r.info() for r in recs]})
+    return ok({"stringList": [str(r.id) for r in recs], "jobs": [job_info(r) for r in recs]})
 
 
 __all__ = ["STATUS_CODES", "JobRunner", "job_path", "router"]

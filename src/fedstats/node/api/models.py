@@ -1,4 +1,12 @@
-"""Models: build (an async job, 202 + Location), list, info, delete, predict.
+"""Models: build (an async job, 202 + Location + sym-job-id), list, info, delete, predict.
+
+Predictions answer the reference's KSVSMap, `{"values": [{"res": ...}, ...]}`, one map of
+strings per input row (the engine builds it). Model info answers Appendix A's ModelInfo:
+its fields, plus `modelId`, `attributeIndexes` and `targetindexes` (indexes into the
+project's attributes, which only this layer sees), beside fedstats' own fields.
+
+Documented endpoints and algorithm ids this node does not offer are answered 400 naming
+them (`NOT_OFFERED`, `REFERENCE_ALGORITHMS`), never a bare 404 or a 500.
 
 Predict is a hot path: the raw body goes straight to `body.parse_rows`, and small frames
 are answered inline (`context.run_sized`) rather than through a worker thread. A frame
@@ -13,10 +21,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from ..engine.errors import ModelError
-from ..service import check_id
+from ..service import BadRequest, check_id
 from .auth import body_of, signed_customer
 from .body import parse_json, parse_rows
-from .context import run_sized, run_sync, service_of
+from .context import limits_of, run_sized, run_sync, service_of
 from .envelope import accepted, ok
 from .jobs import job_path, runner_of
 from .schemas import DATAFRAME, MLCONTEXT, body
@@ -32,6 +40,12 @@ async def build(request: Request, cid: str, pid: str, modelid: str = Query(...),
     service = service_of(request)
     service.require_project(cid, pid)
     check_id(modelid, "model id")
+    if algo in REFERENCE_ALGORITHMS:
+        from ..engine.models import ALGORITHMS  # lazily: the numeric stack loads at first use
+
+        raise BadRequest(
+            f"algo {algo!r} ({REFERENCE_ALGORITHMS[algo]}) is a reference algorithm this node "
+            f"does not offer: use one of {', '.join(ALGORITHMS)}")
     service.check_algo(algo)
     raw = body_of(request)
     context = parse_json(raw) if raw.strip() else {}
@@ -42,7 +56,7 @@ async def build(request: Request, cid: str, pid: str, modelid: str = Query(...),
     def work() -> dict[str, Any]:
         info = service.build(cid, pid, modelid, algo, context)
         metrics.model_builds.labels(algo).inc()
-        return {"modelInfo": info}
+        return {"modelInfo": _entity(service, cid, pid, info)}
 
     job_id = await runner_of(request).submit(cid, "build", work)
     return accepted(job_path(cid, job_id), str(job_id))
@@ -55,7 +69,24 @@ async def list_models(request: Request, cid: str, pid: str) -> Response:
 
 @router.get("/models/{modelid}", summary="A model's modelInfo")
 async def model_info(request: Request, cid: str, pid: str, modelid: str) -> Response:
-    return ok({"modelInfo": service_of(request).model_info(cid, pid, modelid)})
+    service = service_of(request)
+
+    def work() -> dict[str, Any]:
+        return _entity(service, cid, pid, service.model_info(cid, pid, modelid))
+
+    return ok({"modelInfo": await run_sync(request, work)})
+
+
+def _entity(service: Any, cid: str, pid: str, info: dict[str, Any]) -> dict[str, Any]:
+    """ModelInfo's project-relative fields added to the model's own summary."""
+    attributes = list(service.project_info(cid, pid).get("attributeNames") or [])
+    where = {a: i for i, a in enumerate(attributes)}
+    return {
+        "modelId": info.get("id"),
+        **info,
+        "attributeIndexes": [where.get(a, -1) for a in info.get("attributeNames", [])],
+        "targetindexes": [where.get(a, -1) for a in info.get("targetNames", [])],
+    }
 
 
 @router.delete("/models/{modelid}", summary="Delete a model")
@@ -70,8 +101,50 @@ async def predict(request: Request, cid: str, pid: str, modelid: str) -> Respons
     raw = body_of(request)
     service = service_of(request)
     content_type = request.headers.get("content-type")
+    limits = limits_of(request)
 
     def work() -> dict[str, Any]:
-        return service.predict(cid, pid, modelid, parse_rows(raw, content_type))
+        return service.predict(cid, pid, modelid, parse_rows(raw, content_type, None, limits))
 
     return ok({"KSVSMap": await run_sized(request, len(raw), work)})
+
+
+# Documented algorithm ids (modeling-api.md, "Model Algorithm Id") not offered here.
+REFERENCE_ALGORITHMS = {
+    "covest": "Covariance Estimator", "ecod": "ECOD", "evt": "EVT", "hmm": "Hidden Markov",
+    "km": "Kaplan Meier", "kmeans": "KMeans Clustering",
+    "lr": "Single Pass Logistic Regression", "lsvm": "Linear SVM",
+    "lsvr": "Linear Support Vector Regression", "mc": "Markov Chains",
+    "plsq": "Partial Least Square Regression", "powerreg": "Power Regression",
+    "rf_classifier": "Online Random Forest Classifier",
+    "rf_regressor": "Online Random Forest Regression", "rf_anomaly": "Random Forest anomaly",
+    "oospca": "out of sample PCA anomaly", "hba": "histogram anomaly",
+}
+
+# Documented endpoints under /projects/{pid} not offered here: (method, path) -> where
+NOT_OFFERED = {
+    ("POST", "/autoSelect"): "auto-select-with-symetryml.md",
+    ("POST", "/autoSelect/{dsid}"): "auto-select-with-symetryml.md",
+    ("POST", "/reduce"): "modeling-api.md, Features Reduction Model Building",
+    ("POST", "/kmeansOptimize"): "modeling-api.md, KMeans Clustering Model Optimization",
+    ("POST", "/learnpredict/{modelid}"): "prediction-api.md, LearnPredict",
+    ("POST", "/dss/predict/{modelid}"): "prediction-api.md, DS Predict",
+    ("GET", "/models/{modelid}/code"): "modeling-api.md, Get Code for Model",
+    ("POST", "/{modelid}/evtwrapper"): "modeling-api.md, EVT Wrapper Management",
+    ("DELETE", "/{modelid}/evtwrapper"): "modeling-api.md, EVT Wrapper Management",
+}
+
+
+def _not_offered(method: str, path: str, where: str) -> None:
+    name = path.strip("/").split("/")[0] if not path.startswith("/{") else "evtwrapper"
+
+    async def refuse(request: Request, cid: str, pid: str) -> Response:
+        raise BadRequest(f"{name} ({method} .../projects/{{pid}}{path}, {where}) is a "
+                         "reference endpoint this node does not offer: see docs/conformance.md")
+
+    router.add_api_route(path, refuse, methods=[method], include_in_schema=False,
+                         name=f"not_offered_{method.lower()}_{name}_{len(path)}")
+
+
+for (_method, _path), _where in NOT_OFFERED.items():
+    _not_offered(_method, _path, _where)

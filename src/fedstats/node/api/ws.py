@@ -1,7 +1,10 @@
 """WebSocket learn / forget / predict (spec 003): `<header length>,<header JSON><payload>`.
 
 Every message is signed on its own (`Verifier.verify_ws`: date window, replay, MD5,
-HMAC over the payload, the service path and the extra keys). The extra keys — the
+HMAC over the payload, the service path and the extra keys). The service path may be
+signed as the path (`/symetry/ws/learn`, the page's form) or as the full URL the client
+connected to (`ws://host:port/symetry/ws/learn`, what the reference's client sym-rest-rc
+signs); a message may also come without its length prefix, as the page's samples show. The extra keys — the
 project id, and for predict the model id — are mandatory on the first message and
 remembered for the connection; a later message may repeat them but not change them.
 
@@ -21,8 +24,9 @@ from fastapi import APIRouter, WebSocket
 from ..security.errors import AuthError
 from ..security.signing import parse_ws_message
 from ..service import BadRequest
+from .auth import addressed_url
 from .body import parse_text_rows
-from .context import run_sized, run_sync, service_of
+from .context import limits_of, run_sized, run_sync, service_of
 from .envelope import envelope_bytes
 from .errors import classify
 
@@ -66,6 +70,7 @@ class _Session:
         self.ws = ws
         self.service = service
         self.path = f"/symetry/ws/{service}"
+        self.urls = [addressed_url(ws.headers, ws.url.scheme, self.path)]
         self.customer_id: str | None = None
         self.keys: list[str] | None = None
         self.metrics = ws.app.state.metrics
@@ -79,11 +84,12 @@ class _Session:
             return False
         try:
             header, payload = parse_ws_message(text)
-            customer = self.ws.app.state.verifier.verify_ws(header, payload, self.path)
+            customer = self.ws.app.state.verifier.verify_ws(header, payload, self.path,
+                                                            self.urls)
             if self.customer_id not in (None, customer.id):
                 raise AuthError(f"this connection belongs to customer {self.customer_id!r}")
         except AuthError as e:
-            await self._answer(401, e.reason)
+            await self._answer(401, e.reason, getattr(e, "envelope_values", None))
             await self.ws.close(POLICY_VIOLATION)
             return False
         except Exception as e:  # a message that does not parse: answered, socket kept
@@ -111,18 +117,20 @@ class _Session:
             raise BadRequest(f"{self.service} needs {need} extraKeys: project id"
                              + (" and model id" if need == 2 else ""))
         svc = service_of(self.ws)
+        limits = limits_of(self.ws)
         pid = self.keys[0]
         if self.service == "predict":
             model_id = self.keys[1]
 
             def predict() -> dict[str, Any]:
-                return {"KSVSMap": svc.predict(cid, pid, model_id, parse_text_rows(payload))}
+                return {"KSVSMap": svc.predict(cid, pid, model_id,
+                                               parse_text_rows(payload, limits))}
 
             return await run_sized(self.ws, len(payload), predict)
         apply = svc.learn if self.service == "learn" else svc.forget
         svc.require_project(cid, pid)
         # a learn waits on a disk commit: always off the event loop
-        rows = await run_sync(self.ws, lambda: apply(cid, pid, parse_text_rows(payload)))
+        rows = await run_sync(self.ws, lambda: apply(cid, pid, parse_text_rows(payload, limits)))
         counter = self.metrics.rows_learned if self.service == "learn" else \
             self.metrics.rows_forgotten
         counter.inc(rows)
@@ -131,6 +139,6 @@ class _Session:
     async def _answer(self, status: int, message: str | None,
                       values: dict[str, Any] | None = None) -> None:
         if status >= 300 and message is not None:
-            values = {"error": message}
+            values = {"error": message, **(values or {})}
         self.metrics.ws_messages.labels(self.service, str(status)).inc()
         await self.ws.send_text(envelope_bytes(status, message, values).decode("utf-8"))

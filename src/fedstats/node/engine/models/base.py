@@ -7,12 +7,16 @@ one generic, exact round trip (floats travel as JSON numbers, which Python write
 
 `predict(batch)` lays a parsed DataFrame out in the model's input columns: extra columns
 are ignored, a category level the batch lacks is 0, an input attribute the batch lacks is
-a `ModelError` naming it. Answers are the spec's `KSVSMap`: string keys to lists of
-strings, one entry per row, floats written with `repr` so they round-trip exactly.
+a `ModelError` naming it. Answers are the reference's `KSVSMap`:
+`{"values": [{"res": "...", ...}, ...]}`, one map of strings per input row in input
+order (prediction-api.md, "Model Prediction Map Keys"), floats written with `repr` so
+they read back bit for bit. Each family computes its answer as columns
+(`predict_columns`: key -> one string per row), which `ksvs` turns into the row maps.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -25,7 +29,8 @@ from ..frame import Batch
 from .context import ENCODED
 
 Floats = npt.NDArray[np.float64]
-KSVSMap = dict[str, list[str]]
+Columns = dict[str, list[str]]
+KSVSMap = dict[str, list[dict[str, str]]]
 FORMAT = 1
 
 # Correlation matrices whose smallest eigenvalue is below this (relative to the largest)
@@ -57,6 +62,7 @@ class Model:
             k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()
         }
         self.meta: dict[str, Any] = dict(meta or {})
+        self.meta.setdefault("creationDate", time.time_ns() // 1_000_000)  # ms, as Appendix A
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -69,10 +75,14 @@ class Model:
 
     # ----------------------------------------------------------------- use
     def predict(self, batch: Batch) -> KSVSMap:
-        """Predictions for every row of `batch`, as the spec's KSVSMap."""
+        """Predictions for every row of `batch`, as the reference's KSVSMap (row maps)."""
+        return ksvs(self._predict(self.design(batch)))
+
+    def predict_columns(self, batch: Batch) -> Columns:
+        """The same answer as columns: key -> one string per row (`res` first)."""
         return self._predict(self.design(batch))
 
-    def _predict(self, x: Floats) -> KSVSMap:  # pragma: no cover - every model overrides
+    def _predict(self, x: Floats) -> Columns:  # pragma: no cover - every model overrides
         raise NotImplementedError
 
     def design(self, batch: Batch) -> Floats:
@@ -99,8 +109,27 @@ class Model:
         return str(self.meta.get("algo", self.algo))
 
     def info(self) -> dict[str, Any]:
-        """A JSON-able summary (the spec's modelInfo)."""
+        """A JSON-able summary: Appendix A's ModelInfo fields (but the project-relative
+        `attributeIndexes` / `targetindexes` and `modelId`, which the caller knows),
+        then fedstats' own (`algo`, `inputs`, `targets`, parameters, arrays)."""
+        keys = list(self._predict(np.zeros((1, len(self.inputs)))))
+        scores = [k for k in keys if k not in ("res", "z0", "z1GTz0")
+                  and not k.startswith("proba_")]
+        params = self.meta.get("params") or {}
         out: dict[str, Any] = {
+            "modelType": self.name,
+            "modelBuilt": int(self.meta.get("n", 0)),
+            "buildTime": int(self.meta.get("buildTimeNanosec", 0)) // 1_000_000,
+            "creationDate": int(self.meta.get("creationDate", 0)),
+            "attributeNames": list(self.input_types),
+            "attributeTypes": list(self.input_types.values()),
+            "predictInfo": keys,
+            "scoreInfo": scores or ["res"],
+            "targetNames": list(self.targets),
+            "info": {"buildStatus": "No Error",
+                     "buildTimeNanosec": str(int(self.meta.get("buildTimeNanosec", 0))),
+                     **{str(k): _text(v) for k, v in params.items()}},
+            "extra": {},
             "algo": self.name,
             "inputs": list(self.inputs),
             "targets": list(self.targets),
@@ -149,6 +178,15 @@ def load_model(d: Mapping[str, Any]) -> Model:
 
 
 # --------------------------------------------------------------------- shared helpers
+def _text(value: Any) -> str:
+    """A ModelInfo `info` value: the reference's map holds strings only."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
 def strings(values: Iterable[float]) -> list[str]:
     """Floats written so they read back bit for bit."""
     return [repr(float(v)) for v in values]
@@ -186,15 +224,22 @@ def spd_solve(s: Floats, b: Floats, columns: Sequence[str], hint: str = "") -> F
     return z * (scale[:, None] if b.ndim == 2 else scale)
 
 
-def classify(
-    labels: Sequence[str], proba: Floats, extra: Mapping[str, Floats] | None = None
-) -> KSVSMap:
-    """KSVSMap for a classifier: the most probable label and each class's probability."""
-    out: KSVSMap = {"prediction": [labels[i] for i in np.argmax(proba, axis=1)]}
+def ksvs(columns: Mapping[str, Sequence[str]]) -> KSVSMap:
+    """`{"values": [row map, ...]}` from equal-length columns, rows in order."""
+    keys = list(columns)
+    rows = zip(*columns.values(), strict=True)
+    return {"values": [dict(zip(keys, row, strict=True)) for row in rows]}
+
+
+def classify(labels: Sequence[str], proba: Floats,
+             keys: Mapping[str, Sequence[str]] | None = None) -> Columns:
+    """Columns for a classifier: `res` (the most probable label), the family's own
+    reference keys (`keys`, already strings), then fedstats' `proba_<label>` per class."""
+    out: Columns = {"res": [labels[i] for i in np.argmax(proba, axis=1)]}
+    for key, values in (keys or {}).items():
+        out[key] = list(values)
     for k, label in enumerate(labels):
         out[f"proba_{label}"] = strings(proba[:, k])
-    for key, values in (extra or {}).items():
-        out[key] = strings(values)
     return out
 
 

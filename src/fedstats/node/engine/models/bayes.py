@@ -3,8 +3,14 @@
 Matches scikit-learn's `GaussianNB`: per class and input, the mean and the biased
 variance (scatter / n_k) plus ε = var_smoothing · the largest biased global variance;
 priors are the class frequencies. Every level of a category input is kept: naive Bayes
-treats inputs one at a time, so collinearity does not hurt it. Predictions answer
-`prediction` and `proba_<label>` per class (the normalized joint likelihood).
+treats inputs one at a time, so collinearity does not hurt it. Predictions answer the
+reference's `res` (the label) and `Prob` (the posterior probability of that label), plus
+fedstats' `proba_<label>` per class (the normalized joint likelihood).
+
+Parameters: `var_smoothing` (scikit-learn's); `use_log_likelihood` (the reference's) is
+accepted and always true here, since the likelihoods are summed as logarithms anyway.
+The reference's `laplace_factor` smooths counts of discrete inputs, which a Gaussian
+model has not: refused.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from scipy import special
 from ..accumulator import Accumulator
 from ..errors import ModelError
 from ..xp import to_numpy
-from .base import Floats, KSVSMap, Model, check_rows, classify
+from .base import Columns, Floats, Model, check_rows, classify, strings
 from .classes import class_moments, classes_of
 from .context import MLContext, Problem
 
@@ -27,7 +33,7 @@ VAR_SMOOTHING = 1e-9
 class GaussianBayes(Model):
     algo = "bayes"
 
-    def _predict(self, x: Floats) -> KSVSMap:
+    def _predict(self, x: Floats) -> Columns:
         theta, var = self.arrays["theta"], self.arrays["var"]
         jll = np.empty((x.shape[0], theta.shape[0]))
         for k in range(theta.shape[0]):
@@ -35,7 +41,7 @@ class GaussianBayes(Model):
             jll[:, k] = normal - 0.5 * np.sum((x - theta[k]) ** 2 / var[k], axis=1)
         jll += np.log(self.arrays["priors"])
         proba = np.exp(jll - special.logsumexp(jll, axis=1, keepdims=True))
-        return classify(self.meta["labels"], proba)
+        return classify(self.meta["labels"], proba, {"Prob": strings(proba.max(axis=1))})
 
     def _info(self) -> dict[str, Any]:
         return {
@@ -47,6 +53,10 @@ class GaussianBayes(Model):
 
 
 def build_bayes(algo: str, acc: Accumulator, context: MLContext) -> GaussianBayes:
+    context.check_parameters(algo, ("var_smoothing", "use_log_likelihood"))
+    if not context.boolean("use_log_likelihood", True):
+        raise ModelError("parameter 'use_log_likelihood' must be true here: the Gaussian "
+                         "likelihoods are always summed as logarithms")
     problem = Problem.of(acc, context, drop_reference=False)
     classes = classes_of(acc, problem, algo)
     smoothing = context.number("var_smoothing", VAR_SMOOTHING, low=0.0)

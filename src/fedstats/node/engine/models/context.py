@@ -91,6 +91,22 @@ class MLContext:
         return inputs, targets
 
     # ----------------------------------------------------------------- parameters
+    def check_parameters(self, algo: str, accepted: Sequence[str]) -> None:
+        """ModelError naming the first extraParameter `algo` does not take (never ignored).
+
+        `accepted` lists every name the builder reads (the reference's and any alias);
+        a parameter outside it is refused, so a misspelt or another algorithm's
+        parameter cannot be silently dropped. Element names for initial weights
+        (the reference's elastic-net `ATTRIBUTE_NAME` form) are not offered either.
+        """
+        unknown = sorted(set(self.extra) - set(accepted))
+        if unknown:
+            takes = ", ".join(sorted(accepted)) or "no extraParameters"
+            raise ModelError(
+                f"parameter {unknown[0]!r} is not a parameter of {algo} on this node: "
+                f"{algo} takes {takes}"
+            )
+
     def number(
         self,
         name: str,
@@ -101,40 +117,66 @@ class MLContext:
         low_open: bool = False,
         aliases: Sequence[str] = (),
     ) -> float:
-        raw = self._raw(name, aliases)
+        key, raw = self._raw(name, aliases)
         if raw is None:
             return default
         try:
             value = float(raw)
         except ValueError:
-            raise ModelError(f"parameter {name!r} must be a number, got {raw!r}") from None
+            raise ModelError(f"parameter {key!r} must be a number, got {raw!r}") from None
         too_low = value <= low if low_open else value < low
         if not math.isfinite(value) or too_low or value > high:
             bound = f"{'>' if low_open else '>='} {low:g}" if low > -math.inf else ""
             if high < math.inf:
                 bound = f"{bound} and <= {high:g}" if bound else f"<= {high:g}"
-            raise ModelError(f"parameter {name!r} must be a finite number {bound}, got {raw!r}")
+            raise ModelError(f"parameter {key!r} must be a finite number {bound}, got {raw!r}")
         return value
 
     def integer(
         self, name: str, default: int | None, *, low: int = 1, aliases: Sequence[str] = ()
     ) -> int | None:
-        raw = self._raw(name, aliases)
+        key, raw = self._raw(name, aliases)
         if raw is None:
             return default
         try:
             value = int(raw.strip())
         except ValueError:
-            raise ModelError(f"parameter {name!r} must be an integer, got {raw!r}") from None
+            raise ModelError(f"parameter {key!r} must be an integer, got {raw!r}") from None
         if value < low:
-            raise ModelError(f"parameter {name!r} must be >= {low}, got {raw!r}")
+            raise ModelError(f"parameter {key!r} must be >= {low}, got {raw!r}")
         return value
 
-    def _raw(self, name: str, aliases: Sequence[str]) -> str | None:
-        for key in (name, *aliases):
-            if key in self.extra:
-                return self.extra[key]
-        return None
+    def boolean(self, name: str, default: bool, *, aliases: Sequence[str] = ()) -> bool:
+        """'true' or 'false' (any case), as the reference writes its Boolean parameters."""
+        key, raw = self._raw(name, aliases)
+        if raw is None:
+            return default
+        text = raw.strip().lower()
+        if text not in ("true", "false"):
+            raise ModelError(f"parameter {key!r} must be 'true' or 'false', got {raw!r}")
+        return text == "true"
+
+    def text(self, name: str, default: str, choices: Sequence[str]) -> str:
+        """One of `choices`; a documented choice this node does not offer is refused."""
+        key, raw = self._raw(name, ())
+        if raw is None:
+            return default
+        if raw.strip() not in choices:
+            raise ModelError(
+                f"parameter {key!r} must be one of {', '.join(choices)} here, got {raw!r}"
+            )
+        return raw.strip()
+
+    def _raw(self, name: str, aliases: Sequence[str]) -> tuple[str, str | None]:
+        """(the key the client used, its value); a name given twice under aliases is refused."""
+        given = [key for key in (name, *aliases) if key in self.extra]
+        if len(given) > 1:
+            raise ModelError(
+                f"parameters {given[0]!r} and {given[1]!r} are the same setting: send one"
+            )
+        if not given:
+            return name, None
+        return given[0], self.extra[given[0]]
 
 
 def attributes_of(acc: Accumulator) -> list[str]:

@@ -28,7 +28,7 @@ from scipy import linalg
 from ..accumulator import Accumulator
 from ..errors import ModelError
 from ..xp import to_numpy
-from .base import Floats, KSVSMap, Model, check_rows, spd_solve, strings
+from .base import Columns, Floats, Model, check_rows, spd_solve, strings
 from .context import MLContext, Problem
 
 MAX_ITER = 10_000
@@ -40,9 +40,9 @@ class LinearModel(Model):
 
     algos = ("mlr", "ridge", "lasso", "elasticnet", "pcr")
 
-    def _predict(self, x: Floats) -> KSVSMap:
+    def _predict(self, x: Floats) -> Columns:
         y = x @ self.arrays["coef"] + float(self.arrays["intercept"])
-        return {"prediction": strings(y)}
+        return {"res": strings(y)}
 
     def _info(self) -> dict[str, Any]:
         out = super()._info()
@@ -68,16 +68,40 @@ def regression_moments(
     return target, m.n, m2[:d, :d], m2[:d, d], mean[:d], float(mean[d])
 
 
+# extraParameters per algorithm: the reference's names first, then scikit-learn's aliases
+# (modeling-api.md, "MLContext Build Parameters"; docs/conformance.md has the mapping)
+COMMON = ("sml_disable_error_logging",)
+PARAMETERS = {
+    "mlr": ("matrix_use_pseudoinv", *COMMON),
+    "ridge": ("alpha", *COMMON),
+    "lasso": ("lambda", "alpha", "eta", "maxiter", "max_iter", "tolerance", "tol",
+              "standardize", "centerY", *COMMON),
+    "elasticnet": ("lambda", "alpha", "eta", "l1_ratio", "maxiter", "max_iter", "tolerance",
+                   "tol", "standardize", "centerY", *COMMON),
+}
+
+
 def build_linear(algo: str, acc: Accumulator, context: MLContext) -> LinearModel:
+    context.check_parameters(algo, PARAMETERS[algo])
+    context.boolean("sml_disable_error_logging", True)
     problem = Problem.of(acc, context, drop_reference=algo in ("mlr", "lasso"))
     target, n, g, c, xbar, ybar = regression_moments(acc, problem)
     d = len(problem.inputs)
     params: dict[str, Any] = {}
+    fit_intercept = True
     if algo == "mlr":
-        check_rows(n, d + 1, f"linear regression on {d} input columns")
-        coef = spd_solve(g, c, problem.inputs, hint=", or use ridge")
+        # matrix_use_pseudoinv: the minimum-norm least squares (scikit-learn's
+        # LinearRegression, an lstsq); otherwise a singular G is refused, naming the columns
+        pseudo = context.boolean("matrix_use_pseudoinv", False)
+        params["matrix_use_pseudoinv"] = pseudo
+        check_rows(n, 2 if pseudo else d + 1, f"linear regression on {d} input columns")
+        if pseudo:
+            coef = linalg.pinvh(g) @ c
+        else:
+            coef = spd_solve(g, c, problem.inputs,
+                             hint=", or use ridge or matrix_use_pseudoinv=true")
     elif algo == "ridge":
-        alpha = context.number("alpha", 1.0, low=0.0)
+        alpha = context.number("alpha", 1.0, low=0.0)  # scikit-learn's Ridge(alpha)
         params["alpha"] = alpha
         check_rows(n, 2, "ridge regression")
         if alpha == 0.0:
@@ -85,15 +109,35 @@ def build_linear(algo: str, acc: Accumulator, context: MLContext) -> LinearModel
         else:
             coef = linalg.solve(g + alpha * np.eye(d), c, assume_a="pos")
     else:
-        alpha = context.number("alpha", 1.0, low=0.0)
-        rho = 1.0 if algo == "lasso" else context.number("l1_ratio", 0.5, low=0.0, high=1.0)
-        max_iter = context.integer("max_iter", MAX_ITER) or MAX_ITER
-        tol = context.number("tol", TOL, low=0.0, low_open=True)
-        params.update(alpha=alpha, l1_ratio=rho, max_iter=max_iter, tol=tol)
+        # lambda <-> alpha, eta <-> l1_ratio, maxiter <-> max_iter, tolerance <-> tol,
+        # centerY <-> fit_intercept, standardize <-> a StandardScaler before the estimator
+        alpha = context.number("lambda", 1.0, low=0.0, aliases=("alpha",))
+        if algo == "lasso":
+            rho = context.number("eta", 1.0, low=1.0, high=1.0)
+        else:
+            rho = context.number("eta", 0.5, low=0.0, high=1.0, aliases=("l1_ratio",))
+        max_iter = context.integer("maxiter", MAX_ITER, aliases=("max_iter",)) or MAX_ITER
+        tol = context.number("tolerance", TOL, low=0.0, low_open=True, aliases=("tol",))
+        standardize = context.boolean("standardize", False)
+        fit_intercept = context.boolean("centerY", True)
+        params.update(**{"lambda": alpha, "eta": rho, "maxiter": max_iter, "tolerance": tol,
+                         "standardize": standardize, "centerY": fit_intercept})
         check_rows(n, 2, f"{algo} regression")
-        coef, sweeps = enet_gram(g, c, n, alpha, rho, max_iter, tol)
+        gm, cm = g, c
+        if not fit_intercept and not standardize:  # raw moments: no centering at all
+            gm, cm = g + n * np.outer(xbar, xbar), c + n * xbar * ybar
+        scale = np.ones(d)
+        if standardize:  # StandardScaler: population std, 1 for a constant column
+            sd = np.sqrt(np.maximum(np.diag(g), 0.0) / n)
+            scale = np.where(sd > 0.0, 1.0 / np.where(sd > 0.0, sd, 1.0), 1.0)
+            gm, cm = gm * scale[:, None] * scale[None, :], cm * scale
+        coef, sweeps = enet_gram(gm, cm, n, alpha, rho, max_iter, tol)
+        coef = coef * scale
         params["sweeps"] = sweeps
-    intercept = ybar - float(xbar @ coef)
+    if fit_intercept:
+        intercept = ybar - float(xbar @ coef)
+    else:  # the scaler still centers X; without it the model goes through the origin
+        intercept = -float(xbar @ coef) if params.get("standardize") else 0.0
     return LinearModel(
         problem.inputs,
         problem.input_types,

@@ -5,8 +5,10 @@ least squares of y on the first k component scores Z = (X - x̄)V_k has coeffici
 Λ_k⁻¹V_kᵀc (the scores are uncorrelated), so the whole pipeline collapses to one linear
 model with coef = V_k Λ_k⁻¹ V_kᵀ c. That form does not depend on the eigenvectors'
 signs, which is why it equals scikit-learn's `make_pipeline(PCA(k), LinearRegression())`.
-`k` comes from the extra parameter `k` (or `components`); every level of a category is
-kept, since the components absorb the collinearity with the intercept.
+The number of components is the reference's `q` (its `pcr_type=qfirst` flavour, the only
+one offered: `full`, a lasso on the augmented features, is refused); `k`, `components`
+and `n_components` (scikit-learn's) are aliases. Every level of a category is kept, since
+the components absorb the collinearity with the intercept.
 """
 
 from __future__ import annotations
@@ -29,11 +31,15 @@ def build_pcr(algo: str, acc: Accumulator, context: MLContext) -> LinearModel:
     problem = Problem.of(acc, context, drop_reference=False)
     target, n, g, c, xbar, ybar = regression_moments(acc, problem)
     d = len(problem.inputs)
-    k = context.integer("k", d, aliases=("components", "n_components"))
+    context.check_parameters(algo, ("q", "k", "components", "n_components", "pcr_type"))
+    context.text("pcr_type", "qfirst", ("qfirst",))
+    names = ("q", "k", "components", "n_components")
+    k = context.integer("q", d, aliases=names[1:])
+    used = next((key for key in names if key in context.extra), "q")
     assert k is not None
     if k > d:
         raise ModelError(
-            f"parameter 'k' must be at most the number of input columns ({d}), got {k}"
+            f"parameter {used!r} must be at most the number of input columns ({d}), got {k}"
         )
     check_rows(n, 2, "principal components regression")
     w, v = linalg.eigh(g)
@@ -63,5 +69,5 @@ def build_pcr(algo: str, acc: Accumulator, context: MLContext) -> LinearModel:
             "intercept": np.float64(intercept),
             "explained_variance": variance,
         },
-        {"algo": algo, "n": n, "params": {"k": k}},
+        {"algo": algo, "n": n, "params": {"q": k, "pcr_type": "qfirst"}},
     )
