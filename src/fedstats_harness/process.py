@@ -133,8 +133,13 @@ class ChildProcess:
             self._eof.wait(interval)
 
     def _exited(self, when: str) -> str:
-        code = self.proc.wait() if self.proc is not None else None
-        return f"{self.name} exited with {code} {when}:\n{self.log_tail()}"
+        code: int | str | None = None
+        if self.proc is not None:
+            try:  # its output ended; its exit follows (or it closed stdout and lives on)
+                code = self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                code = "its output closed"
+        return f"{self.name} exited ({code}) {when}:\n{self.log_tail()}"
 
     # ---- stopping
 
