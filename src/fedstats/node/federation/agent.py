@@ -10,15 +10,16 @@ re-creates its streams and consumers if they are gone and publishes again.
 Contracts are checked before sending (rules, the floor on the whole and on the increment
 since the last snapshot sent) and again on receipt (rules and the floor on the whole
 only: a receiver may have missed versions in between, so the increment floor is the
-sender's duty). Every refusal is counted and logged, never silently dropped.
+sender's duty). What a receiver takes in is decided by `admission` (pure); every refusal
+is counted and logged here, never silently dropped.
 
 The admin's agent also answers join requests: it redeems the invitation's one-time token
 (so a reused or expired invitation fails at the admin, where the token was issued) and
 records the new peer.
 
 What is not the protocol lives beside it: `link` (connections, streams, consumers),
-`gate` (may this snapshot pass?), `control` (sealed JSON, the admin's announcements),
-`journal` (counters and logs).
+`admission` (is a received snapshot taken in?), `gate` (may this snapshot pass?),
+`control` (sealed JSON, the admin's announcements), `journal` (counters and logs).
 """
 
 from __future__ import annotations
@@ -33,12 +34,11 @@ from typing import Any
 
 import nats
 
-from ..engine.accumulator import Accumulator, schema_conflict
+from ..engine.accumulator import Accumulator
 from ..engine.codec import decode_snapshot, encode_snapshot
-from ..engine.errors import EngineError
 from ..security.errors import SecurityError
+from . import admission, gate, link
 from . import contract as psr
-from . import gate, link
 from .control import apply_admin, open_json, parse_control, seal_json
 from .errors import FederationError, Unreachable, WireError
 from .journal import Journal
@@ -52,9 +52,6 @@ log = logging.getLogger("fedstats.federation")
 JoinHandler = Callable[[dict[str, Any]], dict[str, Any]]
 FETCH_WAIT = 1.0  # a pull returns at least this often, so stop() is never kept waiting
 IN_FLIGHT = 4  # chunk publishes awaited together: JetStream acks pipeline well so
-# Versions are microseconds since the epoch: one further ahead of this node's clock than
-# this is refused, or a forged far-future version would lock its peer out for good.
-MAX_VERSION_AHEAD_US = 10 * 60 * 1_000_000
 STORED_OVERHEAD = 64  # bytes a stream adds to each message beyond its subject and payload
 
 
@@ -356,49 +353,27 @@ class Agent:
             await self._receive_control(header["peer"], subject, body)
 
     async def _receive_snapshot(self, peer: str, version: int, body: bytes) -> None:
-        if peer in self.config.removed:
-            self.journal.sync(
-                f"ignored snapshot v{version} from {peer}: removed from the federation"
-            )
-            return
-        ahead = version - time.time_ns() // 1000
-        if ahead > MAX_VERSION_AHEAD_US:
-            self._refuse(
-                f"snapshot v{version} from {peer} refused: its version is {ahead / 1e6:.0f}s "
-                f"ahead of this node's clock (at most {MAX_VERSION_AHEAD_US // 1_000_000}s)"
-            )
-            return
         known = self.peers.get(peer)
-        if known is not None and version <= known[0]:
-            self.journal.sync(
-                f"ignored snapshot v{version} from {peer}: v{known[0]} is newer or same"
-            )
+        decision = admission.screen(peer, version, removed=self.config.removed,
+                                    newest=known[0] if known else None,
+                                    now_us=time.time_ns() // 1000)
+        if decision is None:
+            decision = admission.judge(peer, version, body, local=self.local(),
+                                       peers={p: a for p, (_, a) in self.peers.items()},
+                                       contract=self._contract)
+        if decision.note:
+            self.journal.sync(decision.note)
+        if decision.problem:
+            per_peer = decision.counter == admission.CONTRACT_ERROR
+            self.journal.count(decision.counter, peer if per_peer else None)
+            self.journal.error(decision.problem)
+        if decision.acc is None:
             return
-        try:
-            acc = decode_snapshot(body)
-        except EngineError as e:
-            self.journal.count("rcvError")
-            self.journal.error(f"snapshot v{version} from {peer} is damaged: {e}")
-            return
-        others = [self.local(), *(a for p, (_, a) in self.peers.items() if p != peer)]
-        conflict = schema_conflict(acc, others)
-        if conflict is not None:
-            self.journal.count("rcvError")
-            self.journal.error(f"snapshot v{version} from {peer} refused, schema mismatch: "
-                               f"{conflict}")
-            return
-        verdict = gate.incoming(self._contract, acc)
-        if not verdict.clean:
-            self.journal.count("rcvContractError", peer)
-            word = "refused" if verdict.blocked else "accepted anyway (@receive allow)"
-            self.journal.error(f"snapshot v{version} from {peer} {word}: {verdict}")
-            if verdict.blocked:
-                return
         if not self.state.save_peer(self.cid, self.pid, peer, version, body):
             return
-        self.peers[peer] = (version, acc)
+        self.peers[peer] = (version, decision.acc)
         self.journal.count("rcvCount")
-        self.journal.sync(f"received snapshot v{version} from {peer}: {acc.n} rows")
+        self.journal.sync(f"received snapshot v{version} from {peer}: {decision.acc.n} rows")
 
     async def _receive_control(self, sender: str, subject: str, body: bytes) -> None:
         try:
