@@ -66,6 +66,14 @@ def ksvs_columns(ksvsmap: Mapping[str, Any]) -> dict[str, list[str]]:
     return {k: [str(row.get(k, "")) for row in rows] for k in keys}
 
 
+def string_list(found: Any) -> list[str]:
+    """A StringList entity: the reference's `{"values": [...]}` (or a bare list)."""
+    items = found.get("values") if isinstance(found, dict) else found
+    if not isinstance(items, list):
+        raise ApiError(200, "OK", "the answer holds no stringList", {})
+    return [str(v) for v in items]
+
+
 def encode_query(params: Mapping[str, Any] | None) -> str:
     """`k=v&...` in the given order; booleans as `true`/`false`, None values dropped."""
     if not params:
@@ -189,7 +197,7 @@ class Client:
 
     def list_projects(self) -> list[str]:
         """This customer's project ids."""
-        return self._get("stringList", list, "GET", self._rest("projects", "list"))
+        return string_list(self._get("stringList", object, "GET", self._rest("projects", "list")))
 
     def learn(self, pid: str, frame: Mapping[str, Any]) -> int:
         """Learn a JSON DataFrame; the number of rows learned, once they are durable."""
@@ -285,7 +293,8 @@ class Client:
 
     def models(self, pid: str) -> list[str]:
         """The project's model ids."""
-        return self._get("stringList", list, "GET", self._rest("projects", pid, "models"))
+        return string_list(self._get("stringList", object, "GET",
+                                     self._rest("projects", pid, "models")))
 
     def delete_model(self, pid: str, modelid: str) -> None:
         self.request("DELETE", self._rest("projects", pid, "models", modelid))

@@ -64,7 +64,7 @@ async def build(request: Request, cid: str, pid: str, modelid: str = Query(...),
 
 @router.get("/models", summary="The project's model ids (stringList)")
 async def list_models(request: Request, cid: str, pid: str) -> Response:
-    return ok({"stringList": service_of(request).list_models(cid, pid)})
+    return ok({"stringList": {"values": service_of(request).list_models(cid, pid)}})
 
 
 @router.get("/models/{modelid}", summary="A model's modelInfo")

@@ -72,7 +72,7 @@ def _options(request: Request) -> dict[str, Any]:
 
 @router.get("/projects/list", summary="This customer's project ids (stringList)")
 async def list_projects(request: Request, cid: str) -> Response:
-    return ok({"stringList": service_of(request).list_projects(cid)})
+    return ok({"stringList": {"values": service_of(request).list_projects(cid)}})
 
 
 @router.get("/projects/{pid}/info", summary="Rows, attributes, columns, version, models")
