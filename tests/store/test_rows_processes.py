@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -46,99 +47,147 @@ def forget(k):
 """
 
 CHILD = COMMON + """
-import sys
+import os, signal, sys
 from pathlib import Path
 from fedstats.node.store.db import open_database
-from fedstats.node.store.rows import RowStore
+from fedstats.node.store.rows import RowStore, catalog, store as store_module
 
 root, k = Path(sys.argv[1]), int(sys.argv[2])
+if len(sys.argv) > 3:
+    # die by SIGKILL at the n-th call of one step made from one method: after the call
+    # for catalog statements (so inside their transaction) and segment writes, before it
+    # for retiring a file
+    where, name, caller, nth = sys.argv[3].split(":")
+    owner = {"catalog": catalog, "store": store_module, "RowStore": RowStore}[where]
+    real, calls = getattr(owner, name), [0]
+    def dying(*args, **kwargs):
+        mine = sys._getframe(1).f_code.co_name == caller
+        calls[0] += mine
+        if mine and calls[0] == int(nth) and name == "_retire":
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = real(*args, **kwargs)
+        if mine and calls[0] == int(nth):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+    setattr(owner, name, dying)
 db = open_database(root / "node.db")
 store = RowStore(db, root / "rows", "s", inline_max_bytes=8192, inline_merge_bytes=4096,
                  chunk_bytes=24 * 500)
 print("open", flush=True)
-while True:
+for k in range(k, k + 200):
     store.append(batch(k))
     print(f"ack {k}", flush=True)
     if k % 4 == 3:
         store.delete_matching(forget(k - 1))
         print(f"forgot {k - 1}", flush=True)
-    k += 1
 """
 
+SHARED: dict[str, Any] = {}
+exec(COMMON, SHARED)  # the child's size(k), values(k, i), forgotten_from(k)
 
-def run_and_kill(root: Path, first: int, acks: int) -> list[str]:
-    """Start the child at batch `first`, SIGKILL it after `acks` acks; all its lines."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(root), str(first)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+
+def run_child(root: Path, first: int, *, acks: int | None = None, die_at: str | None = None) -> list[str]:
+    """Run the child from batch `first` until it is killed: by us with SIGKILL after
+    `acks` acks, or by itself at `die_at`. Answers every line it printed."""
+    args = [sys.executable, "-c", CHILD, str(root), str(first), *([die_at] if die_at else [])]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stderr is not None
     lines: list[str] = []
     try:
-        while sum(line.startswith("ack") for line in lines) < acks:
+        while acks is not None and sum(line.startswith("ack") for line in lines) < acks:
             line = proc.stdout.readline()
             if not line:
                 pytest.fail(f"child ended early: {proc.stderr.read()}")
             lines.append(line.strip())
-        os.kill(proc.pid, signal.SIGKILL)
-        rest, _ = proc.communicate(timeout=60)
+        if acks is not None:
+            os.kill(proc.pid, signal.SIGKILL)
+        rest, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    return lines + rest.split()
+    assert proc.returncode == -signal.SIGKILL, f"the child was not killed: {err}"
+    return lines + rest.split("\n")
 
 
-def test_kill_9_loses_and_doubles_no_acknowledged_change(tmp_path: Path) -> None:
-    common: dict[str, object] = {}
-    exec(COMMON, common)
-    size, forgotten_from = common["size"], common["forgotten_from"]
-    values = common["values"]
-    acked: set[int] = set()
-    forgot: set[int] = set()
-    rng = np.random.default_rng(15)
-    for round_ in range(4):
-        first = round_ * 1000
-        lines = run_and_kill(tmp_path, first, int(rng.integers(4, 40)))
-        acked |= {int(x.split()[1]) for x in lines if x.startswith("ack")}
-        forgot |= {int(x.split()[1]) for x in lines if x.startswith("forgot")}
-        db = open_database(tmp_path / "node.db")
+class Ledger:
+    """What the children acknowledged, and the check that the store holds exactly that."""
+
+    def __init__(self) -> None:
+        self.acked: set[int] = set()
+        self.forgot: set[int] = set()
+
+    def record(self, lines: list[str]) -> None:
+        self.acked |= {int(x.split()[1]) for x in lines if x.startswith("ack")}
+        self.forgot |= {int(x.split()[1]) for x in lines if x.startswith("forgot")}
+
+    def check(self, root: Path) -> None:
+        db = open_database(root / "node.db")
         try:
-            with RowStore(db, tmp_path / "rows", "s") as store:
-                rows = [rb for rb in store.scan(50_000)]
+            with RowStore(db, root / "rows", "s") as store:
+                rows = list(store.scan(50_000))
                 assert store.count() == sum(rb.num_rows for rb in rows)
         finally:
             db.close()
         k = np.concatenate([rb.column("k").to_numpy() for rb in rows]).astype(np.int64)
         i = np.concatenate([rb.column("i").to_numpy() for rb in rows]).astype(np.int64)
         v = np.concatenate([rb.column("v").to_numpy() for rb in rows])
-        assert np.array_equal(v, values(k, i))  # type: ignore[operator]
+        assert np.array_equal(v, SHARED["values"](k, i))
         for batch in np.unique(k).tolist():
             held = np.sort(i[k == batch])
-            n = size(batch)  # type: ignore[operator]
+            n = SHARED["size"](batch)
             whole = np.arange(n)
-            after_forget = np.arange(forgotten_from(batch), n)  # type: ignore[operator]
-            if batch in forgot:
+            after_forget = np.arange(SHARED["forgotten_from"](batch), n)
+            if batch in self.forgot:
                 assert np.array_equal(held, after_forget), f"batch {batch}: acked forget not applied"
-            elif batch in acked:
+            elif batch in self.acked:
                 # a forget of it may have been under way when the child died: then all of
                 # the forget or none of it
-                in_flight = batch % 4 == 2 and batch + 1 == max(acked)
+                in_flight = batch % 4 == 2 and batch + 1 == max(self.acked)
                 assert np.array_equal(held, whole) or (
                     in_flight and np.array_equal(held, after_forget)
                 ), f"batch {batch}: {held.size} rows, {n} acknowledged"
                 if not np.array_equal(held, whole):
-                    forgot.add(batch)
+                    self.forgot.add(batch)
             else:
                 # the one append under way at the kill: all of it or nothing
-                assert batch == max(acked) + 1, f"batch {batch} was never appended"
+                assert batch == max(self.acked) + 1, f"batch {batch} was never appended"
                 assert np.array_equal(held, whole), f"batch {batch}: a partial append"
-                acked.add(batch)  # committed after all: the next rounds expect it
-        missing = acked - set(np.unique(k).tolist())
+                self.acked.add(batch)  # committed after all: later checks expect it
+        missing = self.acked - set(np.unique(k).tolist())
         assert not missing, f"acknowledged batches missing: {sorted(missing)}"
-    files = {p.name for p in (tmp_path / "rows").iterdir()}
-    assert not any(f.startswith(".tmp-") for f in files)
+        assert not [p for p in (root / "rows").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_kill_9_at_random_moments_loses_and_doubles_no_acknowledged_change(tmp_path: Path) -> None:
+    ledger = Ledger()
+    rng = np.random.default_rng(15)
+    for round_ in range(4):
+        ledger.record(run_child(tmp_path, round_ * 1000, acks=int(rng.integers(4, 40))))
+        ledger.check(tmp_path)  # the next round goes on with the same store
+
+
+CRASH_POINTS = {
+    "an append's file durable, not committed": "store:write_file:append:2",
+    "inside an inline append's transaction": "catalog:insert:append:5",
+    "inside a file append's transaction": "catalog:insert:append:4",
+    "a merge's file durable, not committed": "store:write_file:_rewrite:1",
+    "inside a merge's transaction, segments removed": "catalog:insert:_rewrite:1",
+    "inside a forget's transaction": "catalog:set_deleted:delete_matching:2",
+    "inside a compaction's transaction": "catalog:remove:_rewrite:9",
+    "compaction committed, old file not yet removed": "RowStore:_retire:_rewrite:1",
+}
+
+
+@pytest.mark.parametrize("die_at", CRASH_POINTS.values(), ids=CRASH_POINTS.keys())
+def test_a_crash_at_each_step_loses_and_doubles_no_acknowledged_change(
+    tmp_path: Path, die_at: str
+) -> None:
+    ledger = Ledger()
+    ledger.record(run_child(tmp_path, 0, die_at=die_at))
+    ledger.check(tmp_path)
+    ledger.record(run_child(tmp_path, 1000, acks=5))  # the store goes on from there
+    ledger.check(tmp_path)
 
 
 MEMORY_CHILD = """
