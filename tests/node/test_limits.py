@@ -4,7 +4,6 @@ bodies read at once (503 + Retry-After beyond them), checked on a real node over
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable
 from urllib.parse import urlparse
 
@@ -12,6 +11,7 @@ import orjson
 
 from fedstats.node.security.signing import signed_headers
 from fedstats_harness.inprocess import Node
+from fedstats_harness.waiting import eventually
 
 
 def _open_post(node: Node, path: str, length: int, first: bytes = b"") -> socket.socket:
@@ -36,13 +36,6 @@ def _answer(sock: socket.socket) -> bytes:
     return data
 
 
-def _until(cond: Callable[[], bool], timeout: float = 10) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not met in time"
-        time.sleep(0.01)
-
-
 def test_bodies_read_at_once_are_bounded_node_wide(node_factory: Callable[..., Node]) -> None:
     node = node_factory(max_body_bytes=1_000_000, max_body_bytes_reading=1_500_000)
     c = node.client()
@@ -51,7 +44,8 @@ def test_bodies_read_at_once_are_bounded_node_wide(node_factory: Callable[..., N
     budget = node.app.state.body_budget
     slow = _open_post(node, path, 900_000, b"{" * 1000)  # a slow (or hostile) sender
     try:
-        _until(lambda: budget.used >= 900_000)
+        # the node's reader runs in uvicorn's thread: its budget is read, there is no event
+        eventually(lambda: budget.used >= 900_000, 10, "the slow body to be read", 0.01)
         second = _open_post(node, path, 700_000)
         try:
             answer = _answer(second)
@@ -71,7 +65,7 @@ def test_bodies_read_at_once_are_bounded_node_wide(node_factory: Callable[..., N
             small.close()
     finally:
         slow.close()
-    _until(lambda: budget.used == 0)  # the abandoned body gave its bytes back
+    eventually(lambda: budget.used == 0, 10, "the abandoned body to give its bytes back", 0.01)
     c.learn("p", {"attributeNames": ["a"], "attributeTypes": ["C"], "data": [["1"]]})
 
 
