@@ -154,22 +154,24 @@ class Hierarchy:
         finally:
             client.close()
 
-    def get_parties(self, cid: str) -> list[Any]:
-        client = self._party_client()
+    def get_parties(self, cid: str, here: bool = False) -> list[Any]:
+        """The upstream's registry (asked with `here`, which a node sends: answered from
+        this node's own), or this node's when it is the root."""
+        client = None if here else self._party_client()
         if client is None:
             return list(self.svc.meta.parties(cid))
         try:
-            result = client.call("fl.get_parties", {})
+            result = client.call("fl.get_parties", {"here": True})
         finally:
             client.close()
         return list(result) if isinstance(result, list) else []
 
-    def delete_party(self, cid: str, party_id: str) -> int:
-        client = self._party_client()
+    def delete_party(self, cid: str, party_id: str, here: bool = False) -> int:
+        client = None if here else self._party_client()
         if client is None:
             return self.svc.meta.delete_party(cid, party_id)
         try:
-            return int(client.call("fl.delete_party", {"id": party_id}))
+            return int(client.call("fl.delete_party", {"id": party_id, "here": True}))
         finally:
             client.close()
 

@@ -161,14 +161,15 @@ METHODS: dict[str, Method] = {
     "fl.get_latest_aggregated_model": Method(
         (STORE, Param("include_transferred", (bool,), False)), _latest_aggregated),
     "fl.get_latest_transferred_model": Method((STORE,), _latest(FlEvents.TRANSFERRED)),
-    "fl.get_parties": Method((), lambda c: any_info(_h(c).get_parties(c.cid))),
+    "fl.get_parties": Method((Param("here", (bool,), False),), lambda c, here: any_info(
+        _h(c).get_parties(c.cid, here))),
     "fl.create_party": Method(
         (Param("description", (str,), ""), Param("tenant_id", OPT_STR, None),
          Param("tenant_name", OPT_STR, None)),
         lambda c, description, tenant_id, tenant_name: any_info(
             _h(c).create_party(c.cid, description, tenant_id, tenant_name))),
-    "fl.delete_party": Method((Param("id", (str,)),), lambda c, id:
-                              _h(c).delete_party(c.cid, id)),
+    "fl.delete_party": Method((Param("id", (str,)), Param("here", (bool,), False)),
+                              lambda c, id, here: _h(c).delete_party(c.cid, id, here)),
     # -- fedstats' extensions ------------------------------------------------------------
     "fedstats.aggregate": Method((STORE,), lambda c, model_store_ddc: model_info(
         _svc(c).aggregate(c.cid, model_store_ddc))),
