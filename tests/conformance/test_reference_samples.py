@@ -38,10 +38,8 @@ _ids = itertools.count()
 # --------------------------------------------------------------------------- the node
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    gen = serve(Settings(data_dir=tmp_path_factory.mktemp("conformance")),
-                {"c1": new_secret_key(), "c2": new_secret_key()})
-    yield next(gen)
-    gen.close()
+    yield from serve(Settings(data_dir=tmp_path_factory.mktemp("conformance")),
+                     {"c1": new_secret_key(), "c2": new_secret_key()})
 
 
 def _date(dt: datetime | None = None) -> str:
