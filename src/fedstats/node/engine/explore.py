@@ -175,6 +175,11 @@ def context_attributes(body: bytes, limits: Limits = DEFAULT_LIMITS) -> list[str
         context: Any = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise FrameError(f"the body is not valid JSON: {e}") from None
+    return attributes_of(context, limits)
+
+
+def attributes_of(context: Any, limits: Limits = DEFAULT_LIMITS) -> list[str] | None:
+    """`context_attributes` of an already decoded ExploreContext (None for JSON null)."""
     if context is None:
         return None
     if not isinstance(context, dict):
