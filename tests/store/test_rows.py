@@ -26,6 +26,7 @@ from fedstats.node.store.rows import (
     UnmatchedRow,
     to_batch,
 )
+from fedstats.node.store.rows.pins import FilePins
 
 NAMES = ["x", "colour", "flag", "tags", "note", "y"]
 TYPES = ["C", "T", "B", "L", "X", "C"]
@@ -429,3 +430,17 @@ def test_scans_during_concurrent_appends_and_forgets_see_whole_changes(
     thread.join()
     assert not failures
     assert store.count() == sum(size.values()) - sum(size[k - 1] for k in range(2, 60, 3))
+
+
+def test_a_release_that_would_wait_is_deferred_not_lost(tmp_path: Path) -> None:
+    (tmp_path / "seg.arrow").write_bytes(b"rows")
+    idle: list[bool] = []
+    pins = FilePins(tmp_path, lambda: idle.append(True))
+    _, files = pins.pin(lambda: (None, ["seg.arrow"]))
+    pins.retire(["seg.arrow"])
+    assert (tmp_path / "seg.arrow").exists()  # pinned: kept
+    with pins._lock:  # as if another thread were pinning when the collector runs
+        pins.release(files, blocking=False)
+    assert (tmp_path / "seg.arrow").exists() and not idle
+    pins.when_idle()  # the next call takes up the deferred release
+    assert not (tmp_path / "seg.arrow").exists() and idle

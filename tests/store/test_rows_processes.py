@@ -50,7 +50,9 @@ CHILD = COMMON + """
 import os, signal, sys
 from pathlib import Path
 from fedstats.node.store.db import open_database
-from fedstats.node.store.rows import RowStore, catalog, store as store_module
+from fedstats.node.store.rows import catalog, store as store_module
+from fedstats.node.store.rows.pins import FilePins
+from fedstats.node.store.rows.store import RowStore
 
 root, k = Path(sys.argv[1]), int(sys.argv[2])
 if len(sys.argv) > 3:
@@ -58,12 +60,12 @@ if len(sys.argv) > 3:
     # for catalog statements (so inside their transaction) and segment writes, before it
     # for retiring a file
     where, name, caller, nth = sys.argv[3].split(":")
-    owner = {"catalog": catalog, "store": store_module, "RowStore": RowStore}[where]
+    owner = {"catalog": catalog, "store": store_module, "FilePins": FilePins}[where]
     real, calls = getattr(owner, name), [0]
     def dying(*args, **kwargs):
         mine = sys._getframe(1).f_code.co_name == caller
         calls[0] += mine
-        if mine and calls[0] == int(nth) and name == "_retire":
+        if mine and calls[0] == int(nth) and name == "retire":
             os.kill(os.getpid(), signal.SIGKILL)
         result = real(*args, **kwargs)
         if mine and calls[0] == int(nth):
@@ -175,7 +177,7 @@ CRASH_POINTS = {
     "inside a merge's transaction, segments removed": "catalog:insert:_rewrite:1",
     "inside a forget's transaction": "catalog:set_deleted:delete_matching:2",
     "inside a compaction's transaction": "catalog:remove:_rewrite:9",
-    "compaction committed, old file not yet removed": "RowStore:_retire:_rewrite:1",
+    "compaction committed, old file not yet removed": "FilePins:retire:_rewrite:1",
 }
 
 

@@ -51,21 +51,24 @@ class Snapshot:
         directory: Path,
         schema: RowSchema | None,
         segments: Sequence[Segment],
-        release: Callable[[], None],
+        release: Callable[[bool], None],
     ) -> None:
         self.directory = directory
         self.schema = schema
         self.segments = list(segments)
-        self._release: Callable[[], None] | None = release
+        self._release: Callable[[bool], None] | None = release
 
     @property
     def count(self) -> int:
         return sum(s.live for s in self.segments)
 
     def close(self) -> None:
+        self._close(blocking=True)
+
+    def _close(self, blocking: bool) -> None:
         release, self._release = self._release, None
         if release is not None:
-            release()
+            release(blocking)
 
     def __enter__(self) -> Snapshot:
         return self
@@ -74,7 +77,7 @@ class Snapshot:
         self.close()
 
     def __del__(self) -> None:
-        self.close()
+        self._close(blocking=False)  # see pins.py: never wait from the garbage collector
 
     def chunks(
         self, columns: Sequence[str] | None = None, only: Collection[int] | None = None

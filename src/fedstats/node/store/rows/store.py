@@ -44,6 +44,7 @@ from . import catalog
 from .catalog import Segment
 from .errors import CorruptStore, RowStoreClosed, RowStoreLocked, UnmatchedRow
 from .matching import Matcher
+from .pins import FilePins
 from .schema import RowSchema, to_rows
 from .segments import (
     SUFFIX,
@@ -83,11 +84,7 @@ class RowStore:
         self.inline_merge_count = inline_merge_count
         self.compact_below = compact_below
         self._write = threading.Lock()
-        # reentrant: a snapshot collected by the garbage collector unpins from __del__,
-        # which may run while this thread is pinning another
-        self._pin_lock = threading.RLock()
-        self._pins: dict[str, int] = {}
-        self._retired: set[str] = set()
+        self._pins = FilePins(self.directory, self._sweep_dropped)
         self._state = "open"  # then "closed" or "dropped"
         self._swept = False  # a dropped store's files and directory are gone
         self._lock_fd = self._take_directory()
@@ -229,9 +226,7 @@ class RowStore:
                         emptied.append(seg_id)
                     else:
                         catalog.set_deleted(c, self.name, seg_id, live_left, pack_mask(dead))
-            for seg_id in emptied:
-                if (file := by_seg[seg_id].file) is not None:
-                    self._retire(file)
+            self._pins.retire(f for s in emptied if (f := by_seg[s].file) is not None)
             self._compact([s for s in claims if s not in emptied])
             return wanted.num_rows
 
@@ -262,9 +257,8 @@ class RowStore:
             with self.db.transaction() as c:
                 catalog.drop(c, self.name)
             self._state = "dropped"
-            for f in files:
-                self._retire(f)
-            self._sweep_dropped()
+            self._pins.retire(files)
+            self._pins.when_idle()
 
     def close(self) -> None:
         """Release the directory (open snapshots stay readable until closed)."""
@@ -282,45 +276,22 @@ class RowStore:
     # -- snapshots and retired files -----------------------------------------------
 
     def _snapshot(self, *, bodies: bool) -> Snapshot:
-        with self._pin_lock:
+        def read() -> tuple[tuple[RowSchema | None, list[Segment]], list[str]]:
             with self.db.read() as c:  # one read, between two commits
                 schema = catalog.schema_of(c, self.name)
                 segs = catalog.segments(c, self.name, bodies=bodies)
-            files = [s.file for s in segs if s.file]
-            for f in files:
-                self._pins[f] = self._pins.get(f, 0) + 1
+            return (schema, segs), [s.file for s in segs if s.file]
 
-        def release() -> None:
-            self._unpin(files)
+        (schema, segs), files = self._pins.pin(read)
+
+        def release(blocking: bool) -> None:
+            self._pins.release(files, blocking=blocking)
 
         return Snapshot(self.directory, schema, segs, release)
 
-    def _unpin(self, files: list[str]) -> None:
-        with self._pin_lock:
-            for f in files:
-                self._pins[f] -= 1
-                if not self._pins[f]:
-                    del self._pins[f]
-                    if f in self._retired:
-                        self._retired.discard(f)
-                        (self.directory / f).unlink(missing_ok=True)
-            if self._state == "dropped":
-                self._sweep_dropped_locked()
-
-    def _retire(self, file: str) -> None:
-        """A file no catalog row names any more: removed now, or when its last pin goes."""
-        with self._pin_lock:
-            if self._pins.get(file):
-                self._retired.add(file)
-            else:
-                (self.directory / file).unlink(missing_ok=True)
-
     def _sweep_dropped(self) -> None:
-        with self._pin_lock:
-            self._sweep_dropped_locked()
-
-    def _sweep_dropped_locked(self) -> None:
-        if self._pins or self._state != "dropped" or self._swept:
+        """Once dropped and no snapshot reads a file: the directory goes (called by pins)."""
+        if self._state != "dropped" or self._swept:
             return
         self._swept = True
         os.close(self._lock_fd)
@@ -387,9 +358,7 @@ class RowStore:
         except BaseException:
             (self.directory / file).unlink(missing_ok=True)
             raise
-        for s in run:
-            if s.file is not None:
-                self._retire(s.file)
+        self._pins.retire(s.file for s in run if s.file is not None)
 
 
 def _scanning(
