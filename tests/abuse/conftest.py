@@ -7,8 +7,9 @@ starts one with some limits changed (stopped at teardown). Customers `c1` and `c
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -23,23 +24,27 @@ def _keys() -> dict[str, str]:
     return {"c1": new_secret_key(), "c2": new_secret_key()}
 
 
+def _serve(settings: Settings) -> Generator[Node, None, None]:
+    return cast(Generator[Node, None, None], serve(settings, _keys()))
+
+
 @pytest.fixture(scope="module")
 def abuse_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    gen = serve(Settings(data_dir=tmp_path_factory.mktemp("abuse")), _keys())
+    gen = _serve(Settings(data_dir=tmp_path_factory.mktemp("abuse")))
     yield next(gen)
     gen.close()
 
 
 @pytest.fixture
 def limited_node(tmp_path: Path) -> Iterator[Callable[..., Node]]:
-    running: list[Iterator[Node]] = []
+    running: list[Generator[Node, None, None]] = []
 
     def start(**limits: int) -> Node:
         from fedstats.node.limits import Limits
 
         d = tmp_path / f"node{len(running)}"
         d.mkdir()
-        gen = serve(Settings(data_dir=d, limits=Limits().replace(**limits)), _keys())
+        gen = _serve(Settings(data_dir=d, limits=Limits().replace(**limits)))
         running.append(gen)
         return next(gen)
 
