@@ -124,7 +124,7 @@ class RpcClient:
         return _result(resp, None)
 
     # -- downloads ---------------------------------------------------------------------
-    def download(self, params: dict[str, Any], sink: Callable[[bytes], None],
+    def download(self, params: dict[str, Any], sink: Callable[[bytes], object],
                  retries: int = 3, on_headers: Callable[[httpx.Headers], None] | None = None
                  ) -> dict[str, str]:
         """Stream `fl.load_model` into `sink`, resuming a cut transfer up to `retries`

@@ -76,7 +76,7 @@ class UpstreamClient:
                                 **self._where())
         return result
 
-    def download(self, model_id: str, sink: Callable[[bytes], None]) -> dict[str, str]:
+    def download(self, model_id: str, sink: Callable[[bytes], object]) -> dict[str, str]:
         with self._translated("fl.load_model"):
             return self._rpc.download({"model_store_ddc": self.store, "model_id": model_id},
                                       sink)

@@ -1,0 +1,63 @@
+"""The Python client with the reference's names: its own examples run unchanged through
+the `xdata_fl` compatibility package against a node process."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+
+from xdata_fl.client import Api, FlEvents, set_logger
+
+
+@pytest.fixture
+def api(node, keys, monkeypatch):
+    monkeypatch.setenv("XDATA_FL_ENDPOINT", node.url)
+    monkeypatch.setenv("XDATA_FL_APIKEY", "c1")
+    monkeypatch.setenv("XDATA_FL_SECRET", keys["c1"])
+    with Api() as client:
+        yield client
+
+
+def test_the_reference_examples_run_unchanged(api, tmp_path, caplog):
+    logger = logging.getLogger("your_logger")
+    set_logger(logger)
+    model = tmp_path / "model_1"
+    model.write_bytes(b"\x00weights\xff" * 1000)
+    api.initialize_model_store(model_store_ddc="ddc:my_first_model_store")
+    assert api.exists_store("ddc:my_first_model_store")
+    with caplog.at_level(logging.INFO, logger="your_logger"):
+        by_path = api.put_model("ddc:my_first_model_store", str(model),
+                                model_description="test model",
+                                model_meta={"additonal": "additional data"})
+    assert any("fl.put_model" in r.getMessage() for r in caplog.records)
+    with open(model, "rb") as f:
+        by_file = api.put_model("ddc:my_first_model_store", f, model_description="test model")
+    assert by_path["model_state"] == FlEvents.CREATED == 10
+    assert by_path["model_sha256"] == by_file["model_sha256"]
+    assert by_path["start_datetime"].tzinfo is not None  # aware datetimes back
+    result = b"".join(api.load_model("ddc:my_first_model_store", by_path["model_id"]))
+    assert result == model.read_bytes()
+    agg = api.put_aggregated_model("ddc:my_first_model_store", io.BytesIO(b"agg"))
+    assert agg["model_state"] == FlEvents.AGGREGATED
+    assert api.get_latest_aggregated_model("ddc:my_first_model_store")["model_id"] == agg[
+        "model_id"]
+    assert len(api.get_models("ddc:my_first_model_store")) == 3
+    assert api.delete_all_model("ddc:my_first_model_store") == 3
+    assert api.delete_store("ddc:my_first_model_store") == 1
+
+
+def test_errors_raise_the_class_the_server_named(api):
+    from xdata_fl.client import FlError
+
+    with pytest.raises(FlError) as caught:
+        api.get_models("ddc:never-made")
+    assert type(caught.value).__name__ == "StoreNotFound"
+    assert caught.value.code == -32001 and caught.value.data["model_store_ddc"] == "ddc:never-made"
+
+
+def test_api_without_credentials_says_what_to_set(monkeypatch):
+    monkeypatch.delenv("XDATA_FL_APIKEY", raising=False)
+    with pytest.raises(ValueError, match="XDATA_FL_APIKEY"):
+        Api()
