@@ -24,6 +24,7 @@ from fedstats.node.store.rows import (
     RowStoreClosed,
     RowStoreLocked,
     UnmatchedRow,
+    stored_names,
     to_batch,
 )
 from fedstats.node.store.rows.pins import FilePins
@@ -444,3 +445,13 @@ def test_a_release_that_would_wait_is_deferred_not_lost(tmp_path: Path) -> None:
     assert (tmp_path / "seg.arrow").exists() and not idle
     pins.when_idle()  # the next call takes up the deferred release
     assert not (tmp_path / "seg.arrow").exists() and idle
+
+
+def test_stored_names_lists_the_stores_of_a_prefix(db: Database, tmp_path: Path) -> None:
+    assert stored_names(db) == []
+    for name in ["project/c1/p1", "project/c1/p2", "table/ns/t"]:
+        RowStore(db, tmp_path / name, name).close()
+    assert stored_names(db, "project/c1/") == ["project/c1/p1", "project/c1/p2"]
+    store = RowStore(db, tmp_path / "table/ns/t", "table/ns/t")
+    store.drop()
+    assert stored_names(db) == ["project/c1/p1", "project/c1/p2"]

@@ -12,6 +12,7 @@ Projects created with `sml_project_keep_rows` keep their rows here, and the FATE
 calls the same store a table: one component, one small interface.
 """
 
+from .catalog import names as stored_names
 from .errors import (
     CorruptStore,
     RowSchemaError,
@@ -34,6 +35,7 @@ __all__ = [
     "RowStoreLocked",
     "Snapshot",
     "UnmatchedRow",
+    "stored_names",
     "to_batch",
     "to_rows",
 ]

@@ -67,6 +67,19 @@ def ensure(db: Database, name: str) -> RowSchema | None:
         return schema_of(c, name)
 
 
+def names(db: Database, prefix: str = "") -> list[str]:
+    """The stores the catalog holds whose name starts with `prefix`, sorted."""
+    with db.read() as c:
+        try:
+            rows = c.execute(
+                "SELECT name FROM row_stores WHERE substr(name, 1, ?) = ? ORDER BY name",
+                (len(prefix), prefix),
+            ).fetchall()
+        except sqlite3.OperationalError:  # no store was ever opened on this database
+            return []
+    return [r[0] for r in rows]
+
+
 def schema_of(c: sqlite3.Connection, name: str) -> RowSchema | None:
     row = c.execute("SELECT schema FROM row_stores WHERE name = ?", (name,)).fetchone()
     return None if row is None or row[0] is None else RowSchema.from_json(row[0])

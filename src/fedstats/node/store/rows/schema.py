@@ -59,14 +59,12 @@ class RowSchema:
     def arrow(self, columns: Sequence[str] | None = None) -> pa.Schema:
         """The Arrow schema of stored rows (the type letter kept in each field's metadata),
         of `columns` in their order when given."""
-        names = self.names if columns is None else columns
-        return pa.schema(
-            [
-                pa.field(n, pa.string() if t in ENCODED else pa.float64(), nullable=False,
-                         metadata={TYPE_KEY: t.encode()})
-                for n, t in ((n, self.type_of(n)) for n in names)
-            ]
-        )
+        return pa.schema([self.field(n) for n in (self.names if columns is None else columns)])
+
+    def field(self, name: str) -> pa.Field:
+        typ = self.type_of(name)
+        kind = pa.string() if typ in ENCODED else pa.float64()
+        return pa.field(name, kind, nullable=False, metadata={TYPE_KEY: typ.encode()})
 
     def to_json(self) -> str:
         return json.dumps([[n, t] for n, t in self.items])
