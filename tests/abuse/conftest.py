@@ -1,7 +1,7 @@
 """Real nodes for the abuse tests: uvicorn on a free port in a thread, as in tests/node.
 
-`abuse_node` is one node with the default limits shared by a module; `limited_node(**limits)`
-starts one with some limits changed (stopped at teardown). Customers `c1` and `c2`.
+`abuse_node` is one node with the default limits shared by a module; `limited_node(data_dir, **limits)`
+starts one with some limits changed, on a fresh or given data dir (stopped at teardown). Customers `c1` and `c2`.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ def abuse_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 def limited_node(tmp_path: Path) -> Iterator[Callable[..., Node]]:
     running: list[Generator[Node, None, None]] = []
 
-    def start(**limits: int) -> Node:
+    def start(data_dir: Path | None = None, **limits: int) -> Node:
         from fedstats.node.limits import Limits
 
-        d = tmp_path / f"node{len(running)}"
-        d.mkdir()
+        d = data_dir or tmp_path / f"node{len(running)}"
+        d.mkdir(exist_ok=True)
         gen = _serve(Settings(data_dir=d, limits=Limits().replace(**limits)))
         running.append(gen)
         return next(gen)

@@ -6,6 +6,10 @@ one committed transaction. Every `checkpoint_every` entries the caller writes th
 accumulator as the snapshot and the log up to it is dropped, in one transaction: a crash
 between any two statements leaves either the old snapshot + whole log, or the new
 snapshot + the entries after it, and replaying gives the same accumulator both ways.
+
+Log entries are stored in `sparse` form when that is much smaller: the statistics of a
+batch of a few rows are mostly exact zeros, and a 1-row learn over many columns would
+otherwise write a whole d² snapshot.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from . import sparse
 from .db import Database
 
 
@@ -75,14 +80,14 @@ class ProjectStore:
                 " ORDER BY seq",
                 (cid, pid, after),
             ).fetchall()
-        return [LogEntry(*r) for r in rows]
+        return [LogEntry(seq, kind, sparse.unpack(stats)) for seq, kind, stats in rows]
 
     def append(self, cid: str, pid: str, seq: int, kind: str, stats: bytes) -> None:
         """Make one batch's statistics durable (committed with synchronous=FULL)."""
         with self.db.transaction() as c:
             c.execute(
                 "INSERT INTO project_log (cid, pid, seq, kind, stats) VALUES (?, ?, ?, ?, ?)",
-                (cid, pid, seq, kind, stats),
+                (cid, pid, seq, kind, sparse.pack(stats)),
             )
 
     def checkpoint(self, cid: str, pid: str, seq: int, snapshot: bytes) -> None:
