@@ -70,13 +70,13 @@ def store_append(root: Path, batch: Batch, step: int) -> float:
     return secs
 
 
-def store_scan(store: RowStore, arrays: bool, exact: bool = True) -> int:
+def store_scan(store: RowStore, arrays: bool, exact: bool = True, order: str = "C") -> int:
     schema = store.schema()
     assert schema is not None
     n = 0
     for rb in store.scan(65536, exact=exact):
-        if arrays:
-            n += to_batch(rb, schema).rows  # the numpy matrix a GLM round reads
+        if arrays:  # the numpy matrix a GLM round reads
+            n += to_batch(rb, schema, order="F" if order == "F" else "C").rows
         else:
             n += rb.num_rows
     return n
@@ -130,6 +130,7 @@ def main() -> None:
                 "RowStore.scan (exact=False)": lambda: store_scan(reader, False, exact=False),
                 "RowStore.scan + to_batch (numpy)": lambda: store_scan(reader, arrays=True),
                 "RowStore.scan(exact=False) + to_batch": lambda: store_scan(reader, True, False),
+                "  ... to_batch(order='F')": lambda: store_scan(reader, True, False, "F"),
             },
             args.repeat,
         )

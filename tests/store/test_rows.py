@@ -151,6 +151,10 @@ def test_engine_batches_share_the_columns_of_every_level(open_store: Callable[..
     assert first.columns == second.columns == ["x", "colour$a", "colour$b", "flag", "tags$p", "tags$q", "y"]
     assert first.values.tolist() == [[1, 1, 0, 0, 1, 0, 0]]
     assert second.values.tolist() == [[2, 0, 1, 1, 0, 1, 1]]
+    with store.snapshot() as snap:
+        (f_order,) = snap.batches(2, exact=False, order="F")
+    assert f_order.values.flags.f_contiguous and f_order.columns == first.columns
+    assert f_order.values.tolist() == [*first.values.tolist(), *second.values.tolist()]
     with pytest.raises(RowSchemaError, match="not one of the given levels"):
         to_batch(next(store.scan(2)), store.schema(), {"colour": ["a"]})  # type: ignore[arg-type]
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -136,6 +137,13 @@ def _columns_of(values: np.ndarray, which: list[int]) -> np.ndarray:
     return out
 
 
+def _columns_to_f(columns: list[np.ndarray], n: int) -> np.ndarray:
+    out = np.empty((len(columns), n))
+    for j, col in enumerate(columns):
+        out[j] = col
+    return out.T
+
+
 def _rows_of(columns: list[np.ndarray], n: int) -> np.ndarray:
     """The row-major (n, len(columns)) matrix of 1-D columns, block by block."""
     out = np.empty((n, len(columns)))
@@ -186,12 +194,18 @@ def to_batch(
     rows: pa.RecordBatch | pa.Table,
     schema: RowSchema,
     levels: Mapping[str, Sequence[str]] | None = None,
+    *,
+    order: Literal["C", "F"] = "C",
 ) -> Batch:
     """Stored rows as an engine `Batch`: C/B as they are, T/S/L as indicator columns.
 
     `levels` gives each encoded attribute's labels (sorted here, as the engine sorts
     them); an attribute missing from it gets the labels these rows hold. A value outside
     the given levels is refused, since its row would have no indicator column.
+
+    `order="F"` builds the matrix column-major (each column one contiguous copy, about
+    half the cost of the row-major transpose); BLAS reads it as fast, but the engine's
+    accumulators expect the default row-major `Batch`.
     """
     columns: list[str] = []
     parts: list[np.ndarray] = []  # 1-D columns
@@ -217,7 +231,8 @@ def to_batch(
             binary.add(c)
             parents[c] = name
             parts.append(block[:, k])
-    return Batch(columns, _rows_of(parts, n), types, frozenset(binary), parents)
+    values = _rows_of(parts, n) if order == "C" else _columns_to_f(parts, n)
+    return Batch(columns, values, types, frozenset(binary), parents)
 
 
 def _indicators(name: str, typ: str, col: pa.Array, labs: list[str], n: int) -> np.ndarray:

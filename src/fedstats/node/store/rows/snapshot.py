@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -186,19 +187,21 @@ class Snapshot:
         levels: Mapping[str, Sequence[str]] | None = None,
         *,
         exact: bool = True,
+        order: Literal["C", "F"] = "C",
     ) -> Iterator[Batch]:
         """The live rows as engine `Batch`es with the same columns in every batch.
 
         Encoded attributes get the indicator columns of `levels` (by default, every label
         the snapshot holds, found by a first pass), so that batch k and batch k+1 have the
-        same design matrix columns even when their categories differ.
+        same design matrix columns even when their categories differ. `exact` as for
+        `scan`, `order` as for `to_batch` (`exact=False, order="F"`: the cheapest reading).
         """
         if self.schema is None:
             return
         if levels is None:
             levels = self.levels(columns)
         for rows in self.scan(batch_rows, columns, exact=exact):
-            yield to_batch(rows, self.schema, levels)
+            yield to_batch(rows, self.schema, levels, order=order)
 
 
 def _concat(parts: list[pa.RecordBatch], schema: pa.Schema) -> pa.RecordBatch:
