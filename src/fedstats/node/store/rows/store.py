@@ -261,7 +261,9 @@ class RowStore:
             self._pins.when_idle()
 
     def close(self) -> None:
-        """Release the directory (open snapshots stay readable until closed)."""
+        """Release the directory. Snapshots still open stay readable until closed, as long
+        as no new handle opens the directory (its garbage collection would remove the
+        retired files they may still need): close them first."""
         with self._write:
             if self._state == "open":
                 self._state = "closed"
