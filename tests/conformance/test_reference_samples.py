@@ -377,12 +377,11 @@ def test_modeling_model_algorithm_id_not_offered(node: Node, iris: str, algo: st
 
 
 @pytest.mark.parametrize(("path", "query", "name"), [
-    ("/autoSelect", "task=binary_classifier&modelid=as1", "autoSelect"),
     ("/autoSelect/Iris_rtlm.csv", "task=binary_classifier&modelid=as1", "autoSelect"),
     ("/kmeansOptimize", "", "kmeansOptimize"),
     ("/reduce", "modelid=r&algo=lda&heuristic=default", "reduce"),
     ("/learnpredict/testLDA", "", "learnpredict"),
-], ids=["autoselect-dataframe", "autoselect-ds", "kmeans-optimize", "reduce", "learnpredict"])
+], ids=["autoselect-data-source", "kmeans-optimize", "reduce", "learnpredict"])
 def test_documented_endpoints_not_offered_are_400_naming_them(
         node: Node, iris: str, path: str, query: str, name: str) -> None:
     resp = rest(node, "POST", f"/symetry/rest/c1/projects/{iris}{path}", query, {})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
@@ -59,6 +60,41 @@ async def build(request: Request, cid: str, pid: str, modelid: str = Query(...),
         return {"modelInfo": _entity(service, cid, pid, info)}
 
     job_id = await runner_of(request).submit(cid, "build", work)
+    return accepted(job_path(cid, job_id), str(job_id))
+
+
+@router.post("/autoSelect", status_code=202,
+             summary="Build the best model for a task, scored on a validation DataFrame")
+async def auto_select(request: Request, cid: str, pid: str, modelid: str = Query(...),
+                      task: str = Query(...)) -> Response:
+    """Body `{"dataframe": DataFrame, "mlcontext": MLContext}` (auto-select-with-symetryml.md,
+    "Auto Select DataFrame Rest API"); a job whose result is the chosen model's ModelInfo
+    and, as a KSVSMap row, what was chosen and its score (`engine.models.select`)."""
+    service = service_of(request)
+    service.require_project(cid, pid)
+    check_id(modelid, "model id")
+    raw = body_of(request)
+    spec = parse_json(raw) if raw.strip() else None
+    if not isinstance(spec, dict) or not isinstance(spec.get("dataframe"), dict):
+        raise ModelError('the body must be {"dataframe": DataFrame, "mlcontext": MLContext}')
+    unknown = set(spec) - {"dataframe", "mlcontext"}
+    if unknown:
+        raise ModelError(f"autoSelect body has unknown field(s): {', '.join(sorted(unknown))}")
+    validation = parse_rows(orjson.dumps(spec["dataframe"]), "application/json", None,
+                            limits_of(request))
+    metrics = request.app.state.metrics
+
+    def work() -> dict[str, Any]:
+        from ..engine.models.select import auto_select as select
+
+        chosen = select(task, service.effective_accumulator(cid, pid), spec.get("mlcontext"),
+                        validation)
+        info = service.build(cid, pid, modelid, chosen.algo, chosen.context)
+        metrics.model_builds.labels(chosen.algo).inc()
+        return {"modelInfo": _entity(service, cid, pid, info),
+                "KSVSMap": {"values": [chosen.summary()]}}
+
+    job_id = await runner_of(request).submit(cid, "autoSelect", work)
     return accepted(job_path(cid, job_id), str(job_id))
 
 
@@ -123,8 +159,7 @@ REFERENCE_ALGORITHMS = {
 
 # Documented endpoints under /projects/{pid} not offered here: (method, path) -> where
 NOT_OFFERED = {
-    ("POST", "/autoSelect"): "auto-select-with-symetryml.md",
-    ("POST", "/autoSelect/{dsid}"): "auto-select-with-symetryml.md",
+    ("POST", "/autoSelect/{dsid}"): "auto-select-with-symetryml.md (data sources)",
     ("POST", "/reduce"): "modeling-api.md, Features Reduction Model Building",
     ("POST", "/kmeansOptimize"): "modeling-api.md, KMeans Clustering Model Optimization",
     ("POST", "/learnpredict/{modelid}"): "prediction-api.md, LearnPredict",
