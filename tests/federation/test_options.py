@@ -246,6 +246,18 @@ def test_the_peers_credentials_are_exactly_one_kind(opts: dict[str, Any], messag
         invite_credentials(opts)
 
 
+def test_bad_peer_credentials_refuse_the_invitation_before_a_token_is_issued() -> None:
+    with pytest.raises(FederationError, match="go together"):
+        invite_request(admin(), {"passwd": "pw", "nats_sec_user": "u"})
+
+
+def test_the_peers_own_credentials_travel_in_its_invitation() -> None:
+    config = admin()
+    request = invite_request(config, {"passwd": "pw", "nats_sec_token": "peer-token"})
+    assert "peer-token" not in repr(request)
+    assert invitation_payload(config, request, "T", None)["nats_sec_token"] == "peer-token"
+
+
 def test_the_peers_credentials_of_one_kind_pass() -> None:
     assert invite_credentials({"nats_sec_user": "u", "nats_sec_passwd": "p"}) == {
         "nats_sec_user": "u", "nats_sec_passwd": "p"}

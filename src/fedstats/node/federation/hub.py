@@ -203,8 +203,6 @@ class Hub:
         self.state.save_config(cid, pid, config)
         payload = joining.invitation_payload(config, invite, join_token,
                                              opts.get("fed_rest_host"))
-        # the peer's own NATS credentials, all or nothing, from the request
-        payload.update(options.invite_credentials(opts))
         return seal_invite(invite.password, payload)
 
     def _join_handler(self, cid: str, pid: str) -> JoinHandler:

@@ -19,7 +19,7 @@ from typing import Any
 from ..security.errors import CryptoError
 from ..security.invites import TokenBook
 from .errors import FederationError, InviteError, Unreachable
-from .options import flag, number
+from .options import flag, invite_credentials, number
 from .state import FedConfig
 from .subjects import token
 
@@ -34,6 +34,7 @@ class InviteRequest:
     peer: str
     merges: bool
     ttl: float
+    credentials: dict[str, str] = field(default_factory=dict, repr=False)  # the peer's NATS
 
 
 def purpose(config: FedConfig) -> str:
@@ -48,7 +49,9 @@ def token_digest(join_token: str) -> str:
 
 def invite_request(config: FedConfig, opts: Mapping[str, Any]) -> InviteRequest:
     """Read an invitation request: a password, a free peer id (else a fresh one), whether
-    the peer merges (always in decentralized, on request in hybrid), the token's TTL."""
+    the peer merges (always in decentralized, on request in hybrid), the token's TTL and
+    the peer's own NATS credentials. All of it is read before a token is issued: a bad
+    request must not leave a newer invitation on record (it would revoke the last one)."""
     password = opts.get("passwd")
     if not isinstance(password, str) or not password:
         raise FederationError("passwd is required to seal the invitation")
@@ -59,14 +62,15 @@ def invite_request(config: FedConfig, opts: Mapping[str, Any]) -> InviteRequest:
         config.topology == "hybrid" and flag(opts.get("fed_merges", False))
     )
     ttl = number(opts, "fed_req_token_ttl", INVITE_TTL_S)
-    return InviteRequest(password, peer, merges, ttl)
+    return InviteRequest(password, peer, merges, ttl, invite_credentials(opts))
 
 
 def invitation_payload(config: FedConfig, invite: InviteRequest, join_token: str,
                        rest_host: Any) -> dict[str, Any]:
-    """What the sealed invitation tells the peer (never the admin's NATS credentials: a
-    peer holding them could act as the admin on NATS)."""
-    return {
+    """What the sealed invitation tells the peer: with the peer's own NATS credentials, all
+    or nothing, from the request; never the admin's (a peer holding them could act as the
+    admin on NATS)."""
+    payload = {
         "fed_name": config.fed_name,
         "fed_secret_key": config.fed_secret_key,
         "fed_req_token": join_token,
@@ -80,6 +84,7 @@ def invitation_payload(config: FedConfig, invite: InviteRequest, join_token: str
         "nats_stream_max_memory": config.nats_stream_max_memory,
         "fed_rest_host": rest_host or config.fed_rest_host or "",
     }
+    return payload | invite.credentials
 
 
 def already_joined(config: FedConfig, peer: Any) -> str | None:

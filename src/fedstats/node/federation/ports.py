@@ -9,10 +9,13 @@ which calls the federation depends on; `ProjectService` satisfies it structurall
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..engine.accumulator import Accumulator
 from ..service import PeerSource
+
+if TYPE_CHECKING:
+    from ..service import ProjectService
 
 
 class ProjectPort(Protocol):
@@ -41,3 +44,9 @@ class ProjectPort(Protocol):
     def register_peer_source(self, fn: PeerSource) -> None:
         """Have `fn(cid, pid)`'s accumulators merged into the project's view."""
         ...
+
+
+if TYPE_CHECKING:  # mypy checks that the service offers everything the hub needs
+
+    def _conforms(service: ProjectService) -> ProjectPort:
+        return service

@@ -5,11 +5,12 @@ calls them from worker threads, never on the event loop. The work is in the modu
 beside this one (`registry`, `updates`, `merged`, `rules`); this class holds them
 together and is the service's whole public surface.
 
-For the federation (`fedstats.node.federation.ports.ProjectPort` is the part it uses):
+The federation uses the part `fedstats.node.federation.ports.ProjectPort` names:
 `register_peer_source(fn)` where `fn(cid, pid) -> list[Accumulator]` gives the peers'
 accumulators to merge into this node's for build/explore/info; `local_view(cid, pid)`
 (this node's own rows' statistics, read-only), `project_exists`, `require_project`,
-`create_project`, `delete_project`, `register_delete_listener`.
+`create_project`, `delete_project`. The composition root (`api/app.py`) also registers
+the hub's `forget_from_any_thread` with `register_delete_listener`.
 """
 
 from __future__ import annotations
