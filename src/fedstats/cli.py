@@ -20,6 +20,8 @@ LAZY: dict[str, tuple[str, str]] = {
              "fedstats_harness.demo:main"),
     "operator": ("run the Kubernetes operator (kopf): Federation, Peer, PsrContract",
                  "fedstats.operator.main:main"),
+    "modelstore": ("call a node's JSON-RPC model store (xData FL style)",
+                   "fedstats.modelstore_cli:main"),
 }
 
 
