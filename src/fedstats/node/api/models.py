@@ -28,7 +28,7 @@ from .body import parse_json, parse_rows
 from .context import limits_of, run_sized, run_sync, service_of
 from .envelope import accepted, ok
 from .jobs import job_path, runner_of
-from .schemas import DATAFRAME, MLCONTEXT, body
+from .schemas import AUTOSELECT, DATAFRAME, MLCONTEXT, body
 
 router = APIRouter(prefix="/symetry/rest/{cid}/projects/{pid}", tags=["models"],
                    dependencies=[Depends(signed_customer)])
@@ -63,7 +63,7 @@ async def build(request: Request, cid: str, pid: str, modelid: str = Query(...),
     return accepted(job_path(cid, job_id), str(job_id))
 
 
-@router.post("/autoSelect", status_code=202,
+@router.post("/autoSelect", status_code=202, openapi_extra=body(AUTOSELECT),
              summary="Build the best model for a task, scored on a validation DataFrame")
 async def auto_select(request: Request, cid: str, pid: str, modelid: str = Query(...),
                       task: str = Query(...)) -> Response:

@@ -16,18 +16,30 @@ DATAFRAME: dict[str, Any] = {
         "attributeTypes": {"type": "array",
                            "items": {"type": "string", "enum": list("CBTSLX")}},
         "data": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+        # sent by the reference's client (sym-rest-rc); read and not acted on
+        "errorHandling": {"type": "integer"},
     },
 }
+
+# Appendix A writes attribute indexes as strings ("targets":["3"]); numbers are accepted too
+_INDEX = {"anyOf": [{"type": "integer", "minimum": 0},
+                    {"type": "string", "pattern": "^[0-9]+$"}]}
 
 MLCONTEXT: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "targets": {"type": "array", "items": {"type": "integer"}},
-        "inputAttributes": {"type": "array", "items": {"type": "integer"}},
+        "targets": {"type": "array", "items": _INDEX},
+        "inputAttributes": {"type": "array", "items": _INDEX},
         "inputAttributeNames": {"type": "array", "items": {"type": "string"}},
         "targetAttributeNames": {"type": "array", "items": {"type": "string"}},
         "extraParameters": {"type": "object", "additionalProperties": {"type": "string"}},
     },
+}
+
+AUTOSELECT: dict[str, Any] = {
+    "type": "object",
+    "required": ["dataframe"],
+    "properties": {"dataframe": DATAFRAME, "mlcontext": MLCONTEXT},
 }
 
 EXPLORE_CONTEXT: dict[str, Any] = {
