@@ -16,6 +16,7 @@ from fedstats.node.client import ApiError
 from fedstats.node.federation import grammar
 from fedstats.node.federation.errors import ContractError, ScheduleError
 from fedstats.node.federation.schedule import parse_schedule
+from fedstats.node.limits import Limits
 from fedstats_harness.inprocess import Node
 from fedstats_harness.natsproc import NatsServer
 
@@ -66,13 +67,15 @@ def test_a_contract_over_the_byte_limit_is_refused_before_any_rule_is_parsed(
         return real(text, line)
 
     monkeypatch.setattr(grammar, "_Parser", counting)
+    limits = Limits()
     with pytest.raises(ContractError, match="max_contract_bytes=65536"):
-        grammar.parse_contract(_LONG)
+        grammar.parse_contract(_LONG, limits.max_contract_rules, limits.max_contract_bytes)
     with pytest.raises(ContractError, match="max_contract_rules=1000"):
-        grammar.parse_contract(["COUNT(a) > 1"] * 1_001)
+        grammar.parse_contract(["COUNT(a) > 1"] * 1_001, limits.max_contract_rules,
+                               limits.max_contract_bytes)
     assert parsed == []
-    assert len(grammar.parse_contract(["# ok", "@send allow", *["COUNT(a) > 1"] * 1_000]).rules) \
-        == 1_000
+    at_limit = ["# ok", "@send allow", *["COUNT(a) > 1"] * 1_000]
+    assert len(grammar.parse_contract(at_limit, 1_000, 65_536).rules) == 1_000
 
 
 def test_a_federation_name_over_the_limit_is_refused_before_anything_is_made(
@@ -89,7 +92,7 @@ def _worst_case_contract() -> list[str]:
     """Rules of characters JSON escapes six bytes each, filling max_contract_bytes."""
     rule = 'COUNT("' + "\u2028" * 20 + '") > 1'  # 3 UTF-8 bytes, 6 escaped, per U+2028
     size = len(rule.encode()) + 1
-    return [rule] * (grammar.MAX_BYTES // size)
+    return [rule] * (Limits().max_contract_bytes // size)
 
 
 def test_a_contract_at_the_limits_is_announced_and_one_over_them_changes_nothing(

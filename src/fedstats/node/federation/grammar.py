@@ -9,13 +9,14 @@ plus `@send block|allow` / `@receive block|allow` lines and `#` comments. Names 
 arities of the statistics are checked here, so a contract is validated without data;
 what they compute is `evaluate`'s job.
 
-A contract's size is bounded before any of it is parsed: at most `max_rules` rules and
-`max_bytes` UTF-8 bytes in all (the node's `Limits.max_contract_rules` and
-`max_contract_bytes`, whose defaults are this module's), because it is stored and then
-announced to every peer in one NATS control message, which must fit the server's
-`max_payload`. A parsed contract is immutable, so parses are memoised by their lines:
-the facade parses off the event loop to validate, and the agent's parse of the same lines
-on the loop is then a lookup.
+A contract a client sends is bounded before any of it is parsed: whoever takes it from a
+client (the fedml facade, the create options) passes the node's `Limits.max_contract_rules`
+and `max_contract_bytes`, because it is stored and then announced to every peer in one NATS
+control message, which must fit the server's `max_payload`. A contract already accepted
+(stored, or announced by the admin) is parsed without them: a node whose limits were raised
+must still load what it accepted, and peers what their admin announced. A parsed contract
+is immutable, so parses are memoised by their lines: the facade parses off the event loop
+to validate, and the agent's parse of the same lines on the loop is then a lookup.
 """
 
 from __future__ import annotations
@@ -114,8 +115,6 @@ _KEYWORDS = {"AND", "OR", "NOT"}
 MAX_RULE_CHARS = 2000  # a rule longer than this is a mistake, not a contract
 MAX_RULE_TOKENS = 400  # bounds the syntax tree, hence the evaluator's recursion
 MAX_NESTING = 32  # parentheses, NOT and unary minus, nested
-MAX_RULES = 1_000  # = Limits.max_contract_rules (this module may not import the node's)
-MAX_BYTES = 64 * 1024  # = Limits.max_contract_bytes; 6x JSON escaping still fits 1 MB
 
 
 @dataclass(frozen=True)
@@ -318,9 +317,11 @@ def _check_arity(name: str, args: list[str | float], line: int, col: int) -> Non
         raise ContractError(f"{name}: arguments must be attribute names", line, col)
 
 
-def parse_contract(lines: str | Sequence[str], max_rules: int = MAX_RULES,
-                   max_bytes: int = MAX_BYTES) -> Contract:
-    """Parse a contract (text, or a StringList of lines); raises ContractError."""
+def parse_contract(lines: str | Sequence[str], max_rules: int | None = None,
+                   max_bytes: int | None = None) -> Contract:
+    """Parse a contract (text, or a StringList of lines); raises ContractError.
+
+    With `max_rules` and `max_bytes` (a client's contract), its size is checked first."""
     if isinstance(lines, str):
         lines = lines.splitlines()
     if not isinstance(lines, Sequence):
@@ -328,18 +329,20 @@ def parse_contract(lines: str | Sequence[str], max_rules: int = MAX_RULES,
     for number, raw in enumerate(lines, start=1):
         if not isinstance(raw, str):
             raise ContractError(f"a rule is text, not {type(raw).__name__}", number, 1)
-    check_size(lines, max_rules, max_bytes)
+    if max_rules is not None or max_bytes is not None:
+        check_size(lines, max_rules, max_bytes)
     return _parse(tuple(lines))
 
 
-def check_size(lines: Sequence[str], max_rules: int = MAX_RULES,
-               max_bytes: int = MAX_BYTES) -> None:
+def check_size(lines: Sequence[str], max_rules: int | None, max_bytes: int | None) -> None:
     """ContractError naming the limit when the lines (strings) hold too many rules or bytes.
 
     Linear, and cheap before parsing: bytes are counted line by line with an early stop,
     rules as the lines that are neither blank, comments nor `@` actions.
     """
     size, rules = 0, 0
+    max_rules = len(lines) if max_rules is None else max_rules
+    max_bytes = 1 << 62 if max_bytes is None else max_bytes
     for number, raw in enumerate(lines, start=1):
         size += len(raw.encode("utf-8", "surrogatepass")) + 1
         if size > max_bytes:
