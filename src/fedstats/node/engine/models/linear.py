@@ -8,10 +8,10 @@ intercept is ȳ - x̄ᵀb. The objectives are scikit-learn's:
     ridge       ||y - Xb||² + α||b||²             b = (G + αI)⁻¹c
     lasso/enet  1/(2n)||y - Xb||² + αρ||b||₁ + α(1-ρ)/2 ||b||²
 
-For the L1 objectives, coordinate descent on G finds the active set and the signs; then
-the KKT system restricted to that set, (G_AA + nα(1-ρ)I) b_A = c_A - nαρ·sign(b_A), is
-solved directly and checked, so the answer is exact to rounding instead of to a stopping
-tolerance. Category inputs: `mlr` and `lasso` drop each one-hot attribute's last level
+For the L1 objectives, coordinate descent on G (compiled, `l1quad`) finds the active set
+and the signs; then the KKT system restricted to that set, (G_AA + nα(1-ρ)I) b_A =
+c_A - nαρ·sign(b_A), is solved directly and checked, so the answer is exact to rounding
+instead of to a stopping tolerance. Category inputs: `mlr` and `lasso` drop each one-hot attribute's last level
 (collinear with the intercept otherwise, which leaves mlr singular and the lasso optimum
 not unique); ridge and elastic net keep every level, as their L2 penalty makes the
 optimum unique.
@@ -19,7 +19,6 @@ optimum unique.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ from scipy import linalg
 
 from ..accumulator import Accumulator
 from ..errors import ModelError
+from ..l1quad import NotSolved, solve_l1_quadratic
 from ..xp import to_numpy
 from .base import Columns, Floats, Model, check_rows, spd_solve, strings
 from .context import MLContext, Problem
@@ -154,65 +154,16 @@ def enet_gram(
     """Elastic-net coefficients from the Gram matrix: (coef, coordinate sweeps used).
 
     Minimizes 1/(2n)(bᵀGb - 2cᵀb) + αρ||b||₁ + α(1-ρ)/2 ||b||², the centered form of
-    scikit-learn's objective, multiplied through by n here.
+    scikit-learn's objective, multiplied through by n here: an L1-penalized quadratic
+    with Gram G + nα(1-ρ)I, solved exactly (`l1quad`).
     """
     l1, l2 = n * alpha * rho, n * alpha * (1.0 - rho)
     d = len(c)
-    b = np.zeros(d)
-    r = c.copy()  # c - G b, kept up to date
-    denom = np.diag(g) + l2
-    pattern = np.zeros(d, dtype=np.int8)
-    for sweep in range(1, max_iter + 1):
-        step = biggest = 0.0
-        for j in range(d):
-            if denom[j] <= 0.0:
-                continue  # a constant column without ridge penalty stays at 0
-            old = b[j]
-            z = r[j] + g[j, j] * old
-            new = math.copysign(max(abs(z) - l1, 0.0), z) / denom[j]
-            if new != old:
-                r -= g[:, j] * (new - old)
-                b[j] = new
-                step = max(step, abs(new - old))
-            biggest = max(biggest, abs(new))
-        # The exact solve needs only the active set and its signs, and _kkt proves
-        # optimality itself: try it as soon as a sweep leaves the sign pattern unchanged,
-        # long before the coefficients themselves have converged.
-        signs = np.sign(b).astype(np.int8)
-        settled = np.array_equal(signs, pattern)
-        pattern = signs
-        if settled or step <= tol * max(biggest, 1e-300) or step == 0.0:
-            # a coefficient at rounding level is usually one that belongs at 0 (a tie
-            # between collinear columns): try the set without those first
-            big = np.abs(b) > 1e-9 * biggest
-            for candidate in (np.where(big, b, 0.0), b):
-                exact = _kkt(g, c, l1, l2, candidate)
-                if exact is not None:
-                    return exact, sweep
-    raise ModelError(
-        f"coordinate descent found no exact solution in {max_iter} sweeps: raise max_iter or alpha"
-    )
-
-
-def _kkt(g: Floats, c: Floats, l1: float, l2: float, b: Floats) -> Floats | None:
-    """The exact optimum with b's active set and signs, or None if they are not optimal."""
-    active = np.flatnonzero(b)
-    signs = np.sign(b[active])
-    out = np.zeros_like(b)
-    if active.size:
-        gaa = g[np.ix_(active, active)] + l2 * np.eye(active.size)
-        try:
-            factor = linalg.cho_factor(gaa, check_finite=False)
-        except linalg.LinAlgError:
-            return None
-        sol = linalg.cho_solve(factor, c[active] - l1 * signs, check_finite=False)
-        if np.any(np.sign(sol) != signs):
-            return None
-        out[active] = sol
-    grad = c - g @ out  # inactive coordinates must satisfy |grad_j| <= l1
-    inactive = np.ones(len(b), dtype=bool)
-    inactive[active] = False
-    slack = l1 * 1e-9 + 1e-12 * float(np.max(np.abs(c), initial=0.0))
-    if np.any(np.abs(grad[inactive]) > l1 + slack):
-        return None
-    return out
+    lam = np.full(d, l1)
+    try:
+        return solve_l1_quadratic(g + l2 * np.eye(d), c, lam, max_sweeps=max_iter, tol=tol)
+    except NotSolved as e:
+        raise ModelError(
+            f"coordinate descent found no exact solution in {e.sweeps} sweeps: "
+            "raise max_iter or alpha"
+        ) from None
