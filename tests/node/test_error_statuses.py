@@ -103,7 +103,6 @@ def test_a_project_outside_any_federation_is_a_client_mistake(
 def test_nats_unreachable_at_create_is_503_with_retry_after(
         node_factory: Callable[..., Any]) -> None:
     node = node_factory()
-    node.client("c1").create_project("fed")
     options = {"fed_name": "f", "fed_type": "decentralized",
                "nats_hosts": f"nats://127.0.0.1:{_unused_port()}", "nats_req_timeout": 1}
     body = aead.encrypt(node.keys["c1"], orjson.dumps(options)).encode()
@@ -121,7 +120,6 @@ def test_not_connected_yet_is_503_with_retry_after(tmp_path: Path) -> None:
         with NatsServer(tmp_path / "nats") as nats:
             admin.start()
             with Client(admin.url, "c1", keys["c1"]) as client:
-                client.create_project("fed")
                 client.fed_create("fed", {"fed_name": "f", "fed_type": "decentralized",
                                           "nats_hosts": nats.url, "nats_req_timeout": 2})
             admin.stop()

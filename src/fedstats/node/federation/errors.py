@@ -59,13 +59,13 @@ class NotAdmin(FederationError):
     """An operation only the federation's administrator may perform."""
 
 
-class NotConnected(FederationError, Temporary):
+class NotConnected(Temporary, FederationError):
     """The project's federation exists but its agent is not connected yet: retry shortly."""
 
     retry_after = 2
 
 
-class Unreachable(FederationError, Temporary):
+class Unreachable(Temporary, FederationError):
     """NATS, or the admin behind it, did not answer: a temporary condition, retry later."""
 
     retry_after = 5

@@ -39,7 +39,7 @@ class MessageFormatError(SecurityError, ValueError):
     """A WebSocket message that does not follow `<len>,<header><payload>`."""
 
 
-class Overloaded(SecurityError, Temporary):
+class Overloaded(Temporary, SecurityError):
     """A request refused for now, not for what it is: retry after `retry_after` seconds."""
 
     def __init__(self, reason: str, retry_after: float = 1) -> None:
