@@ -127,7 +127,8 @@ class Solver:
         if not stats.n > 0:
             raise GlmNotConverged("the rows have no weight: nothing to fit")
         spec = self.spec
-        self.alpha = (1.0 / stats.n if spec.alpha is None else spec.alpha) if spec.penalty != "NONE" else 0.0
+        if spec.penalty != "NONE":
+            self.alpha = 1.0 / stats.n if spec.alpha is None else spec.alpha
         value = self._objective(stats, theta)
         if not math.isfinite(value):
             raise GlmNotConverged("the loss is not finite at the starting point")
