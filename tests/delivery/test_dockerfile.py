@@ -85,7 +85,7 @@ def test_the_runtime_runs_as_a_numeric_non_root_user() -> None:
     uid, _, gid = users[-1].partition(":")
     assert uid.isdigit() and int(uid) != 0 and gid.isdigit() and int(gid) != 0
     # The operator's builders run node pods with the same numeric user.
-    builders = (REPO / "operator" / "builders.py").read_text()
+    builders = (REPO / "src" / "fedstats" / "operator" / "builders.py").read_text()
     assert f'"runAsUser": {uid}' in builders
 
 
