@@ -292,3 +292,40 @@ def test_lr_on_a_continuous_target_is_refused() -> None:
     x, y = counts()
     with pytest.raises(ModelError, match="needs a binary"):
         fit(x, y, "C", "lr", {})
+
+
+def test_multinomial_lr_l1_satisfies_the_kkt_conditions_on_wine() -> None:
+    d = datasets.load_wine()
+    x = (d.data - d.data.mean(0)) / d.data.std(0)
+    alpha = 0.02
+    model, _ = fit(x, d.target_names[d.target], "T", "lr", {"penalty": "L1", "alpha": "0.02"})
+    w, b = model.arrays["coef"], model.arrays["intercept"]
+    prob = special.softmax(x @ w.T + b, axis=1)
+    resid = prob - np.eye(3)[d.target]
+    grad = resid.T @ x / len(x)
+    on = w != 0
+    assert 0 < on.sum() < w.size
+    np.testing.assert_allclose(grad[on], -alpha * np.sign(w[on]), rtol=0, atol=1e-12)
+    assert np.all(np.abs(grad[~on]) <= alpha * (1 + 1e-9))
+    assert np.max(np.abs(resid.mean(0))) < 1e-13 and abs(b.sum()) < 1e-12  # symmetric
+
+
+def test_poisson_l1_satisfies_the_kkt_conditions() -> None:
+    x, y = counts()
+    alpha = 0.05
+    model, _ = fit(x, y, "C", "poisson", {"penalty": "L1", "alpha": str(alpha)})
+    w, b = model.arrays["coef"][0], float(model.arrays["intercept"][0])
+    mu = np.exp(x @ w + b)
+    grad = x.T @ (mu - y) / len(y)
+    on = w != 0
+    assert 0 < on.sum() < len(w)
+    np.testing.assert_allclose(grad[on], -alpha * np.sign(w[on]), rtol=0, atol=1e-12)
+    assert np.all(np.abs(grad[~on]) <= alpha * (1 + 1e-9))
+    assert abs(float(np.mean(mu - y))) < 1e-12
+
+
+def test_a_fit_stopped_by_max_iter_says_it_did_not_converge() -> None:
+    x, y = cancer(True)
+    model, _ = fit(x, y, "B", "lr", {"maxIter": "2"})
+    assert model.meta["iterations"] == 2 and model.meta["converged"] is False
+    assert len(model.meta["losses"]) == 3  # the start and two accepted steps
