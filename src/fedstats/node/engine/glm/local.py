@@ -92,7 +92,7 @@ def round_stats(
             eta = xc @ coef[:, :d].T + coef[:, d]  # (rows, K)
             part, resid = _multinomial(xp, xc, yc, eta, wc, z, hess, d)
         elif xp is np and NUMBA:
-            # one compiled pass: η, μ, the loss, the gradient and the scaled rows
+            # one compiled pass: η, μ, the loss, the residuals and the scaled rows
             r = resid_buf[: hi - lo]
             part = _kernel()(xc, yc, np.ones(0) if wc is None else wc, coef[0],
                              family == "poisson", z, r)
