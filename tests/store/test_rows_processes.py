@@ -193,7 +193,7 @@ def test_a_crash_at_each_step_loses_and_doubles_no_acknowledged_change(
 
 
 MEMORY_CHILD = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 import numpy as np
 from fedstats.node.engine.frame import Batch
@@ -212,7 +212,10 @@ def batch(j):
                  frozenset(COLUMNS[4:]), {c: "t" for c in COLUMNS[4:]})
 
 def peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM belongs to this process's own memory map; ru_maxrss would carry the forking
+    # parent's (pytest's) high-water mark over into this child
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")) / 1024
 
 root = Path(sys.argv[1])
 db = open_database(root / "node.db")
