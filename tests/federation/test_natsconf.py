@@ -54,11 +54,16 @@ async def _connect(s: NatsServer, user: User, errors: Errors | None = None) -> A
 
 @pytest.fixture
 async def admin(server: tuple[str, NatsServer]) -> AsyncIterator[Any]:
+    """The admin's connection, with the federation's streams made for this test only
+    (deleted after it, so no test reads what another published)."""
     nc = await _connect(server[1], ADMIN)
     js = nc.jetstream()
-    for name, subj in ((FED.stats_stream, FED.stats_all), (FED.ctl_stream, FED.ctl_all)):
+    streams = ((FED.stats_stream, FED.stats_all), (FED.ctl_stream, FED.ctl_all))
+    for name, subj in streams:
         await js.add_stream(StreamConfig(name=name, subjects=[subj], max_msgs_per_subject=1))
     yield nc
+    for name, _ in streams:
+        await js.delete_stream(name)
     await nc.close()
 
 
@@ -101,10 +106,13 @@ async def test_reading_another_peers_statistics_follows_the_topology(
                 FED.stats_all, "p1-peek", stream=FED.stats_stream
             )
     else:
+        p2 = await _connect(s, P2)
+        await p2.jetstream().publish(FED.chunk("p2", 0), b"stats-of-p2")
+        await p2.close()
         sub = await p1.jetstream().pull_subscribe(FED.stats_all, FED.durable("p1", "stats"),
                                                   stream=FED.stats_stream)
-        await sub.fetch(1, timeout=5)
-        assert errors.seen == []
+        [msg] = await sub.fetch(1, timeout=5)
+        assert msg.data == b"stats-of-p2" and errors.seen == []
     await p1.close()
 
 
