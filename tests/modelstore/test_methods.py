@@ -61,6 +61,7 @@ def test_models_put_listed_loaded_and_deleted(node, keys, call, call_ok):
     assert info["model_sha256"] == hashlib.sha256(data).hexdigest()
     assert len(info["model_hash"]) == 32 and info["tenant_id"] == "solo-tenant"
     assert info["location"] == [139.7, 35.7] and info["model_meta"] == {"loss": 0.1}
+    assert info["start_datetime"]["val"] <= info["end_datetime"]["val"]
     mid = info["model_id"]
     agg = upload(node.url, "fl.put_aggregated_model", {"model_store_ddc": "ddc:m"}, b"agg",
                  "c1", keys["c1"]).json()["result"]

@@ -215,9 +215,10 @@ class ModelStoreService:
 
     # -- reads ---------------------------------------------------------------------------
     def get_model(self, cid: str, store: str, model_id: Any) -> ModelRecord:
-        self.require_store(cid, store)
+        check_store_name(store)
         rec = self.meta.get_model(cid, store, model_id) if isinstance(model_id, str) else None
-        if rec is None:
+        if rec is None:  # a model's row implies its store's (a foreign key): look only now
+            self.require_store(cid, store)
             raise ModelNotFound(f"no model {model_id!r} in model store {store!r}",
                                 model_store_ddc=store, model_id=model_id)
         return rec

@@ -1,6 +1,8 @@
 """Answer a `/jsonrpc` body: each request bound, run in a worker thread, answered or not.
 
-The protocol's rules are `protocol`'s; which exception is which error is `codes`'. A batch
+Methods marked `inline` (one indexed read of the metadata: get_model_info, exists_*) run
+on the event loop: a thread hop costs more than the read, and small calls per second are
+what a client polling a store sees. The protocol's rules are `protocol`'s; which exception is which error is `codes`'. A batch
 runs its requests in order (the specification allows any order; in order, a batch that
 creates a store and then puts into it means what it says). Notifications run and are
 never answered, errors included. An exception outside the table is an internal error:
@@ -54,7 +56,10 @@ async def call(name: str, params: Any, rid: Any, ctx: Ctx) -> dict[str, Any]:
         kwargs = protocol.bind(params, method.params)
         if method.heavy:
             log.info("model store: %s by %s", name, ctx.cid)
-        result = await anyio.to_thread.run_sync(lambda: method.fn(ctx, **kwargs))
+        if method.inline:
+            result = method.fn(ctx, **kwargs)
+        else:
+            result = await anyio.to_thread.run_sync(lambda: method.fn(ctx, **kwargs))
     except Exception as exc:
         return error_response(rid, exc, name)
     return protocol.ok(rid, result)

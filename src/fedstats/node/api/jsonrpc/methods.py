@@ -42,6 +42,7 @@ class Method:
     params: tuple[Param, ...]
     fn: Callable[..., Any]
     heavy: bool = False  # moves a model: logged at INFO
+    inline: bool = False  # one indexed metadata read: run on the event loop, no thread hop
 
 
 def _server_version(ctx: Ctx) -> str:
@@ -127,7 +128,7 @@ METHODS: dict[str, Method] = {
     "fl.get_server_version": Method((), _server_version),
     "fl.initialize_model_store": Method((STORE,), _initialize),
     "fl.exists_store": Method((STORE,), lambda c, model_store_ddc:
-                              _svc(c).exists_store(c.cid, model_store_ddc)),
+                              _svc(c).exists_store(c.cid, model_store_ddc), inline=True),
     "fl.delete_store": Method(
         (STORE, Param("raise_if_no_exists", (bool,), True)),
         lambda c, model_store_ddc, raise_if_no_exists:
@@ -142,9 +143,11 @@ METHODS: dict[str, Method] = {
     "fl.proxy_request_transfer_info": Method((STORE,), lambda c, model_store_ddc: any_info(
         _h(c).proxy_request_transfer_info(c.cid, model_store_ddc))),
     "fl.get_model_info": Method((STORE, MODEL), lambda c, model_store_ddc, model_id:
-                                model_info(_svc(c).get_model(c.cid, model_store_ddc, model_id))),
+                                model_info(_svc(c).get_model(c.cid, model_store_ddc, model_id)),
+                                inline=True),
     "fl.exists_model": Method((STORE, MODEL), lambda c, model_store_ddc, model_id:
-                              _svc(c).exists_model(c.cid, model_store_ddc, model_id)),
+                              _svc(c).exists_model(c.cid, model_store_ddc, model_id),
+                              inline=True),
     "fl.delete_model": Method(
         (STORE, MODEL, Param("raise_if_no_exists", (bool,), True)),
         lambda c, model_store_ddc, model_id, raise_if_no_exists:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any, BinaryIO
 
@@ -95,6 +96,7 @@ async def upload(request: Request, method: str) -> Response:
     length = request.headers.get("content-length")
     writer: BlobWriter | None = None
     rid: Any = None
+    started = time.time()
     try:
         svc.check_declared_size(int(length) if length and length.isdigit() else None)
         customer, check = auth.begin(request, state)
@@ -125,7 +127,8 @@ async def upload(request: Request, method: str) -> Response:
             tenant_id=kwargs["tenant_id"], round=kwargs["round"],
             hop_count=kwargs["hop_count"], source_model_id=kwargs["source_model_id"],
             source_store=kwargs["source_model_store_ddc"],
-            source_endpoint=None if kwargs["source_model_id"] is None else customer.id)
+            source_endpoint=None if kwargs["source_model_id"] is None else customer.id,
+            start=started)
         store = kwargs["model_store_ddc"]
         rec = await anyio.to_thread.run_sync(
             lambda: svc.commit_put(customer.id, store, done, req))
