@@ -38,7 +38,7 @@ from ..security.signing import Verifier
 from ..service import ProjectService
 from ..settings import Settings
 from ..store import JobStore, open_database
-from . import errors, fedml, health, jobs, jsonrpc, models, projects, ws
+from . import errors, fedml, flow, health, jobs, jsonrpc, models, projects, ws
 from .auth import BodyBudget
 from .metrics import Metrics, MetricsMiddleware, metrics_endpoint
 
@@ -116,6 +116,7 @@ def create_app(settings: Settings, customers: Mapping[str, Customer] | None = No
     app.include_router(ws.router)
     app.include_router(fedml.router)
     jsonrpc.mount(app)  # the model store (/jsonrpc): state.modelstore
+    flow.mount(app)  # FATE-Flow v1 (/v1): state.flow
     return app
 
 

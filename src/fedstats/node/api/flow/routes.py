@@ -1,0 +1,251 @@
+"""The `/v1` routes fate-client 1.11.3 calls for tables: data, table, server (§2.1, §2.6).
+
+Every handler reads the request through `_call` (signature checked unless the node was
+explicitly started without it, JSON parsed whatever the Content-Type), and a `FlowError`
+becomes FATE's HTTP-200 envelope here. Anything else is a real failure and reaches the
+node's one error mapping. Unknown `/v1` paths answer as FATE's Flask does (retcode 100,
+HTTP 200), and unknown `/v1/table/...` paths with FATE's catch-all success.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from .auth import verify
+from .envelope import ARGUMENT_ERROR, EXCEPTION_ERROR, FlowError, of_error, respond
+from .state import FlowState
+from .tables import Source
+
+router = APIRouter(prefix="/v1", tags=["fate-flow"])
+_seq = itertools.count()
+Handler = Callable[[Request, dict[str, Any]], Awaitable[Response]]
+VERSIONS = {"FATE": "1.11.3", "FATEFlow": "1.11.2", "API": "v1", "FEDSTATS": "0.1.0"}
+
+
+def new_job_id() -> str:
+    """FATE's 21-digit job id: date-time to the millisecond and a 4-digit sequence."""
+    now = datetime.now()
+    return now.strftime("%Y%m%d%H%M%S") + f"{now.microsecond // 1000:03d}{next(_seq) % 10000:04d}"
+
+
+def _state(request: Request) -> FlowState:
+    state: FlowState = request.app.state.flow
+    return state
+
+
+def _path_url(request: Request) -> str:
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    return (raw + (b"?" + query if query else b"")).decode("latin-1")
+
+
+def _authenticate(request: Request, state: FlowState, signed_body: bytes) -> None:
+    if state.config.auth:
+        verify(request.headers, _path_url(request), signed_body,
+               state.customers, state.nonces)
+
+
+def _flow(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """A JSON handler: authenticated, body parsed, FlowError answered as FATE does."""
+    async def route(request: Request) -> Response:
+        state = _state(request)
+        try:
+            body = await _read(request, state.max_body)
+            _authenticate(request, state, body)
+            return await fn(request, _json(body))
+        except FlowError as e:
+            return of_error(e)
+    route.__name__ = fn.__name__
+    route.__doc__ = fn.__doc__
+    return route
+
+
+async def _read(request: Request, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise FlowError(ARGUMENT_ERROR, f"the request body is over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        conf = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise FlowError(ARGUMENT_ERROR, f"the request body is not JSON: {e}") from None
+    if not isinstance(conf, dict):
+        raise FlowError(ARGUMENT_ERROR, "the request body must be a JSON object")
+    return conf
+
+
+def _require(conf: dict[str, Any], *keys: str) -> None:
+    missing = [k for k in keys if conf.get(k) in (None, "")]
+    if missing:
+        raise FlowError(ARGUMENT_ERROR, f"required parameters are missing: {','.join(missing)}; ")
+
+
+def _table_key(conf: dict[str, Any]) -> tuple[str, str]:
+    if conf.get("table_name") in (None, "") and conf.get("name") not in (None, ""):
+        conf = {**conf, "table_name": conf["name"]}
+    _require(conf, "namespace", "table_name")
+    return str(conf["namespace"]), str(conf["table_name"])
+
+
+# -- data --------------------------------------------------------------------------
+
+@router.post("/data/upload", summary="FATE data/upload: multipart file or server path")
+async def data_upload(request: Request) -> Response:
+    state = _state(request)
+    try:
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            _authenticate(request, state, b"")
+            conf = _query_conf(request)
+            return await _upload_multipart(request, state, conf, ctype)
+        body = await _read(request, state.max_body)
+        _authenticate(request, state, body)
+        conf = _json(body) or _query_conf(request)
+        if int(conf.get("use_local_data", 1) or 0) != 0:
+            raise FlowError(ARGUMENT_ERROR, "data/upload without a file part needs "
+                            '"use_local_data": 0 and a server-side "file"')
+        _require(conf, "namespace", "table_name", "file")
+        path = state.confined(str(conf["file"]))
+        if not path.is_file():
+            raise FlowError(ARGUMENT_ERROR, f"file {conf['file']!r} does not exist on the server")
+        return await _upload(state, conf, Source(path))
+    except FlowError as e:
+        return of_error(e)
+
+
+def _query_conf(request: Request) -> dict[str, Any]:
+    args = dict(request.query_params)
+    if "namespace" in args and "table_name" in args:
+        return args
+    if len(args) != 1:
+        raise FlowError(ARGUMENT_ERROR, "required parameters are missing: namespace,table_name; ")
+    try:
+        conf = orjson.loads(next(iter(args)))
+    except orjson.JSONDecodeError as e:
+        raise FlowError(ARGUMENT_ERROR, f"the upload conf in the query string is not JSON: {e}") from None
+    if not isinstance(conf, dict):
+        raise FlowError(ARGUMENT_ERROR, "the upload conf must be a JSON object")
+    return conf
+
+
+async def _upload_multipart(request: Request, state: FlowState, conf: dict[str, Any],
+                            ctype: str) -> Response:
+    _require(conf, "namespace", "table_name", "head", "partition")
+    m = re.search(r'boundary="?([^";]+)"?', ctype)
+    if not m:
+        raise FlowError(ARGUMENT_ERROR, "multipart body without a boundary")
+    boundary = m.group(1).encode("latin-1")
+    state.incoming.mkdir(parents=True, exist_ok=True)
+    tmp = state.incoming / uuid.uuid1().hex
+    try:
+        size = 0
+        with open(tmp, "wb") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > state.max_body:
+                    raise FlowError(ARGUMENT_ERROR, f"the upload is over {state.max_body} bytes")
+                f.write(chunk)
+        source = _file_part(tmp, boundary, size)
+        return await _upload(state, conf, source)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _file_part(path: Path, boundary: bytes, size: int) -> Source:
+    """The byte range of the one `file` part (the client sends exactly one)."""
+    with open(path, "rb") as f:
+        head = f.read(64 << 10)
+        f.seek(max(0, size - 4096))
+        tail_at = f.tell()
+        tail = f.read()
+    first = head.find(b"--" + boundary)
+    start = head.find(b"\r\n\r\n", first) if first >= 0 else -1
+    if start < 0 or b'name="file"' not in head[first:start]:
+        raise FlowError(ARGUMENT_ERROR, "the multipart body has no 'file' part")
+    last = tail.rfind(b"\r\n--" + boundary)
+    if last < 0:
+        raise FlowError(ARGUMENT_ERROR, "the multipart body is truncated (no closing boundary)")
+    return Source(path, start + 4, tail_at + last)
+
+
+async def _upload(state: FlowState, conf: dict[str, Any], source: Source) -> Response:
+    job_id = new_job_id()
+    rows = await run_in_threadpool(state.tables.upload, job_id, conf, source)
+    data = {"job_id": job_id, "code": 0, "message": "success", "rows": rows,
+            "namespace": conf["namespace"], "table_name": conf["table_name"],
+            "model_info": {"model_id": "local-0#model", "model_version": job_id},
+            "logs_directory": str(state.data_dir / "flow" / "logs" / job_id),
+            "board_url": ""}
+    return respond(data=data, job_id=job_id)
+
+
+@router.post("/data/upload/history")
+@_flow
+async def upload_history(request: Request, conf: dict[str, Any]) -> Response:
+    try:
+        limit = int(conf.get("limit", 10) or 10)
+    except (TypeError, ValueError):
+        raise FlowError(ARGUMENT_ERROR, f"limit must be an integer, got {conf.get('limit')!r}") from None
+    rows = _state(request).tables.history(limit, conf.get("job_id") or None)
+    return respond(data=rows)
+
+
+# -- table -------------------------------------------------------------------------
+
+@router.post("/table/table_info")
+@_flow
+async def table_info(request: Request, conf: dict[str, Any]) -> Response:
+    ns, name = _table_key(conf)
+    return respond(data=await run_in_threadpool(_state(request).tables.info, ns, name))
+
+
+@router.post("/table/delete")
+@_flow
+async def table_delete(request: Request, conf: dict[str, Any]) -> Response:
+    ns, name = _table_key(conf)
+    return respond(data=await run_in_threadpool(_state(request).tables.delete, ns, name))
+
+
+@router.post("/table/{rest:path}")
+@_flow
+async def table_other(request: Request, conf: dict[str, Any]) -> Response:
+    return respond()
+
+
+# -- server ------------------------------------------------------------------------
+
+@router.post("/server/version/get")
+@_flow
+async def versions(request: Request, conf: dict[str, Any]) -> Response:
+    module = conf.get("module")
+    if module:
+        return respond(data={module: VERSIONS.get(str(module), "")})
+    return respond(data={**VERSIONS, "PYTHON": sys.version.split()[0]})
+
+
+@router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"],
+                  include_in_schema=False)
+async def unknown(request: Request, rest: str) -> Response:
+    del rest
+    return respond(EXCEPTION_ERROR, "<NotFound '404: Not Found'>")
+
