@@ -22,6 +22,8 @@ LAZY: dict[str, tuple[str, str]] = {
                  "fedstats.operator.main:main"),
     "modelstore": ("call a node's JSON-RPC model store (xData FL style)",
                    "fedstats.modelstore_cli:main"),
+    "flow": ("call a node's FATE-Flow v1 API (fate_flow_client.py -f syntax)",
+             "fedstats.flowcli:main"),
 }
 
 

@@ -54,8 +54,9 @@ def test_upload_info_history_and_delete_with_the_real_client(
     assert info["data"]["exist"] == 1
     assert info["data"]["count"] == len(rows)
     assert info["data"]["schema"] == {"sid": "id", "header": "y," + ",".join(f"x{j}" for j in range(10))}
-    store = flow_node.app.state.flow.tables._store("experiment", "breast_homo_guest")
-    stored = np.vstack([np.column_stack([c.to_numpy() for c in b.columns]) for b in store.scan(4096)])
+    with flow_node.app.state.flow.tables._store("experiment", "breast_homo_guest") as store:
+        stored = np.vstack([np.column_stack([c.to_numpy() for c in b.columns])
+                            for b in store.scan(4096)])
     np.testing.assert_array_equal(stored[np.argsort(stored[:, 0])], rows)
 
     again = _flow(flow_bin, "data", "upload", "-c", str(conf), cwd=tmp_path)

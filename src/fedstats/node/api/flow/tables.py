@@ -16,6 +16,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,21 +57,26 @@ class Tables:
     def __init__(self, db: Database, data_dir: Path) -> None:
         self.db = db
         self.root = Path(data_dir) / "flow" / "tables"
-        self._open: dict[str, RowStore] = {}
+        self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         with db.transaction() as c:
             for statement in _SCHEMA:
                 c.execute(statement)
 
-    def _store(self, namespace: str, name: str) -> RowStore:
+    @contextmanager
+    def _store(self, namespace: str, name: str) -> Iterator[RowStore]:
+        """The table's RowStore, open only while used (one user of a table at a time), so
+        no file lock outlives a request and a stopped node leaves none behind."""
         key = f"flow/{namespace}/{name}"
         with self._lock:
-            store = self._open.get(key)
-            if store is None:
-                digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-                store = RowStore(self.db, self.root / digest, key)
-                self._open[key] = store
-            return store
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+            store = RowStore(self.db, self.root / digest, key)
+            try:
+                yield store
+            finally:
+                store.close()
 
     def meta(self, namespace: str, name: str) -> dict[str, Any] | None:
         with self.db.read() as c:
@@ -83,7 +89,8 @@ class Tables:
         meta = self.meta(namespace, name)
         if meta is None:
             return {"table_name": name, "namespace": namespace, "exist": 0}
-        count = self._store(namespace, name).count()
+        with self._store(namespace, name) as store:
+            count = store.count()
         return {"table_name": name, "namespace": namespace, "exist": 1, "count": count,
                 "partition": meta["partition"], "schema": meta["schema"], "enable": True,
                 "origin": meta["origin"], "extend_sid": False,
@@ -96,10 +103,8 @@ class Tables:
         return {"table_name": name, "namespace": namespace}
 
     def _drop(self, namespace: str, name: str) -> None:
-        store = self._store(namespace, name)
-        store.drop()
-        with self._lock:
-            self._open.pop(f"flow/{namespace}/{name}", None)
+        with self._store(namespace, name) as store:
+            store.drop()
         with self.db.transaction() as c:
             c.execute("DELETE FROM flow_tables WHERE namespace=? AND name=?", (namespace, name))
 
@@ -115,12 +120,12 @@ class Tables:
             if not drop:
                 raise FlowError(EXCEPTION_ERROR, EXISTS)
             self._drop(namespace, name)
-        store = self._store(namespace, name)
         header: list[str] | None = None
         rows = 0
         try:
-            for header, block in _blocks(source, head, delimiter):
-                rows += store.append(Batch.from_array(block, header))
+            with self._store(namespace, name) as store:
+                for header, block in _blocks(source, head, delimiter):
+                    rows += store.append(Batch.from_array(block, header))
         except FlowError:
             self._abandon(namespace, name)
             raise
@@ -144,9 +149,8 @@ class Tables:
         return rows
 
     def _abandon(self, namespace: str, name: str) -> None:
-        self._store(namespace, name).drop()
-        with self._lock:
-            self._open.pop(f"flow/{namespace}/{name}", None)
+        with self._store(namespace, name) as store:
+            store.drop()
 
     def history(self, limit: int = 10, job_id: str | None = None) -> list[dict[str, Any]]:
         """Uploads newest first, only those whose table still exists (as FATE lists them)."""
