@@ -95,3 +95,34 @@ def test_server_paths_are_confined_to_the_root(
             assert out["retcode"] == 101 and "outside the server root" in out["retmsg"], out
     info = _flow(flow_bin, "table", "info", "-n", "server", "-t", "t1", cwd=tmp_path)
     assert info["data"]["count"] == len(rows)
+
+
+def test_bind_a_path_and_download_inside_the_root_only(
+        flow_bin: Path, flow_node: Node, breast_csv: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    csv, rows = breast_csv
+    port = flow_node.url.rsplit(":", 1)[1]
+    _flow(flow_bin, "init", "--ip", "127.0.0.1", "--port", port, "--app-key", "c1",
+          "--secret-key", flow_node.keys["c1"], cwd=tmp_path)
+    root = Path(flow_node.app.state.flow.config.root)
+    (root / "bound.csv").write_bytes(csv.read_bytes())
+    conf = tmp_path / "bind.json"
+    for path, ok in [(str(root / "bound.csv"), True), (str(csv), False)]:
+        conf.write_text(json.dumps({"engine": "PATH", "address": {"path": path}, "head": 1,
+                                    "namespace": "bound", "name": f"b{int(ok)}"}))
+        out = _flow(flow_bin, "table", "bind", "-c", str(conf), cwd=tmp_path)
+        assert (out["retcode"] == 0) == ok, out
+        if not ok:
+            assert "outside the server root" in out["retmsg"]
+    conf.write_text(json.dumps({"engine": "MYSQL", "address": {}, "namespace": "b", "name": "m"}))
+    out = _flow(flow_bin, "table", "bind", "-c", str(conf), cwd=tmp_path)
+    assert out["retcode"] == 100 and "MYSQL" in out["retmsg"]
+
+    down = tmp_path / "down.json"
+    for target, ok in [(root / "out" / "b1.csv", True), (tmp_path / "escaped.csv", False)]:
+        down.write_text(json.dumps({"namespace": "bound", "table_name": "b1",
+                                    "output_path": str(target)}))
+        out = _flow(flow_bin, "data", "download", "-c", str(down), cwd=tmp_path)
+        assert (out["retcode"] == 0) == ok, out
+        assert target.exists() == ok
+    back = np.loadtxt(root / "out" / "b1.csv", delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(back[np.argsort(back[:, 0])], rows)

@@ -3,7 +3,8 @@
     envelope.py  retcodes, FlowError, the sorted, None-dropping envelope (pure)
     auth.py      TIMESTAMP/NONCE/APP_KEY/SIGNATURE HMAC-SHA1, ±60 s, replays refused
     tables.py    FATE tables as the node's row stores; upload, info, delete, history
-    routes.py    data/upload(+history), table/table_info, table/delete, server/version/get
+    routes.py    data/upload(+history), data/download, table/table_info, delete, bind (PATH),
+                 server/version/get
     state.py     configuration (FEDSTATS_FLOW_*) and what the routes share
 
 Jobs, tracking and models are not served yet (see docs/flow.md). The composition root

@@ -210,6 +210,21 @@ async def upload_history(request: Request, conf: dict[str, Any]) -> Response:
     return respond(data=rows)
 
 
+@router.post("/data/download")
+@_flow
+async def data_download(request: Request, conf: dict[str, Any]) -> Response:
+    """Write a table as CSV to `output_path`, a server path inside the root."""
+    state = _state(request)
+    ns, name = _table_key(conf)
+    _require(conf, "output_path")
+    path = state.confined(str(conf["output_path"]))
+    job_id = new_job_id()
+    rows = await run_in_threadpool(state.tables.download, ns, name, path)
+    return respond(data={"job_id": job_id, "code": 0, "message": "success", "rows": rows,
+                         "namespace": ns, "table_name": name, "output_path": str(path)},
+                   job_id=job_id)
+
+
 # -- table -------------------------------------------------------------------------
 
 @router.post("/table/table_info")
@@ -224,6 +239,31 @@ async def table_info(request: Request, conf: dict[str, Any]) -> Response:
 async def table_delete(request: Request, conf: dict[str, Any]) -> Response:
     ns, name = _table_key(conf)
     return respond(data=await run_in_threadpool(_state(request).tables.delete, ns, name))
+
+
+@router.post("/table/bind")
+@router.post("/table/add")
+@_flow
+async def table_bind(request: Request, conf: dict[str, Any]) -> Response:
+    """Engine PATH: the CSV file at `address.path` (inside the root) becomes the table."""
+    state = _state(request)
+    ns, name = _table_key(conf)
+    engine = str(conf.get("engine", "")).upper()
+    if engine != "PATH":
+        raise FlowError(EXCEPTION_ERROR, f"engine {engine or '(none)'} is not offered by this "
+                        "node: table/bind takes engine PATH")
+    address = conf.get("address")
+    if not isinstance(address, dict) or not address.get("path"):
+        raise FlowError(EXCEPTION_ERROR, f"engine PATH address {address!r} check failed: "
+                        'it needs {"path": ...}')
+    path = state.confined(str(address["path"]))
+    if not path.is_file():
+        raise FlowError(EXCEPTION_ERROR, f"engine PATH address {address!r} check failed: "
+                        "no such file on the server")
+    up = {**conf, "table_name": name, "head": conf.get("head", 1),
+          "partition": conf.get("partitions", 1)}
+    await run_in_threadpool(state.tables.upload, new_job_id(), up, Source(path), "table_bind")
+    return respond(data={"table_name": name, "namespace": ns})
 
 
 @router.post("/table/{rest:path}")

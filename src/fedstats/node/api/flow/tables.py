@@ -108,7 +108,8 @@ class Tables:
         with self.db.transaction() as c:
             c.execute("DELETE FROM flow_tables WHERE namespace=? AND name=?", (namespace, name))
 
-    def upload(self, job_id: str, conf: dict[str, Any], source: Source) -> int:
+    def upload(self, job_id: str, conf: dict[str, Any], source: Source,
+               origin: str = "upload") -> int:
         """Store the CSV as table (namespace, table_name); answers the rows stored."""
         namespace, name = str(conf["namespace"]), str(conf["table_name"])
         head, partition = _int(conf, "head", 1), _int(conf, "partition", 1)
@@ -136,7 +137,7 @@ class Tables:
             self._abandon(namespace, name)
             raise FlowError(DATA_ERROR, "the uploaded file holds no header and no rows")
         schema = {"header": delimiter.join(header[1:]), "sid": header[0]}
-        meta = {"partition": partition, "schema": schema, "origin": "upload",
+        meta = {"partition": partition, "schema": schema, "origin": origin,
                 "columns": header, "job_id": job_id}
         info = {"upload_info": {"table_name": name, "namespace": namespace,
                                 "partition": partition, "upload_count": rows},
@@ -146,6 +147,22 @@ class Tables:
                       (namespace, name, json.dumps(meta)))
             c.execute("INSERT INTO flow_uploads VALUES (?, ?, ?, ?, ?)",
                       (job_id, namespace, name, json.dumps(info), time.time()))
+        return rows
+
+    def download(self, namespace: str, name: str, path: Path) -> int:
+        """Write the table as CSV (header first) to a server path; answers the rows."""
+        meta = self.meta(namespace, name)
+        if meta is None:
+            raise FlowError(ARGUMENT_ERROR, f"no find table {namespace}.{name}")
+        rows = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._store(namespace, name) as store:
+            schema = pa.schema([(c, pa.float64()) for c in meta["columns"]])
+            with pacsv.CSVWriter(str(path), schema) as writer:
+                for batch in store.scan(65536):
+                    writer.write_batch(pa.RecordBatch.from_arrays(
+                        [c.cast(pa.float64()) for c in batch.columns], schema=schema))
+                    rows += batch.num_rows
         return rows
 
     def _abandon(self, namespace: str, name: str) -> None:
