@@ -5,6 +5,7 @@
     tables.py    FATE tables as the node's row stores; upload, info, delete, history
     routes.py    data/upload(+history), data/download, table/table_info, delete, bind (PATH),
                  server/version/get
+    dsl.py       DSL v2 / runtime conf v2 checks (pure); job/submit answers them
     state.py     configuration (FEDSTATS_FLOW_*) and what the routes share
 
 Jobs, tracking and models are not served yet (see docs/flow.md). The composition root

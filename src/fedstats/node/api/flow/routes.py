@@ -24,7 +24,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from .auth import verify
-from .envelope import ARGUMENT_ERROR, EXCEPTION_ERROR, FlowError, of_error, respond
+from .dsl import check_conf, check_dsl
+from .envelope import (
+    ARGUMENT_ERROR,
+    EXCEPTION_ERROR,
+    OPERATING_ERROR,
+    FlowError,
+    of_error,
+    respond,
+)
 from .state import FlowState
 from .tables import Source
 
@@ -270,6 +278,20 @@ async def table_bind(request: Request, conf: dict[str, Any]) -> Response:
 @_flow
 async def table_other(request: Request, conf: dict[str, Any]) -> Response:
     return respond()
+
+
+# -- job -------------------------------------------------------------------------
+
+@router.post("/job/submit")
+@_flow
+async def job_submit(request: Request, conf: dict[str, Any]) -> Response:
+    """Check the DSL v2 and runtime conf; running jobs is not served yet (docs/flow.md)."""
+    _require(conf, "job_dsl", "job_runtime_conf")
+    order = check_dsl(conf["job_dsl"])
+    parties = check_conf(conf["job_runtime_conf"])
+    raise FlowError(OPERATING_ERROR, "the job's DSL and conf are valid (components in order: "
+                    f"{', '.join(order)}; parties {parties}), but this node does not run FATE "
+                    "jobs yet: only tables (data/*, table/*) are served")
 
 
 # -- server ------------------------------------------------------------------------
