@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
 from fedstats.node.federation.subjects import Names, inbox_prefix
@@ -126,7 +127,7 @@ def test_member_of_one_federation_sees_nothing_of_another(server: Server) -> Non
         q1 = await _connect(server.url, "fb", Q1)  # a merger in fb
         got: list[bytes] = []
 
-        async def cb(msg: nats.aio.msg.Msg) -> None:
+        async def cb(msg: Msg) -> None:
             got.append(msg.data)
         await q1.subscribe(nb.stats_all, cb=cb)  # allowed: fb is decentralized
         admin_b = await _connect(server.url, "fb", ADMIN_B)
