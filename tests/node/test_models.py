@@ -116,3 +116,12 @@ def test_an_unknown_explore_metric_is_400(client: Client, trained: str) -> None:
     with pytest.raises(ApiError) as e:
         client.explore(trained, "tri", {})
     assert e.value.http_status == 400
+
+
+@pytest.mark.parametrize("job_id", ["%C2%B9", "%D9%A3", "12x", "1" * 19],
+                         ids=["superscript-one", "arabic-three", "not-digits", "too-long"])
+def test_a_job_id_that_is_not_ascii_digits_is_400_not_found(client: Client,
+                                                             job_id: str) -> None:
+    with pytest.raises(ApiError) as e:
+        client.request("GET", f"/symetry/rest/c1/jobs/{job_id}")
+    assert e.value.http_status == 400 and "Cannot find job id" in e.value.message

@@ -99,7 +99,8 @@ router = APIRouter(prefix="/symetry/rest/{cid}", tags=["jobs"],
 
 
 def _parse_id(cid: str, job_id: str) -> int:
-    if not job_id.isdigit() or len(job_id) > 18:
+    # isdigit() alone is true of '¹' and other Unicode digits int() refuses
+    if not (job_id.isascii() and job_id.isdigit()) or len(job_id) > 18:
         raise NotFound(f"Cannot find job id [{job_id}] for customer id [{cid}]")
     return int(job_id)
 
