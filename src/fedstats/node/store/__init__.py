@@ -4,8 +4,12 @@
     projects.py  projects, their snapshots and their log of learned/forgotten statistics
     models.py    built models (their JSON form)
     jobs.py      asynchronous jobs (builds, async learns)
+    sparse.py    the compact form of mostly-zero log entries
+    rows/        the row store: rows kept at their site for keep-rows projects and FATE
+                 tables (Arrow IPC segments + a SQLite catalog), never sent anywhere
+    blobs.py, modelmeta.py   the model store's content-addressed files and their metadata
 
-Raw rows are never stored: only accumulators (encoded snapshots), which is all a project is.
+A project that does not keep rows stores only accumulators (encoded snapshots).
 """
 
 from .db import Database, open_database
