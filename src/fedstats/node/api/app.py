@@ -71,6 +71,7 @@ def create_app(settings: Settings, customers: Mapping[str, Customer] | None = No
             for fn in on_shutdown:
                 await fn()
             app.state.executor.shutdown(wait=True)
+            app.state.service.close()  # the kept-rows stores' directory locks
             app.state.db.close()
 
     app = NodeApp(title="fedstats node", version="0.1.0", lifespan=lifespan,

@@ -33,22 +33,25 @@ REFERENCE_TYPES = ("sequence", "partition", "mgpuf", "mgpud")
 # Project parameters (query or body) read here; every project persists and autosaves.
 _ALWAYS_TRUE = ("persist", "sml_project_autosave")
 _NO_EFFECT = ("enableHistogram", "enable_histogram")  # no density API here: accepted
+_KEEP_ROWS = ("sml_project_keep_rows", "keepRows")  # rows kept for GLM builds (service/rows.py)
 
 
 @router.post("/projects", status_code=201, summary="Create a project (409 if it exists)")
 async def create_project(request: Request, cid: str, pid: str = Query(...),
                          type: str | None = Query(None),
                          persist: str | None = Query(None),
-                         enableHistogram: str | None = Query(None)) -> Response:
+                         enableHistogram: str | None = Query(None),
+                         keepRows: str | None = Query(None)) -> Response:
     if type is not None and type not in ("cpu", "gpu"):
         offered = "a reference project type this node does not offer" \
             if type in REFERENCE_TYPES else "not a project type"
         raise FrameError(f"type {type!r} is {offered}: use cpu or gpu")
     options = _options(request)
     options.update({k: v for k, v in (("persist", persist),
-                                      ("enableHistogram", enableHistogram)) if v is not None})
+                                      ("enableHistogram", enableHistogram),
+                                      ("keepRows", keepRows)) if v is not None})
     for key, value in options.items():
-        if key not in (*_ALWAYS_TRUE, *_NO_EFFECT):
+        if key not in (*_ALWAYS_TRUE, *_NO_EFFECT, *_KEEP_ROWS):
             raise FrameError(f"project parameter {key!r} is not offered by this node "
                              "(see docs/conformance.md)")
         if str(value).strip().lower() not in ("true", "false"):
@@ -56,7 +59,8 @@ async def create_project(request: Request, cid: str, pid: str = Query(...),
         if key in _ALWAYS_TRUE and str(value).strip().lower() != "true":
             raise FrameError(f"project parameter {key!r} must be true: every project on "
                              "this node is saved durably after each learn")
-    await run_sync(request, service_of(request).create_project, cid, pid, type)
+    keep = any(str(options.get(k, "false")).strip().lower() == "true" for k in _KEEP_ROWS)
+    await run_sync(request, service_of(request).create_project, cid, pid, type, keep)
     return ok(status=201, status_string=f"Project Created with id:{pid}")
 
 

@@ -27,9 +27,10 @@ from ..engine.xp import EngineUnavailable, gpu_available
 from ..settings import Settings
 from ..store import Database, ModelStore, ProjectStore
 from . import rules, updates
-from .errors import BadRequest, no_model, no_project
+from .errors import BadRequest, Conflict, no_model, no_project
 from .merged import MergedView, PeerSource
 from .registry import Registry
+from .rows import KeptRows
 
 log = logging.getLogger("fedstats.node.service")
 
@@ -46,6 +47,25 @@ class ProjectService:
         self._merged = MergedView()
         self._delete_listeners: list[Callable[[str, str], None]] = []
         self._registry.load()
+        self.kept = KeptRows(db, settings.data_dir)
+        self._load_kept()
+
+    def _load_kept(self) -> None:
+        """Open the keep-rows projects' stores; drop orphans; statistics behind a crash
+        between a row commit and its log commit are rebuilt from the rows (`rows.py`)."""
+        for cid, pid in self.kept.load():
+            if not self._registry.exists(cid, pid):
+                if (cid, pid) not in self._registry.unavailable:
+                    self.kept.drop(cid, pid)  # its project's creation never committed
+                continue
+            project = self._registry.get(cid, pid)
+            if project.acc.n == self.kept.count(cid, pid):
+                continue
+            log.warning("project %s/%s: its kept rows (%d) and statistics (%d rows) differ "
+                        "(a crash between their commits): statistics rebuilt from the rows",
+                        cid, pid, self.kept.count(cid, pid), project.acc.n)
+            project.acc = self.kept.rebuilt(cid, pid, project.engine)
+            updates.checkpoint(self.projects_store, project)
 
     @property
     def unavailable(self) -> dict[tuple[str, str], str]:
@@ -57,7 +77,9 @@ class ProjectService:
         return self._registry.unavailable_projects()
 
     # ------------------------------------------------------------------ projects
-    def create_project(self, cid: str, pid: str, engine: str | None = None) -> None:
+    def create_project(self, cid: str, pid: str, engine: str | None = None,
+                       keep_rows: bool = False) -> None:
+        """A new project; `keep_rows` keeps its learned rows (`rows.py`) for GLM builds."""
         rules.check_id(pid, "project id")
         chosen = rules.project_engine(engine, self.settings.default_engine, gpu_available)
         if engine is None and chosen != self.settings.default_engine:
@@ -67,7 +89,26 @@ class ProjectService:
             acc = Accumulator(chosen)
         except EngineUnavailable as e:
             raise BadRequest(str(e)) from e
+        if keep_rows:  # the store first: a crash before the project leaves an orphan, dropped at start
+            if self._registry.exists(cid, pid):
+                raise Conflict(f"Customer [{cid}] already has a project with id [{pid}]")
+            self.kept.create(cid, pid)
+            try:
+                self._registry.create(cid, pid, chosen, acc)
+            except BaseException:
+                self.kept.drop(cid, pid)
+                raise
+            return
         self._registry.create(cid, pid, chosen, acc)
+
+    def close(self) -> None:
+        """Release what the service holds open (the kept-rows stores); at shutdown."""
+        self.kept.close()
+
+    def keeps_rows(self, cid: str, pid: str) -> bool:
+        """Whether the project keeps its learned rows (created with keepRows)."""
+        self._registry.get(cid, pid)
+        return self.kept.keeps(cid, pid)
 
     def delete_project(self, cid: str, pid: str) -> None:
         if self._registry.delete_quarantined(cid, pid):  # it can still be removed
@@ -78,6 +119,7 @@ class ProjectService:
         with project.lock, self._registry.lock:
             self._registry.remove(project)
             self._merged.drop(cid, pid)
+            self.kept.drop(cid, pid)
 
     def list_projects(self, cid: str) -> list[str]:
         return self._registry.ids(cid)
@@ -103,6 +145,7 @@ class ProjectService:
             "attributeTypes": list(acc.types.values()),
             "columns": list(acc.columns),
             "version": project.acc.version,
+            "keepRows": self.kept.keeps(cid, pid),
             "models": sorted(project.models),
         }
 
@@ -122,7 +165,8 @@ class ProjectService:
     def _update(self, cid: str, pid: str, batch: Batch, kind: str) -> int:
         project = self._registry.get(cid, pid)
         return updates.update(self.projects_store, project, batch, kind,
-                              self.settings.checkpoint_every, self.settings.limits)
+                              self.settings.checkpoint_every, self.settings.limits,
+                              self.kept)
 
     def register_peer_source(self, fn: PeerSource) -> None:
         """`fn(cid, pid)` gives peers' accumulators to merge into this node's (federation)."""

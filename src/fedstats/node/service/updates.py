@@ -30,6 +30,9 @@ from .errors import no_project
 
 if TYPE_CHECKING:
     from .registry import Project
+    from .rows import KeptRows
+
+from .rows import undo_rows
 
 log = logging.getLogger("fedstats.node.service")
 
@@ -53,8 +56,12 @@ def fold(acc: Accumulator, kind: str, part: Accumulator) -> None:
 
 
 def update(store: ProjectStore, project: Project, batch: Batch, kind: str,
-           checkpoint_every: int, limits: Limits = DEFAULT_LIMITS) -> int:
-    """Learn or forget `batch` in `project`; returns its rows once that is durable."""
+           checkpoint_every: int, limits: Limits = DEFAULT_LIMITS,
+           kept: KeptRows | None = None) -> int:
+    """Learn or forget `batch` in `project`; returns its rows once that is durable.
+
+    A keep-rows project's rows are appended (or deleted, as a multiset) in its row store
+    first, then the statistics logged (`rows.py` says why that order)."""
     rules.check_has_attributes(batch.columns)
     part = Accumulator(project.engine)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked, below
@@ -66,20 +73,35 @@ def update(store: ProjectStore, project: Project, batch: Batch, kind: str,
             raise no_project(project.cid, project.pid)
         if kind == "learn":  # growth within the limits, no attribute new to old rows
             admit(project.acc, batch, limits)
-        acc = project.acc.copy()
-        with np.errstate(over="ignore", invalid="ignore"):
-            fold(acc, kind, part)
-        rules.check_finite(acc, "the project's statistics with these rows")
-        store.append(project.cid, project.pid, project.seq + 1, kind, stats)
+        rows = kept.get(project.cid, project.pid) if kept is not None else None
+        if rows is not None and kind == "forget":  # an unmatched row: refused, nothing changed
+            rows.delete_matching(batch)
+        try:
+            acc = project.acc.copy()
+            with np.errstate(over="ignore", invalid="ignore"):
+                fold(acc, kind, part)
+            rules.check_finite(acc, "the project's statistics with these rows")
+            if rows is not None and kind == "learn":
+                rows.append(batch)
+        except BaseException:
+            if rows is not None and kind == "forget":
+                undo_rows(rows, batch, kind)
+            raise
+        try:
+            store.append(project.cid, project.pid, project.seq + 1, kind, stats)
+        except BaseException:
+            if rows is not None:
+                undo_rows(rows, batch, kind)
+            raise
         project.seq += 1
         project.since_checkpoint += 1
         project.acc = acc
         if project.since_checkpoint >= checkpoint_every:
-            _checkpoint(store, project)
+            checkpoint(store, project)
     return batch.rows
 
 
-def _checkpoint(store: ProjectStore, project: Project) -> None:
+def checkpoint(store: ProjectStore, project: Project) -> None:
     """Fold the log into the snapshot (under the project's lock).
 
     The update is durable already (the log is the truth): a checkpoint that fails only
