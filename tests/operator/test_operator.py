@@ -20,7 +20,9 @@ from fedstats_harness.natsproc import NatsServer
 
 
 @pytest.fixture(scope="module")
-def operator(cluster: ControlPlane) -> Iterator[KopfRunner]:
+def operator(cluster: ControlPlane, nats_server: NatsServer) -> Iterator[KopfRunner]:
+    # NATS is set up before the operator and so torn down after it: finalizers still
+    # deleting streams at the operator's exit must find the server there
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KUBECONFIG", str(cluster.kubeconfig))
         args = ["run", "--standalone", "--all-namespaces", "-m", "fedstats.operator.handlers"]
