@@ -9,7 +9,6 @@ Retry-After) — never a 400 that reads as the client's mistake.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,12 +82,6 @@ def _key_of(proc: NodeProcess) -> str:
     return str(orjson.loads(proc.customers_file.read_bytes())["c1"])
 
 
-def _unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_project_outside_any_federation_is_a_client_mistake(
         node_factory: Callable[..., Any]) -> None:
     client = node_factory().client("c1")
@@ -101,10 +94,10 @@ def test_a_project_outside_any_federation_is_a_client_mistake(
 
 
 def test_nats_unreachable_at_create_is_503_with_retry_after(
-        node_factory: Callable[..., Any]) -> None:
+        node_factory: Callable[..., Any], unreachable_port: int) -> None:
     node = node_factory()
     options = {"fed_name": "f", "fed_type": "decentralized",
-               "nats_hosts": f"nats://127.0.0.1:{_unused_port()}", "nats_req_timeout": 1}
+               "nats_hosts": f"nats://127.0.0.1:{unreachable_port}", "nats_req_timeout": 1}
     body = aead.encrypt(node.keys["c1"], orjson.dumps(options)).encode()
     resp = _signed(node, "POST", "/symetry/rest/c1/fedml/create", "pid=fed", body)
     assert resp.status_code == 503, resp.text
