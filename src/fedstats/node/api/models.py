@@ -8,6 +8,10 @@ project's attributes, which only this layer sees), beside fedstats' own fields.
 Documented endpoints and algorithm ids this node does not offer are answered 400 naming
 them (`NOT_OFFERED`, `REFERENCE_ALGORITHMS`), never a bare 404 or a 500.
 
+`lr` and `poisson` are fitted from kept rows by Newton rounds (docs/glm.md): on a
+federated project by the federation's rounds (`Hub.fit_glm`, the admin coordinating),
+otherwise on this node's own rows (`service.glm.build_local`); both as the same job.
+
 Predict is a hot path: the raw body goes straight to `body.parse_rows`, and small frames
 are answered inline (`context.run_sized`) rather than through a worker thread. A frame
 whose attributes do not match the model is a `ModelError`, answered 400 naming them.
@@ -22,7 +26,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from ..engine.errors import ModelError
+from ..federation.hub import Hub
 from ..service import BadRequest, check_id
+from ..service import glm as glm_builds
 from .auth import body_of, signed_customer
 from .body import parse_json, parse_rows
 from .context import limits_of, run_sized, run_sync, service_of
@@ -46,8 +52,15 @@ async def build(request: Request, cid: str, pid: str, modelid: str = Query(...),
 
         raise BadRequest(
             f"algo {algo!r} ({REFERENCE_ALGORITHMS[algo]}) is a reference algorithm this node "
-            f"does not offer: use one of {', '.join(ALGORITHMS)}")
-    service.check_algo(algo)
+            f"does not offer: use one of {', '.join([*ALGORITHMS, 'lr', 'poisson'])}")
+    rows = glm_builds.is_glm(algo)
+    hub: Hub = request.app.state.federation
+    if not rows:
+        service.check_algo(algo)
+    elif hub.federated(cid, pid):
+        hub.admin_agent(cid, pid, f"fit {algo} across the federation")  # else 403 now
+    elif not service.keeps_rows(cid, pid):
+        raise glm_builds.no_kept_rows(pid, algo)
     raw = body_of(request)
     context = parse_json(raw) if raw.strip() else {}
     if not isinstance(context, dict):
@@ -55,7 +68,12 @@ async def build(request: Request, cid: str, pid: str, modelid: str = Query(...),
     metrics = request.app.state.metrics
 
     def work() -> dict[str, Any]:
-        info = service.build(cid, pid, modelid, algo, context)
+        if not rows:
+            info = service.build(cid, pid, modelid, algo, context)
+        elif hub.federated(cid, pid):
+            info = hub.fit_glm(cid, pid, modelid, algo, context)
+        else:
+            info = glm_builds.build_local(service, cid, pid, modelid, algo, context)
         metrics.model_builds.labels(algo).inc()
         return {"modelInfo": _entity(service, cid, pid, info)}
 
@@ -149,7 +167,7 @@ async def predict(request: Request, cid: str, pid: str, modelid: str) -> Respons
 REFERENCE_ALGORITHMS = {
     "covest": "Covariance Estimator", "ecod": "ECOD", "evt": "EVT", "hmm": "Hidden Markov",
     "km": "Kaplan Meier", "kmeans": "KMeans Clustering",
-    "lr": "Single Pass Logistic Regression", "lsvm": "Linear SVM",
+    "lsvm": "Linear SVM",
     "lsvr": "Linear Support Vector Regression", "mc": "Markov Chains",
     "plsq": "Partial Least Square Regression", "powerreg": "Power Regression",
     "rf_classifier": "Online Random Forest Classifier",

@@ -17,6 +17,11 @@ The admin's agent also answers join requests: it redeems the invitation's one-ti
 (so a reused or expired invitation fails at the admin, where the token was issued) and
 records the new peer.
 
+The agent also carries GLM rounds (`rounds`): the admin's agent subscribes to the
+members' replies and coordinates fits, a member's answers the admin's asks from its kept
+rows, and a finished model arriving on the statistics stream is stored through
+`model_sink`.
+
 What is not the protocol lives beside it: `link` (connections, streams, consumers),
 `admission` (is a received snapshot taken in?), `gate` (may this snapshot pass?),
 `control` (sealed JSON, the admin's announcements), `journal` (counters and logs).
@@ -37,7 +42,7 @@ import nats
 from ..engine.accumulator import Accumulator
 from ..engine.codec import decode_snapshot, encode_snapshot
 from ..security.errors import SecurityError
-from . import admission, gate, link
+from . import admission, gate, link, rounds
 from . import contract as psr
 from .control import apply_admin, open_json, parse_control, seal_json
 from .errors import FederationError, Unreachable, WireError
@@ -68,6 +73,8 @@ class Agent:
         *,
         join_handler: JoinHandler | None = None,
         chunk_size: int = DEFAULT_CHUNK,
+        site: Any = None,
+        model_sink: rounds.ModelSink | None = None,
     ) -> None:
         self.cid, self.pid, self.config, self.state = cid, pid, config, state
         self.local = local
@@ -91,6 +98,9 @@ class Agent:
         self._stopping = False
         self._generation = 0  # bumped on every reconnect: consumers are then rebuilt
         self._contract = psr.parse_contract(config.contract)
+        self.model_sink = model_sink
+        self.coordinator = rounds.Coordinator(self) if config.is_admin else None
+        self.member = None if config.is_admin else rounds.RoundMember(self, site)
 
     @property
     def counters(self) -> dict[str, Any]:
@@ -118,6 +128,10 @@ class Agent:
         await self.ensure_streams()
         if self.config.is_admin and self.join_handler is not None:
             await self.nc.subscribe(self.names.join, cb=self._on_join)
+        if self.coordinator is not None:
+            await self.nc.subscribe(self.names.glm_replies, cb=self.coordinator.on_reply)
+        if self.member is not None:
+            await self.nc.subscribe(self.names.glm_ask, cb=self.member.on_ask)
         self._tasks.append(asyncio.create_task(self._consume("ctl"), name="fed-ctl"))
         if self.reads_stats:
             self._tasks.append(asyncio.create_task(self._consume("stats"), name="fed-stats"))
@@ -326,6 +340,8 @@ class Agent:
             if not rest.isdigit():
                 return f"snapshot claiming to be from {peer!r} came on {subject}, not under {own}"
             return None
+        if subject.startswith(self.names.models_of(peer)):
+            return None  # a finished GLM under its sender's statistics subject (`rounds`)
         if not subject.startswith(self.names.prefix + ".ctl."):
             return f"control message claiming to be from {peer!r} came on {subject}"
         return None
@@ -347,7 +363,9 @@ class Agent:
             self._refuse(f"unreadable message: {e}")
             return
         header = whole[0].header
-        if header["kind"] == "snapshot":
+        if header["kind"] == "control" and subject.startswith(self.names.models_of(header["peer"])):
+            await rounds.receive_model(self, header["peer"], body, self.model_sink)
+        elif header["kind"] == "snapshot":
             await self._receive_snapshot(header["peer"], header["version"], body)
         else:
             await self._receive_control(header["peer"], subject, body)

@@ -6,7 +6,8 @@ same operations run in tests without HTTP. This module is the agents' lifecycle 
 at start in the background, stopped, forgotten with their project) and the order of each
 operation; what a body means is `options`' (pure), the rules of an invitation and of the
 admin's answer to a join are `joining`'s, and what the hub needs of the project service
-is `ports.ProjectPort`.
+is `ports.ProjectPort`. A federated GLM fit (`fit_glm`, from a job's worker thread) is
+`rounds.run_fit` on the admin's agent, over the event loop the agents run on.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.accumulator import Accumulator
+from ..engine.models import load_model
 from ..limits import Limits
 from ..security.invites import SqliteTokenStore, TokenBook, seal_invite
-from . import joining, options
+from ..service import glm as site_glm
+from . import joining, options, rounds
 from .agent import Agent, JoinHandler
 from .errors import FederationError, NotAdmin, NotConnected, NotFederated
 from .ports import ProjectPort
@@ -132,7 +135,34 @@ class Hub:
             self.state,
             lambda: self.service.local_view(cid, pid),  # read only: no copy per use
             join_handler=self._join_handler(cid, pid) if config.is_admin else None,
+            site=site_glm.SiteRows(self.service, cid, pid),  # type: ignore[arg-type]
+            model_sink=self._model_sink(cid, pid),
         )
+
+    def _model_sink(self, cid: str, pid: str) -> rounds.ModelSink:
+        def store(model_id: str, algo: str, model: dict[str, Any]) -> None:
+            site_glm.store_model(self.service, cid, pid, model_id, algo,  # type: ignore[arg-type]
+                                 load_model(model))
+
+        return store
+
+    # ------------------------------------------------------------ GLM rounds
+    def federated(self, cid: str, pid: str) -> bool:
+        """Whether the project belongs to a federation (connected or not)."""
+        return (cid, pid) in self.agents or self.state.config(cid, pid) is not None
+
+    def fit_glm(self, cid: str, pid: str, model_id: str, algo: str,
+                context: dict[str, Any]) -> dict[str, Any]:
+        """Fit `algo` over every member's kept rows (the admin coordinating); its modelInfo.
+
+        Blocking, for a job's worker thread: the rounds' messages go through the loop the
+        agents run on, the admin's own rows are read in this thread meanwhile."""
+        agent = self.admin_agent(cid, pid, f"fit {algo} across the federation")
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            raise NotConnected(f"project [{pid}]'s federation is not running")
+        site = site_glm.SiteRows(self.service, cid, pid)  # type: ignore[arg-type]
+        return rounds.run_fit(agent, loop, self.service, site, model_id, algo, context)
 
     def peer_accumulators(self, cid: str, pid: str) -> list[Accumulator]:
         agent = self.agents.get((cid, pid))
@@ -157,10 +187,11 @@ class Hub:
     async def create(self, cid: str, pid: str, opts: dict[str, Any]) -> FedConfig:
         """Create `pid` as the administrator of a new federation (`options.admin_config`)."""
         config = options.admin_config(opts, self.default_engine, self.limits)
-        await self._open(cid, pid, config)
+        await self._open(cid, pid, config, keep_rows=_keeps_rows(opts))
         return config
 
-    async def _open(self, cid: str, pid: str, config: FedConfig, join: Join | None = None) -> Any:
+    async def _open(self, cid: str, pid: str, config: FedConfig, join: Join | None = None,
+                    keep_rows: bool = False) -> Any:
         """Create the project and connect its agent; undo both if anything fails."""
         try:
             config.to_json()  # what cannot be stored is refused before anything is made
@@ -174,7 +205,7 @@ class Hub:
             await agent.connect()
             if join is not None:
                 answer = await join(agent)
-            self.service.create_project(cid, pid, config.fed_local_type)
+            self.service.create_project(cid, pid, config.fed_local_type, keep_rows=keep_rows)
         except BaseException:
             await agent.stop()
             raise
@@ -231,7 +262,7 @@ class Hub:
             agent.set_contract_locally(config.contract)
             return answer
 
-        await self._open(cid, pid, config, ask_admin)
+        await self._open(cid, pid, config, ask_admin, keep_rows=_keeps_rows(opts))
         return config
 
     # ------------------------------------------------------------ the rest of fedml
@@ -257,3 +288,8 @@ class Hub:
         agent = self.agent(cid, pid)
         agent.config.allow_peers_explore = allow
         self.state.save_config(cid, pid, agent.config)
+
+
+def _keeps_rows(opts: dict[str, Any]) -> bool:
+    """Whether a create/createJoin body asks for a project that keeps rows (GLM fits)."""
+    return options.flag(opts.get("sml_project_keep_rows", opts.get("keepRows", False)))

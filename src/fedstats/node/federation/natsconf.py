@@ -7,6 +7,9 @@ The topology is enforced here, by the server, not by the agents' good manners:
                    stream (what the admin sends); only the admin reads statistics
     hybrid         as centralized, except that the peers named as mergers read statistics
 
+GLM rounds: every member reads the admin's round requests and publishes its contribution
+on its own reply subject, which only the admin may read, whatever the topology.
+
 JetStream reads go through API subjects that name the stream, so "may read statistics"
 is "may create and pull consumers on the statistics stream". Replies come back on a
 per-user inbox prefix, so a peer cannot eavesdrop on the admin's deliveries either.
@@ -61,18 +64,19 @@ def permissions(names: Names, user: User) -> dict[str, Any]:
     if user.admin:
         return {
             "publish": {"allow": [f"{names.prefix}.>", "$JS.API.>", "$JS.ACK.>"]},
-            "subscribe": {"allow": [names.join, inbox]},
+            "subscribe": {"allow": [names.join, names.glm_replies, inbox]},
             "allow_responses": True,  # answer join requests on the joiner's inbox
         }
     publish = [
         f"{names.stats(user.peer)}.>",
         names.sync(user.peer),
         names.join,
+        names.glm_reply(user.peer),
         "$JS.API.INFO",
         f"$JS.API.STREAM.CREATE.{names.ctl_stream}",
         *_stream_reader(names.ctl_stream, names.durable(user.peer, "ctl")),
     ]
-    subscribe = [inbox]
+    subscribe = [inbox, names.glm_ask]
     if user.merges:
         # only a node that reads statistics may (re)create their stream: a peer that could
         # create it could also configure it to republish everything to its own inbox

@@ -29,7 +29,8 @@ class ProjectPort(Protocol):
         """Raise the service's NotFound (or Unavailable) unless the project exists."""
         ...
 
-    def create_project(self, cid: str, pid: str, engine: str | None = None) -> None:
+    def create_project(self, cid: str, pid: str, engine: str | None = None,
+                       keep_rows: bool = False) -> None:
         """Create an empty project; the service's Conflict if it exists."""
         ...
 

@@ -10,7 +10,13 @@ stream (JetStream permissions are per stream API subject, not per message):
                            fedstats.<fed>.ctl.admin.member.<peer> removal, readmission (admin)
                            fedstats.<fed>.ctl.sync.<peer>        full sync requests
 
-plus the core (not stored) request subject fedstats.<fed>.join, answered by the admin.
+plus the core (not stored) request subject fedstats.<fed>.join, answered by the admin,
+and the core subjects of GLM rounds (`rounds.py`):
+
+    fedstats.<fed>.glm.ask                 the admin's round request: fit, round, coefficients
+    fedstats.<fed>.glm.reply.<peer>        one member's contribution (only the admin reads it)
+    fedstats.<fed>.stats.<admin>.model.<id> a finished GLM, on the statistics stream: exactly
+                                           the members that may merge (and so build) read it
 Each user gets its own inbox prefix `_INBOX_<user>`, so no one can read others' replies.
 """
 
@@ -91,6 +97,25 @@ class Names:
     @property
     def join(self) -> str:
         return f"{self.prefix}.join"
+
+    @property
+    def glm_ask(self) -> str:
+        return f"{self.prefix}.glm.ask"
+
+    def glm_reply(self, peer: str) -> str:
+        return f"{self.prefix}.glm.reply.{token(peer)}"
+
+    @property
+    def glm_replies(self) -> str:
+        return f"{self.prefix}.glm.reply.*"
+
+    def model(self, peer: str, model_id: str) -> str:
+        """Where `peer` (the admin) publishes a finished GLM `model_id` (newest kept)."""
+        return f"{self.models_of(peer)}{token(model_id)}"
+
+    def models_of(self, peer: str) -> str:
+        """The prefix (dot included) of every model subject of `peer`."""
+        return f"{self.stats(peer)}.model."
 
 
 def inbox_prefix(user: str) -> str:

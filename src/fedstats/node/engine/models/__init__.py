@@ -5,6 +5,8 @@
     Model.predict_columns(batch) -> Columns        {"res": [...], ...} (the same, by key)
     Model.info() / Model.to_dict()                 JSON-able ModelInfo / complete state
     load_model(d) -> Model                         exact inverse of to_dict
+ROW_ALGORITHMS                                  `lr`, `poisson`: fitted from rows by rounds
+                                               (`models.glm`; the service drives them)
 
 One map per input row, in input order, with the reference's keys (prediction-api.md):
 regressions (`mlr`, `ridge`, `lasso`, `elasticnet`, `pcr`) answer `res` (the value);
@@ -27,6 +29,7 @@ from .base import Columns, KSVSMap, Model, load_model
 from .bayes import build_bayes
 from .context import MLContext
 from .discriminant import build_lda, build_qda
+from .glm import ALGOS as ROW_ALGORITHMS  # importing it registers GlmModel for load_model
 from .linear import build_linear
 from .pcr import build_pcr
 
@@ -46,6 +49,9 @@ ALGORITHMS = {
 def build_model(algo: str, acc: Accumulator, context: Mapping[str, Any] | MLContext) -> Model:
     """Build model `algo` from the accumulator's statistics (never from rows)."""
     builder = ALGORITHMS.get(algo)
+    if algo in ROW_ALGORITHMS:
+        raise ModelError(f"{algo} is fitted from rows, not from statistics: build it on a "
+                         "project that keeps rows (keepRows=true)")
     if builder is None:
         raise ModelError(f"unknown algorithm {algo!r}: expected one of {', '.join(ALGORITHMS)}")
     ctx = MLContext.parse(context)
@@ -57,4 +63,4 @@ def build_model(algo: str, acc: Accumulator, context: Mapping[str, Any] | MLCont
     return model
 
 
-__all__ = ["ALGORITHMS", "Columns", "KSVSMap", "MLContext", "Model", "build_model", "load_model"]
+__all__ = ["ALGORITHMS", "ROW_ALGORITHMS", "Columns", "KSVSMap", "MLContext", "Model", "build_model", "load_model"]

@@ -11,6 +11,12 @@ C = 1) and to 1 for `poisson` (PoissonRegressor's default).
 
 `lr` answers the class as `res` and `proba_<label>` per class (binary on a `B` target,
 multinomial on a `T` target); `poisson` answers the mean e^η as `res`.
+
+Federated, the coordinator resolves the problem once and sends it to every member as a
+`plan` (plain JSON: the columns, the classes, and every column the model's attributes had
+at the coordinator); a member reads its rows through `GlmProblem.from_plan`, and a row with
+a category level the plan does not know is refused (`check_columns`), never silently read
+as the reference level.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from ..glm import GlmFit, RoundStats, fit_glm, round_stats
 from ..glm.solve import GlmNotConverged
 from .base import Columns, Floats, Model, check_rows, classify, strings
 from .classes import classes_of
-from .context import MLContext, Problem
+from .context import MLContext, Problem, present_columns
 
 ALGOS = ("lr", "poisson")
 PARAMETERS = ("penalty", "alpha", "fitIntercept", "tol", "maxIter")
@@ -73,6 +79,7 @@ class GlmProblem:
     fit_intercept: bool
     tol: float
     max_iter: int
+    known: tuple[str, ...] = ()  # every present column of the model's attributes
 
     @classmethod
     def of(cls, algo: str, acc: Accumulator, context: MLContext) -> GlmProblem:
@@ -108,8 +115,52 @@ class GlmProblem:
             else:
                 columns, family = classes.columns, "multinomial"
         check_rows(acc.n, len(problem.inputs) + 5 if penalty != "L2" else 2, f"{algo}")
+        known = tuple(c for a in (*problem.input_types, target) for c in present_columns(acc, a))
         return cls(algo, problem, family, labels, columns, penalty, alpha,
-                   fit_intercept, tol, max_iter)
+                   fit_intercept, tol, max_iter, known)
+
+    def plan(self) -> dict[str, Any]:
+        """What a member needs to read its rows for this fit (JSON-able; no parameters)."""
+        p = self.problem
+        return {
+            "algo": self.algo, "family": self.family, "labels": list(self.labels),
+            "inputs": list(p.inputs), "inputTypes": dict(p.input_types),
+            "inputParents": dict(p.input_parents), "targets": list(p.targets),
+            "targetColumns": list(self.target_columns), "known": list(self.known),
+        }
+
+    @classmethod
+    def from_plan(cls, plan: Any) -> GlmProblem:
+        """The problem a coordinator's `plan` describes (GlmError if it is malformed)."""
+        try:
+            family = str(plan["family"])
+            problem = Problem(
+                [str(c) for c in plan["inputs"]],
+                {str(k): str(v) for k, v in plan["inputTypes"].items()},
+                {str(k): str(v) for k, v in plan["inputParents"].items()},
+                [str(t) for t in plan["targets"]], MLContext())
+            labels = [str(v) for v in plan["labels"]]
+            columns = [str(c) for c in plan["targetColumns"]]
+            known = tuple(str(c) for c in plan["known"])
+            algo = str(plan["algo"])
+        except (KeyError, TypeError, AttributeError) as e:
+            raise GlmError(f"a malformed GLM plan: missing or bad {e}") from e
+        if family not in ("binomial", "multinomial", "poisson") or algo not in ALGOS:
+            raise GlmError(f"a GLM plan of unknown family {family!r} or algo {algo!r}")
+        if len(problem.targets) != 1 or not columns or not problem.inputs:
+            raise GlmError("a GLM plan needs one target, its columns, and inputs")
+        return cls(algo, problem, family, labels, columns, "L2", None, True, TOL, MAX_ITER,
+                   known)
+
+    def check_columns(self, batch: Batch) -> None:
+        """GlmError if the rows hold a column of the model's attributes it does not know
+        (a category level the coordinator never saw: the rows could not be read exactly)."""
+        attrs = {*self.problem.input_types, self.problem.targets[0]}
+        known = set(self.known)
+        for c in batch.columns:
+            if c not in known and batch.parents.get(c, c) in attrs:
+                raise GlmError(f"the rows hold column {c!r}, which the model's statistics do "
+                               "not know (synchronize the federation's statistics first)")
 
     @property
     def d(self) -> int:
@@ -131,6 +182,10 @@ class GlmProblem:
         if self.family == "multinomial":
             z = np.stack([values[:, where[c]] if c in where else np.zeros(batch.rows)
                           for c in self.target_columns], axis=1)
+            bad = np.flatnonzero(z.sum(axis=1) != 1.0)
+            if bad.size:
+                raise GlmError(f"row {int(bad[0])} has no class among the model's "
+                               f"({', '.join(self.labels)})")
             y = np.argmax(z, axis=1).astype(np.float64)
         else:
             y = values[:, where[self.target_columns[0]]].copy()
