@@ -28,9 +28,8 @@ LAZY: dict[str, tuple[str, str]] = {
 
 
 def _node(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from .node.api.app import create_app
+    from .node.api.server import run
     from .node.settings import Settings
 
     settings = Settings.from_env(
@@ -47,10 +46,7 @@ def _node(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"fedstats node: {e}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
-                loop="auto", http="auto", ws="websockets-sansio",
-                ws_max_size=settings.max_ws_message_bytes,
-                timeout_graceful_shutdown=10)
+    run(app, settings, log_level=args.log_level, loop="auto", timeout_graceful_shutdown=10)
     return 0
 
 

@@ -20,6 +20,7 @@ import orjson
 import uvicorn
 
 from fedstats.node.api.app import create_app
+from fedstats.node.api.server import config as server_config
 from fedstats.node.client import Client
 from fedstats.node.client_ws import WsClient
 from fedstats.node.settings import Settings
@@ -64,8 +65,7 @@ def serve(settings: Settings, keys: dict[str, str]) -> Iterator[Node]:
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", ws_max_size=settings.max_ws_message_bytes,
-                            lifespan="on", ws="websockets-sansio")
+    config = server_config(app, settings, log_level="warning", lifespan="on")
     server = _Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve([sock])), daemon=True)
     thread.start()

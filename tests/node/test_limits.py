@@ -39,14 +39,14 @@ def _answer(sock: socket.socket) -> bytes:
 def test_bodies_read_at_once_are_bounded_node_wide(node_factory: Callable[..., Node]) -> None:
     node = node_factory(max_body_bytes=1_000_000, max_body_bytes_reading=1_500_000)
     c = node.client()
-    c.create_project("p")
+    c.create_project("p")  # this address has signed: the whole budget is open to it
     path = "/symetry/rest/c1/projects/p/learn"
-    budget = node.app.state.body_budget
-    slow = _open_post(node, path, 900_000, b"{" * 1000)  # a slow (or hostile) sender
+    gate = node.app.state.gate
+    slow = _open_post(node, path, 900_000, b"{" * 850_000)  # a slow (or hostile) sender
     try:
-        # the node's reader runs in uvicorn's thread: its budget is read, there is no event
-        eventually(lambda: budget.used >= 900_000, 10, "the slow body to be read", 0.01)
-        second = _open_post(node, path, 700_000)
+        # only bytes received count; the node's reader runs in uvicorn's thread
+        eventually(lambda: gate.used >= 850_000, 10, "the slow body to be read", 0.01)
+        second = _open_post(node, path, 700_000, b" " * 700_000)
         try:
             answer = _answer(second)
         finally:
@@ -57,6 +57,8 @@ def test_bodies_read_at_once_are_bounded_node_wide(node_factory: Callable[..., N
         envelope = orjson.loads(body)
         assert envelope["statusCode"] == "SERVICE_UNAVAILABLE"
         assert envelope["values"]["errorKind"] == "overloaded"
+        assert envelope["values"]["limit"] == "max_body_bytes_reading"
+        assert envelope["values"]["value"] == 1_500_000
         # a smaller one still fits, and is served (then refused for its bad signature)
         small = _open_post(node, path, 500_000, b" " * 500_000)
         try:
@@ -65,8 +67,27 @@ def test_bodies_read_at_once_are_bounded_node_wide(node_factory: Callable[..., N
             small.close()
     finally:
         slow.close()
-    eventually(lambda: budget.used == 0, 10, "the abandoned body to give its bytes back", 0.01)
+    eventually(lambda: gate.used == 0, 10, "the abandoned body to give its bytes back", 0.01)
     c.learn("p", {"attributeNames": ["a"], "attributeTypes": ["C"], "data": [["1"]]})
+
+
+def test_a_declared_body_that_never_comes_holds_nothing(
+        node_factory: Callable[..., Node]) -> None:
+    """The reproduction of issue 14: two sockets declaring 256 MB and sending nothing made
+    every request with a body 503, for every customer, while they stayed open."""
+    node = node_factory()
+    c = node.client("c2")
+    c.create_project("q")
+    path = "/symetry/rest/c1/projects/p/learn"
+    held = [_open_post(node, path, 268_435_456) for _ in range(2)]
+    try:
+        eventually(lambda: node.app.state.gate.connections >= 3, 10, "the sockets to open")
+        assert node.app.state.gate.used == 0
+        assert c.learn("q", {"attributeNames": ["a"], "attributeTypes": ["C"],
+                             "data": [["1"], ["2"]]}) == 2
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def test_websocket_messages_have_their_own_smaller_limit() -> None:

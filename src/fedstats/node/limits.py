@@ -52,6 +52,28 @@ class Limits:
     # characters of a federation's name (it becomes a NATS subject token and stream name)
     max_fed_name_chars: int = 128
 
+    # --- the transport: enforced by the node's own HTTP and WebSocket protocol classes
+    # (api/server.py) before a request reaches any facade, the same for all of them.
+    # bytes of a request line and its headers, and how many header fields
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    # seconds from a connection's opening (or a request's first byte) to its last header
+    header_timeout_s: int = 10
+    # a body must arrive within body_timeout_s plus one second per min_body_rate bytes
+    body_timeout_s: int = 20
+    min_body_rate: int = 1024
+    # seconds an idle keep-alive connection is kept between requests
+    keep_alive_s: int = 5
+    # open connections (HTTP and WebSocket), node-wide and per client address
+    max_connections: int = 1024
+    max_connections_per_address: int = 64
+    # bytes of bodies (and WebSocket messages) an address that has not yet signed a request
+    # may have in flight at once, and all such addresses together; an address is trusted for
+    # trust_s seconds after its last request whose signature verified
+    max_unverified_bytes_per_address: int = 64 * 1024 * 1024
+    max_unverified_bytes: int = 128 * 1024 * 1024
+    trust_s: int = 900
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)

@@ -9,7 +9,7 @@ No facade mounts itself or registers its own error handler. What a route finds o
 `app.state`:
 
     settings    Settings            service    ProjectService
-    body_budget api.auth.BodyBudget (bytes of request bodies being read, node-wide)
+    gate        api.transport.Gate (connections and bytes in flight, node-wide and per address)
     verifier    security Verifier   customers  {id: Customer}
     db          store Database      jobs       api.jobs.JobRunner
     metrics     api.metrics.Metrics executor   the worker ThreadPoolExecutor
@@ -39,8 +39,8 @@ from ..service import ProjectService
 from ..settings import Settings
 from ..store import JobStore, open_database
 from . import errors, fedml, flow, health, jobs, jsonrpc, models, projects, ws
-from .auth import BodyBudget
 from .metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from .transport import Gate
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def create_app(settings: Settings, customers: Mapping[str, Customer] | None = No
     state.db = db
     state.service = ProjectService(db, settings)
     state.executor = executor
-    state.body_budget = BodyBudget(settings.max_body_bytes_reading)
+    state.gate = Gate(settings.limits, settings.max_body_bytes_reading)
     state.jobs = jobs.JobRunner(job_store, executor)
     state.metrics = metrics
 
@@ -117,7 +117,7 @@ def create_app(settings: Settings, customers: Mapping[str, Customer] | None = No
     app.include_router(ws.router)
     app.include_router(fedml.router)
     jsonrpc.mount(app)  # the model store (/jsonrpc): state.modelstore
-    flow.mount(app)  # FATE-Flow v1 (/v1): state.flow
+    on_shutdown.append(flow.mount(app).shutdown)  # FATE-Flow v1 (/v1): state.flow
     return app
 
 

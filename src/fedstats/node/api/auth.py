@@ -5,10 +5,13 @@ The signature covers the raw body, so the dependency reads it — bounded by
 read, and a streamed body is counted as it arrives (413 either way) — and leaves it on
 `request.state.body` for the handler, which parses it itself (no pydantic on the hot path).
 
-Bodies are read before their signature can be checked, so the bytes being read at once,
-over the whole node, are bounded too (`Settings.max_body_bytes_reading`, a `BodyBudget`
-on `app.state.body_budget`): a request whose declared length (or, streamed, whose bytes
-so far) would go over it is refused with 503 and `Retry-After`, without buffering it.
+Bodies are read before their signature can be checked, so the bytes received and not yet
+handled, over the whole node, are bounded too (`Settings.max_body_bytes_reading`, on the
+`Gate` at `app.state.gate`, api/transport.py), and an address that has not signed a request
+lately holds at most a small share of them: over either, 503 and `Retry-After`, naming the
+limit. Only bytes that arrived count: a body declared and never sent holds nothing (the
+transport closes it after `body_timeout_s`, api/server.py). A signed request marks its
+address as verified (`note_verified`).
 
 For other routers (the federation's): `Depends(signed_customer)` on any route under
 `/symetry/rest/{cid}/...` gives the verified `Customer`, whose id must equal `{cid}`;
@@ -24,32 +27,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from ..security.customers import Customer
-from ..security.errors import AuthError, Overloaded
+from ..security.errors import AuthError
 from ..security.signing import CUSTOMER_HEADER, SignedRequest, Verifier
-from .errors import BadRequest, PayloadTooLarge
-
-
-class BodyBudget:
-    """Bytes of request bodies being read right now, node-wide, at most `limit`.
-
-    Used from the event loop only (no await between a check and its update): no lock.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def take(self, n: int) -> None:
-        if self.used + n > self.limit:
-            raise Overloaded(
-                f"the node is reading {self.used} bytes of request bodies, at most "
-                f"{self.limit} at once: retry shortly", retry_after=1)
-        self.used += n
-
-    def give(self, n: int) -> None:
-        self.used -= n
+from .errors import BadRequest, ClientGone, PayloadTooLarge
+from .transport import Gate, Held
 
 
 async def read_body(request: Request, limit: int, check: SignedRequest | None = None) -> bytes:
@@ -57,31 +41,45 @@ async def read_body(request: Request, limit: int, check: SignedRequest | None = 
 
     With `check`, every chunk is hashed as it arrives (MD5 and the signature's HMAC),
     so verifying a large learn costs no extra pass over its bytes afterwards. The bytes
-    count against the node's `BodyBudget` while they are read (503 when it is spent).
+    *received* are held on the node's `Gate` while they are read (503 naming the limit
+    when the node's budget, or an unverified address's share of it, is spent); a body that
+    is declared and never sent holds nothing. A client that goes away mid-body raises
+    `ClientGone` (no answer can reach it; not an internal error).
     """
-    declared = check_declared_length(request, limit)
-    budget: BodyBudget | None = getattr(request.app.state, "body_budget", None)
-    reserved = 0
+    check_declared_length(request, limit)
+    gate: Gate | None = getattr(request.app.state, "gate", None)
+    held = Held(gate, _address(request)) if gate is not None else None
     try:
-        if budget is not None and declared:
-            budget.take(declared)
-            reserved = declared
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
-            if budget is not None and size > reserved:
-                budget.take(size - reserved)
-                reserved = size
-            if check is not None:
-                check.update(chunk)
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+                if held is not None and chunk:
+                    held.take(len(chunk))
+                if check is not None:
+                    check.update(chunk)
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise ClientGone("the client closed the connection before its body was read") \
+                from None
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
-        if budget is not None:
-            budget.give(reserved)
+        if held is not None:
+            held.release()
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def note_verified(request: Request) -> None:
+    """Tell the transport that this request's address signed successfully (api/transport)."""
+    gate: Gate | None = getattr(request.app.state, "gate", None)
+    if gate is not None:
+        gate.verified(_address(request))
 
 
 def check_declared_length(request: Request, limit: int) -> int | None:
@@ -134,5 +132,6 @@ async def signed_customer(request: Request, cid: str) -> Customer:
     body = await read_body(request, settings.max_body_bytes, check)
     request.state.body = body
     customer = check.finish(body)
+    note_verified(request)
     request.state.customer = customer
     return customer

@@ -57,6 +57,10 @@ class PayloadTooLarge(Exception):
     """A body over `Settings.max_body_bytes`."""
 
 
+class ClientGone(Exception):
+    """The client closed its connection mid-request: nothing can answer it, nothing failed."""
+
+
 class UnsupportedMedia(Exception):
     """A body of a Content-Type the endpoint does not read."""
 
@@ -101,6 +105,7 @@ RULES: tuple[tuple[type[BaseException], int, str, Callable[[BaseException], str]
     (PayloadTooLarge, 413, "too_large", str),
     (LimitExceeded, 413, "limit", str),  # a data limit of Settings.limits, named
     (UnsupportedMedia, 415, "media_type", str),
+    (ClientGone, 400, "client_gone", str),  # counted, never delivered, not an internal error
     (RequestValidationError, 400, "bad_request", _validation),
     (HTTPException, 0, "http", _detail),  # the status is the exception's own
 )
@@ -148,7 +153,8 @@ def install(app: FastAPI) -> None:
     internal errors should take that path.
     """
     known = (Temporary, EngineError, ServiceError, SecurityError, FederationError,
-             PayloadTooLarge, LimitExceeded, UnsupportedMedia, RequestValidationError,
+             PayloadTooLarge, LimitExceeded, UnsupportedMedia, ClientGone,
+             RequestValidationError,
              HTTPException)
     for exc_type in (*known, Exception):
         app.add_exception_handler(exc_type, _handle)

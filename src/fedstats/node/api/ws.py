@@ -75,6 +75,7 @@ class _Session:
         self.keys: list[str] | None = None
         self.metrics = ws.app.state.metrics
         self.limit = ws.app.state.settings.max_ws_message_bytes
+        self.gate = ws.app.state.gate
 
     async def handle(self, text: str) -> bool:
         """Answer one message; False when the connection was closed."""
@@ -96,6 +97,7 @@ class _Session:
             await self._answer(*classify(e)[:2])
             return True
         self.customer_id = customer.id
+        self.gate.verified(self.ws.client.host if self.ws.client else None)
         try:
             values = await self._serve(customer.id, header, payload)
         except Exception as e:
