@@ -4,19 +4,28 @@
     auth.py      TIMESTAMP/NONCE/APP_KEY/SIGNATURE HMAC-SHA1, ±60 s, replays refused
     tables.py    FATE tables as the node's row stores; upload, info, delete, history
     routes.py    data/upload(+history), data/download, table/table_info, delete, bind (PATH),
-                 server/version/get
+                 server/version/get; the handler plumbing every route shares
     dsl.py       DSL v2 / runtime conf v2 checks (pure); job/submit answers them
     state.py     configuration (FEDSTATS_FLOW_*) and what the routes share
 
-Jobs, tracking and models are not served yet (see docs/flow.md). The composition root
-mounts the package with one call, `mount(app)`, after the node's state is on `app.state`.
+    jobs.py      job/submit, query, list, stop, rerun, config, log download, task query/list
+    tracking.py  tracking/component/*: list, metrics, parameters, output model/data, summary
+    model.py     model/deploy, query, get/predict/{dsl,conf}, load, bind
+    rows.py      job, task and model records in FATE's `f_` shape (pure)
+
+The jobs run in the service below (service/flowjobs). The composition root mounts the
+package with one call, `mount(app)`, after the node's state is on `app.state`, and
+stops its scheduler with `FlowState.shutdown` on the way out.
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from .routes import router
+from ...service.flowjobs import FlowJobs, Sites
+from ...store.flowjobs import FlowJobStore
+from . import jobs, model, tracking
+from .routes import fallback, router
 from .state import FlowConfig, FlowState
 from .tables import Tables
 
@@ -27,9 +36,13 @@ def mount(app: FastAPI, config: FlowConfig | None = None) -> FlowState:
     """Serve `/v1` over the node's database, data directory and customers."""
     st = app.state
     config = config if config is not None else FlowConfig.from_env()
-    state = FlowState(config=config, customers=st.customers,
-                      tables=Tables(st.db, st.settings.data_dir),
-                      data_dir=st.settings.data_dir, max_body=st.settings.max_body_bytes)
+    tables = Tables(st.db, st.settings.data_dir)
+    flow_jobs = FlowJobs(FlowJobStore(st.db), Sites(config.party_ids, tables),
+                         st.settings.data_dir)
+    state = FlowState(config=config, customers=st.customers, tables=tables,
+                      data_dir=st.settings.data_dir, max_body=st.settings.max_body_bytes,
+                      jobs=flow_jobs)
     st.flow = state
-    app.include_router(router)
+    for r in (router, jobs.router, tracking.router, model.router, fallback):
+        app.include_router(r)
     return state

@@ -50,6 +50,10 @@ def check_dsl(dsl: Any) -> list[str]:
         deps[name] = set()
         for kind, refs in _inputs(name, c.get("input", {})):
             for ref in refs:
+                if kind == "model" and isinstance(ref, str) and ref.startswith("pipeline."):
+                    if len(ref.split(".")) != 3 or not ref.endswith(".model"):
+                        _fail(f"component {name!r}: input {ref!r} is not pipeline.<component>.model")
+                    continue  # a deployed model's component (predict DSLs)
                 if not isinstance(ref, str) or "." not in ref:
                     _fail(f"component {name!r}: input {ref!r} is not <component>.<output>")
                 src, out = ref.split(".", 1)

@@ -1,4 +1,5 @@
-"""The `/v1` routes fate-client 1.11.3 calls for tables: data, table, server (§2.1, §2.6).
+"""The `/v1` routes fate-client 1.11.3 calls for tables: data, table, server (§2.1, §2.6),
+and the handler plumbing every `/v1` route shares (`flow_handler`).
 
 Every handler reads the request through `_call` (signature checked unless the node was
 explicitly started without it, JSON parsed whatever the Content-Type), and a `FlowError`
@@ -24,9 +25,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from .auth import verify
-from .dsl import check_conf, check_dsl
+from ...service.flowjobs import FlowJobError, JobNotFound, JobRefused
 from .envelope import (
     ARGUMENT_ERROR,
+    DATA_ERROR,
     EXCEPTION_ERROR,
     OPERATING_ERROR,
     FlowError,
@@ -48,7 +50,7 @@ def new_job_id() -> str:
     return now.strftime("%Y%m%d%H%M%S") + f"{now.microsecond // 1000:03d}{next(_seq) % 10000:04d}"
 
 
-def _state(request: Request) -> FlowState:
+def flow_state(request: Request) -> FlowState:
     state: FlowState = request.app.state.flow
     return state
 
@@ -65,19 +67,30 @@ def _authenticate(request: Request, state: FlowState, signed_body: bytes) -> Non
                state.customers, state.nonces)
 
 
-def _flow(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
+def flow_handler(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
     """A JSON handler: authenticated, body parsed, FlowError answered as FATE does."""
     async def route(request: Request) -> Response:
-        state = _state(request)
+        state = flow_state(request)
         try:
             body = await _read(request, state.max_body)
             _authenticate(request, state, body)
             return await fn(request, _json(body))
         except FlowError as e:
             return of_error(e)
+        except FlowJobError as e:
+            return of_error(job_error(e))
     route.__name__ = fn.__name__
     route.__doc__ = fn.__doc__
     return route
+
+
+async def job_error(e: FlowJobError) -> FlowError:
+    """The job machinery's errors as FATE answers them (an endpoint may say otherwise)."""
+    if isinstance(e, JobNotFound):
+        return FlowError(DATA_ERROR, str(e))
+    if isinstance(e, JobRefused):
+        return FlowError(ARGUMENT_ERROR, str(e))
+    return FlowError(OPERATING_ERROR, str(e))
 
 
 async def _read(request: Request, limit: int) -> bytes:
@@ -102,7 +115,7 @@ def _json(body: bytes) -> dict[str, Any]:
     return conf
 
 
-def _require(conf: dict[str, Any], *keys: str) -> None:
+def require(conf: dict[str, Any], *keys: str) -> None:
     missing = [k for k in keys if conf.get(k) in (None, "")]
     if missing:
         raise FlowError(ARGUMENT_ERROR, f"required parameters are missing: {','.join(missing)}; ")
@@ -111,7 +124,7 @@ def _require(conf: dict[str, Any], *keys: str) -> None:
 def _table_key(conf: dict[str, Any]) -> tuple[str, str]:
     if conf.get("table_name") in (None, "") and conf.get("name") not in (None, ""):
         conf = {**conf, "table_name": conf["name"]}
-    _require(conf, "namespace", "table_name")
+    require(conf, "namespace", "table_name")
     return str(conf["namespace"]), str(conf["table_name"])
 
 
@@ -119,7 +132,7 @@ def _table_key(conf: dict[str, Any]) -> tuple[str, str]:
 
 @router.post("/data/upload", summary="FATE data/upload: multipart file or server path")
 async def data_upload(request: Request) -> Response:
-    state = _state(request)
+    state = flow_state(request)
     try:
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("multipart/form-data"):
@@ -132,7 +145,7 @@ async def data_upload(request: Request) -> Response:
         if int(conf.get("use_local_data", 1) or 0) != 0:
             raise FlowError(ARGUMENT_ERROR, "data/upload without a file part needs "
                             '"use_local_data": 0 and a server-side "file"')
-        _require(conf, "namespace", "table_name", "file")
+        require(conf, "namespace", "table_name", "file")
         path = state.confined(str(conf["file"]))
         if not path.is_file():
             raise FlowError(ARGUMENT_ERROR, f"file {conf['file']!r} does not exist on the server")
@@ -158,7 +171,7 @@ def _query_conf(request: Request) -> dict[str, Any]:
 
 async def _upload_multipart(request: Request, state: FlowState, conf: dict[str, Any],
                             ctype: str) -> Response:
-    _require(conf, "namespace", "table_name", "head", "partition")
+    require(conf, "namespace", "table_name", "head", "partition")
     m = re.search(r'boundary="?([^";]+)"?', ctype)
     if not m:
         raise FlowError(ARGUMENT_ERROR, "multipart body without a boundary")
@@ -208,23 +221,23 @@ async def _upload(state: FlowState, conf: dict[str, Any], source: Source) -> Res
 
 
 @router.post("/data/upload/history")
-@_flow
+@flow_handler
 async def upload_history(request: Request, conf: dict[str, Any]) -> Response:
     try:
         limit = int(conf.get("limit", 10) or 10)
     except (TypeError, ValueError):
         raise FlowError(ARGUMENT_ERROR, f"limit must be an integer, got {conf.get('limit')!r}") from None
-    rows = _state(request).tables.history(limit, conf.get("job_id") or None)
+    rows = flow_state(request).tables.history(limit, conf.get("job_id") or None)
     return respond(data=rows)
 
 
 @router.post("/data/download")
-@_flow
+@flow_handler
 async def data_download(request: Request, conf: dict[str, Any]) -> Response:
     """Write a table as CSV to `output_path`, a server path inside the root."""
-    state = _state(request)
+    state = flow_state(request)
     ns, name = _table_key(conf)
-    _require(conf, "output_path")
+    require(conf, "output_path")
     path = state.confined(str(conf["output_path"]))
     job_id = new_job_id()
     rows = await run_in_threadpool(state.tables.download, ns, name, path)
@@ -236,25 +249,25 @@ async def data_download(request: Request, conf: dict[str, Any]) -> Response:
 # -- table -------------------------------------------------------------------------
 
 @router.post("/table/table_info")
-@_flow
+@flow_handler
 async def table_info(request: Request, conf: dict[str, Any]) -> Response:
     ns, name = _table_key(conf)
-    return respond(data=await run_in_threadpool(_state(request).tables.info, ns, name))
+    return respond(data=await run_in_threadpool(flow_state(request).tables.info, ns, name))
 
 
 @router.post("/table/delete")
-@_flow
+@flow_handler
 async def table_delete(request: Request, conf: dict[str, Any]) -> Response:
     ns, name = _table_key(conf)
-    return respond(data=await run_in_threadpool(_state(request).tables.delete, ns, name))
+    return respond(data=await run_in_threadpool(flow_state(request).tables.delete, ns, name))
 
 
 @router.post("/table/bind")
 @router.post("/table/add")
-@_flow
+@flow_handler
 async def table_bind(request: Request, conf: dict[str, Any]) -> Response:
     """Engine PATH: the CSV file at `address.path` (inside the root) becomes the table."""
-    state = _state(request)
+    state = flow_state(request)
     ns, name = _table_key(conf)
     engine = str(conf.get("engine", "")).upper()
     if engine != "PATH":
@@ -275,29 +288,15 @@ async def table_bind(request: Request, conf: dict[str, Any]) -> Response:
 
 
 @router.post("/table/{rest:path}")
-@_flow
+@flow_handler
 async def table_other(request: Request, conf: dict[str, Any]) -> Response:
     return respond()
-
-
-# -- job -------------------------------------------------------------------------
-
-@router.post("/job/submit")
-@_flow
-async def job_submit(request: Request, conf: dict[str, Any]) -> Response:
-    """Check the DSL v2 and runtime conf; running jobs is not served yet (docs/flow.md)."""
-    _require(conf, "job_dsl", "job_runtime_conf")
-    order = check_dsl(conf["job_dsl"])
-    parties = check_conf(conf["job_runtime_conf"])
-    raise FlowError(OPERATING_ERROR, "the job's DSL and conf are valid (components in order: "
-                    f"{', '.join(order)}; parties {parties}), but this node does not run FATE "
-                    "jobs yet: only tables (data/*, table/*) are served")
 
 
 # -- server ------------------------------------------------------------------------
 
 @router.post("/server/version/get")
-@_flow
+@flow_handler
 async def versions(request: Request, conf: dict[str, Any]) -> Response:
     module = conf.get("module")
     if module:
@@ -305,8 +304,11 @@ async def versions(request: Request, conf: dict[str, Any]) -> Response:
     return respond(data={**VERSIONS, "PYTHON": sys.version.split()[0]})
 
 
-@router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"],
-                  include_in_schema=False)
+fallback = APIRouter(prefix="/v1", tags=["fate-flow"])
+
+
+@fallback.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"],
+                    include_in_schema=False)
 async def unknown(request: Request, rest: str) -> Response:
     del rest
     return respond(EXCEPTION_ERROR, "<NotFound '404: Not Found'>")

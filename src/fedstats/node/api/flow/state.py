@@ -1,13 +1,15 @@
-"""What the FATE-Flow routes share: the configuration, customers, nonces and tables."""
+"""What the FATE-Flow routes share: the configuration, customers, nonces, tables and jobs."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...security.customers import Customer
+from ...service.flowjobs import FlowJobs
 from .auth import NonceCache
 from .envelope import ARGUMENT_ERROR, FlowError
 from .tables import Tables
@@ -21,6 +23,11 @@ class FlowConfig:
     auth: bool = True
     root: Path | None = None
     party_id: int = 0
+    local_parties: tuple[int, ...] = ()  # more party ids served here, FATE-standalone style
+
+    @property
+    def party_ids(self) -> tuple[int, ...]:
+        return tuple(dict.fromkeys((self.party_id, *self.local_parties)))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> FlowConfig:
@@ -28,8 +35,16 @@ class FlowConfig:
         if auth not in ("on", "off"):
             raise ValueError(f"FEDSTATS_FLOW_AUTH must be on or off, got {auth!r}")
         root = env.get("FEDSTATS_FLOW_ROOT")
+        local = env.get("FEDSTATS_FLOW_LOCAL_PARTIES", "")
+        try:
+            party = int(env.get("FEDSTATS_FLOW_PARTY_ID", "0"))
+            parties = tuple(int(p) for p in local.replace(",", " ").split())
+        except ValueError:
+            raise ValueError("FEDSTATS_FLOW_PARTY_ID and FEDSTATS_FLOW_LOCAL_PARTIES must be "
+                             f"integer party ids, got {env.get('FEDSTATS_FLOW_PARTY_ID')!r}, "
+                             f"{local!r}") from None
         return cls(auth=auth == "on", root=Path(root).resolve() if root else None,
-                   party_id=int(env.get("FEDSTATS_FLOW_PARTY_ID", "0")))
+                   party_id=party, local_parties=parties)
 
 
 @dataclass
@@ -39,7 +54,13 @@ class FlowState:
     tables: Tables
     data_dir: Path
     max_body: int
+    jobs: FlowJobs | None = None
     nonces: NonceCache = field(default_factory=NonceCache)
+
+    async def shutdown(self) -> None:
+        """The scheduler stops (a running job fails, saying the node shut down)."""
+        if self.jobs is not None:
+            await asyncio.to_thread(self.jobs.close)
 
     @property
     def incoming(self) -> Path:

@@ -84,6 +84,25 @@ class Tables:
                             (namespace, name)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def exists(self, namespace: str, name: str) -> bool:
+        return self.meta(namespace, name) is not None
+
+    def read(self, namespace: str, name: str) -> tuple[list[str], np.ndarray] | None:
+        """The whole table as (columns, float64 matrix), sid first; None if unknown.
+        A job's party holds its table in memory for the job's life (FATE's standalone
+        computing does the same); the row store is read in 64 k-row batches."""
+        meta = self.meta(namespace, name)
+        if meta is None:
+            return None
+        columns: list[str] = meta["columns"]
+        parts = []
+        with self._store(namespace, name) as store:
+            for batch in store.scan(65536, columns):
+                parts.append(np.column_stack([c.to_numpy(zero_copy_only=False).astype(np.float64)
+                                              for c in batch.columns]))
+        values = np.vstack(parts) if parts else np.zeros((0, len(columns)))
+        return columns, values
+
     def info(self, namespace: str, name: str) -> dict[str, Any]:
         """`table/table_info`'s data: `exist` 0 for an unknown table (FATE's retcode 0)."""
         meta = self.meta(namespace, name)

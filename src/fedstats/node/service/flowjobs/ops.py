@@ -1,0 +1,170 @@
+"""What a party does with its own rows, by name: the only code that touches a Frame.
+
+A coordinator (components.py) asks each party's site to run one of these and sees only
+what it answers: counts, moments, GLM round statistics, an accumulator of co-moments,
+evaluation figures. Rows never go back. A local site calls them directly; a remote site
+would send the name and arguments to the party's node, which runs the same function.
+Each op is `op(frames..., **args) -> (output frame or None, answer)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+from ...engine.accumulator import Accumulator
+from ...engine.frame import Batch
+from ...engine.glm import RoundStats, round_stats
+from ...engine.models import load_model
+from .errors import ComponentFailed
+from .evaluation import evaluate as evaluate_metrics
+from .frames import Frame, Moments
+
+Op = Callable[..., tuple[Frame | None, Any]]
+MAX_LABELS = 64
+
+
+def read(table: tuple[list[str], np.ndarray], sid_name: str = "id") -> tuple[Frame, Any]:
+    columns, values = table
+    frame = Frame(values[:, 0].copy(), list(columns[1:]), np.ascontiguousarray(values[:, 1:]),
+                  sid_name=columns[0] or sid_name)
+    return frame, {"count": frame.n, "header": frame.header, "sid": frame.sid_name}
+
+
+def transform(frame: Frame, *, with_label: bool, label_name: str, label_type: str,
+              header: Sequence[str] | None = None) -> tuple[Frame, Any]:
+    cols = list(frame.header)
+    label = None
+    if with_label:
+        if label_name not in cols:
+            raise ComponentFailed(f"label column {label_name!r} is not in the table's header "
+                                  f"{cols}")
+        j = cols.index(label_name)
+        label = frame.x[:, j].copy()
+        if label_type in ("int", "int64", "long") and not np.all(label == np.floor(label)):
+            raise ComponentFailed(f"label {label_name!r} has non-integer values but label_type "
+                                  f"is {label_type!r}")
+        keep = [k for k in range(len(cols)) if k != j]
+        x, names = frame.x[:, keep], [cols[k] for k in keep]
+    else:
+        x, names = frame.x, cols
+    if header is not None:  # predict: the train header, in its order
+        missing = [h for h in header if h not in names]
+        if missing:
+            raise ComponentFailed(f"the table lacks the model's feature(s) {missing}")
+        idx = [names.index(h) for h in header]
+        x, names = x[:, idx], list(header)
+    out = Frame(frame.sid, names, np.ascontiguousarray(x), label,
+                label_name if with_label else None, frame.sid_name)
+    return out, {"count": out.n, "header": names}
+
+
+def moments(frame: Frame) -> tuple[None, Any]:
+    return None, Moments.of(frame.x).to_dict()
+
+
+def scale(frame: Frame, *, shift: Sequence[float], divide: Sequence[float],
+          columns: Sequence[int]) -> tuple[Frame, Any]:
+    x = frame.x.copy()
+    idx = list(columns)
+    x[:, idx] = (x[:, idx] - np.asarray(shift)) / np.asarray(divide)
+    return Frame(frame.sid, frame.header, x, frame.label, frame.label_name, frame.sid_name), \
+        {"count": frame.n}
+
+
+def labels(frame: Frame) -> tuple[None, Any]:
+    if frame.label is None:
+        raise ComponentFailed("the data has no label: set with_label (and label_name) on "
+                              "DataTransform")
+    values = np.unique(frame.label)
+    if len(values) > MAX_LABELS:
+        raise ComponentFailed(f"the label has {len(values)} distinct values: not a class label")
+    return None, values.tolist()
+
+
+def glm_round(frame: Frame, *, coef: np.ndarray, family: str) -> tuple[None, RoundStats]:
+    assert frame.label is not None
+    return None, round_stats(frame.x, frame.label, coef, family)
+
+
+def accumulate(frame: Frame, *, binary_label: bool) -> tuple[None, Accumulator]:
+    if frame.label is None or frame.label_name is None:
+        raise ComponentFailed("the data has no label: set with_label on DataTransform")
+    acc = Accumulator()
+    if frame.n:
+        acc.learn_array(np.column_stack([frame.x, frame.label]), [*frame.header, frame.label_name],
+                        binary=[frame.label_name] if binary_label else [])
+    return None, acc
+
+
+def predict_lr(frame: Frame, *, weight: Sequence[float], intercept: float,
+               kind: str, threshold: float = 0.5) -> tuple[Frame, Any]:
+    score = special.expit(frame.x @ np.asarray(weight) + intercept)
+    result = (score >= threshold).astype(float)
+    detail = [{"0": float(1 - s), "1": float(s)} for s in score]
+    return _predictions(frame, result, score, detail, kind)
+
+
+def predict_model(frame: Frame, *, model: dict[str, Any], kind: str) -> tuple[Frame, Any]:
+    m = load_model(model)
+    cols = m.predict_columns(Batch.from_array(frame.x, frame.header))
+    res = cols["res"]
+    try:
+        result = np.asarray([float(v) for v in res])
+    except ValueError:
+        result = np.asarray([float(np.nan)] * len(res))
+    proba = cols.get("proba_1")
+    score = np.asarray([float(v) for v in proba]) if proba is not None else result
+    detail = [{k[len("proba_"):]: float(cols[k][i]) for k in cols if k.startswith("proba_")}
+              for i in range(len(res))]
+    return _predictions(frame, result, score, detail, kind)
+
+
+def _predictions(frame: Frame, result: np.ndarray, score: np.ndarray, detail: list[Any],
+                 kind: str) -> tuple[Frame, Any]:
+    label = frame.label if frame.label is not None else np.full(frame.n, np.nan)
+    out = Frame(frame.sid, frame.header, frame.x, frame.label, frame.label_name, frame.sid_name,
+                predictions={"label": label, "predict_result": result, "predict_score": score,
+                             "predict_detail": detail, "type": kind})
+    return out, {"count": frame.n}
+
+
+def evaluate(frame: Frame, *, eval_type: str, pos_label: Any) -> tuple[None, Any]:
+    p = frame.predictions
+    if p is None:
+        raise ComponentFailed("Evaluation needs the predictions of a model component as input")
+    if np.isnan(np.asarray(p["label"], dtype=float)).any():
+        raise ComponentFailed("Evaluation needs labelled data (with_label on DataTransform)")
+    summary, curves = evaluate_metrics(eval_type, np.asarray(p["label"], float),
+                                       np.asarray(p["predict_result"], float),
+                                       np.asarray(p["predict_score"], float), pos_label)
+    return None, {"summary": summary, "curves": curves}
+
+
+def save(frame: Frame, *, path: str) -> tuple[None, Any]:
+    frame.write_csv(Path(path))
+    return None, {"count": frame.n, "header": [frame.sid_name, *frame.columns()]}
+
+
+def preview(frame: Frame, *, limit: int) -> tuple[None, Any]:
+    return None, {"rows": [[_sid(s), *r] for s, r in zip(frame.sid.tolist(), frame.rows(limit),
+                                                          strict=False)],
+                  "header": [frame.sid_name, *frame.columns()], "total": frame.n}
+
+
+def describe(frame: Frame) -> tuple[None, Any]:
+    return None, {"header": list(frame.header), "label": frame.label_name, "count": frame.n,
+                  "predictions": frame.predictions is not None}
+
+
+def _sid(v: float) -> Any:
+    return int(v) if float(v).is_integer() else v
+
+
+OPS: dict[str, Op] = {f.__name__: f for f in (transform, moments, scale, labels, glm_round,
+                                             accumulate, predict_lr, predict_model, evaluate,
+                                             save, preview, describe)}
