@@ -289,7 +289,8 @@ def _fit(agent: Agent, loop: asyncio.AbstractEventLoop, coordinator: Coordinator
             if rows.setdefault(peer, stats.n) != stats.n:
                 raise FitFailed(f"member {peer}'s rows changed during fit {fit} ({rows[peer]:g}"
                                 f" rows, now {stats.n:g}: restarted?); build again")
-        return RoundStats.merge(mine, *parts.values())
+        # summed in one order (by member), so a fit's arithmetic never depends on arrivals
+        return RoundStats.merge(mine, *(parts[peer] for peer in sorted(parts)))
 
     model = build_glm(problem, round_fn)
     model.meta["federation"] = {
