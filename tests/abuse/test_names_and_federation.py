@@ -109,3 +109,114 @@ def test_a_contract_at_the_limits_is_announced_and_one_over_them_changes_nothing
         assert c.fed_info(pid)["contract"] == big
     finally:
         c.delete_project(pid)
+
+
+# --- invitations: checked before they are spent; a failed join rolled back ---------------
+
+def _admin_with_invite(peer: str = "p1") -> tuple[Any, Any, str]:
+    from fedstats.node.federation import joining
+    from fedstats.node.federation.state import FedConfig
+    from fedstats.node.security.invites import TokenBook
+    from fedstats.node.security.keys import new_secret_key
+
+    config = FedConfig(fed_name="f", fed_secret_key=new_secret_key(), role="admin",
+                       peer_id="admin")
+    tokens = TokenBook()
+    token = tokens.issue(3600, joining.purpose(config), peer=peer, merges=True)
+    config.invites[peer] = joining.token_digest(token)
+    return config, tokens, token
+
+
+def test_a_join_for_the_wrong_peer_id_does_not_burn_the_invitation() -> None:
+    from fedstats.node.federation import joining
+
+    config, tokens, token = _admin_with_invite("p1")
+    refused = joining.answer_join(config, tokens, {"token": token, "peer": "p2"})
+    assert not refused["ok"] and "another peer id" in refused["error"]
+    assert "p2" not in config.peers
+    admitted = joining.answer_join(config, tokens, {"token": token, "peer": "p1"})
+    assert admitted["ok"], admitted  # the finding: "invitation token already used"
+    again = joining.answer_join(config, tokens, {"token": token, "peer": "p1"})
+    assert not again["ok"]  # and it is spent once it admitted
+
+
+def test_a_join_that_failed_after_admission_is_rolled_back_by_its_own_token_only() -> None:
+    from fedstats.node.federation import joining
+
+    config, tokens, token = _admin_with_invite("p1")
+    assert joining.answer_join(config, tokens, {"token": token, "peer": "p1"})["ok"]
+    other, _, foreign = _admin_with_invite("p1")
+    wrong = joining.answer_abandon(config, {"type": "abandon", "token": foreign, "peer": "p1"})
+    assert not wrong["ok"] and "p1" in config.peers
+    done = joining.answer_abandon(config, {"type": "abandon", "token": token, "peer": "p1"})
+    assert done == {"ok": True, "abandoned": "p1"}
+    assert "p1" not in config.peers and "p1" not in config.joined_with
+    # the peer id is free again: a new invitation for it admits it
+    fresh = tokens.issue(3600, joining.purpose(config), peer="p1", merges=True)
+    config.invites["p1"] = joining.token_digest(fresh)
+    assert joining.answer_join(config, tokens, {"token": fresh, "peer": "p1"})["ok"]
+
+
+def test_a_peer_whose_join_fails_after_admission_leaves_no_ghost_at_the_admin(
+        abuse_node: Node, nats_server: NatsServer, fresh_pid: Callable[[], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    c = abuse_node.client("c1")
+    admin_pid, peer_pid = fresh_pid(), fresh_pid()
+    c.fed_create(admin_pid, {"fed_name": admin_pid, "nats_hosts": nats_server.url})
+    invitation = c.fed_invitation(admin_pid, "pw", fed_peer_id="ghost")
+    service = abuse_node.app.state.service
+    real = service.create_project
+
+    def failing(cid: str, pid: str, *args: Any, **kwargs: Any) -> Any:
+        if pid == peer_pid:  # the fault injected: the peer's own store fails after admission
+            raise OSError("disk full")
+        return real(cid, pid, *args, **kwargs)
+
+    monkeypatch.setattr(service, "create_project", failing)
+    with pytest.raises(ApiError):
+        c.fed_join(peer_pid, invitation, "pw")
+    monkeypatch.undo()
+    assert "ghost" not in c.fed_info(admin_pid)["peersInfo"]
+    assert peer_pid not in c.list_projects()
+    log = c.sync_stats(admin_pid)
+    assert any("could not finish joining" in m for m in log["errorLog"]), log
+
+
+def test_snapshot_chunks_fit_a_stock_nats_servers_max_payload(tmp_path: Any) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    import nats
+
+    from fedstats.node.federation.agent import Agent
+    from fedstats.node.federation.wire import DEFAULT_CHUNK, seal_message
+    from fedstats.node.security.keys import new_secret_key
+    from fedstats_harness.natsproc import LISTENING, nats_server_binary
+    from fedstats_harness.process import ChildProcess
+
+    # a nats-server with nothing configured: max_payload is its default, 1 MB
+    stock = ChildProcess([nats_server_binary(), "-a", "127.0.0.1", "-p", "-1"],
+                         tmp_path / "nats.log", name="stock nats-server")
+    stock.start()
+    try:
+        port = int(stock.wait_for_output(LISTENING, 15)["port"])
+
+        async def publish_snapshot() -> tuple[int, int, int]:
+            nc = await nats.connect(f"nats://127.0.0.1:{port}")
+            try:
+                chunk = Agent.chunk_for_server(
+                    SimpleNamespace(nc=nc, chunk_size=DEFAULT_CHUNK))  # type: ignore[arg-type]
+                frames = seal_message(new_secret_key(), "f" * 128, "p" * 128, "snapshot", 1,
+                                      b"\x01" * (3 * 1024 * 1024), chunk)
+                for frame in frames:  # over max_payload, nats-py refuses to publish
+                    await nc.publish("snap", frame)
+                await nc.flush()
+                return nc.max_payload, chunk, len(frames)
+            finally:
+                await nc.close()
+
+        max_payload, chunk, frames = asyncio.run(publish_snapshot())
+    finally:
+        stock.stop()
+    assert max_payload == 1024 * 1024
+    assert chunk < max_payload < DEFAULT_CHUNK and frames == 4

@@ -56,6 +56,7 @@ log = logging.getLogger("fedstats.federation")
 
 JoinHandler = Callable[[dict[str, Any]], dict[str, Any]]
 FETCH_WAIT = 1.0  # a pull returns at least this often, so stop() is never kept waiting
+CHUNK_HEADROOM = 4096  # bytes of a snapshot message that are not its sealed part
 IN_FLIGHT = 4  # chunk publishes awaited together: JetStream acks pipeline well so
 STORED_OVERHEAD = 64  # bytes a stream adds to each message beyond its subject and payload
 
@@ -226,7 +227,7 @@ class Agent:
                 "snapshot",
                 version,
                 data,
-                self.chunk_size,
+                self.chunk_for_server(),
             )
             subject = self.names.stats(self.config.peer_id)
             # the stream discards its oldest messages when full: a snapshot it cannot hold
@@ -511,6 +512,7 @@ class Agent:
         if peer not in self.config.peers and peer not in self.peers:
             raise FederationError(f"peer {peer!r} is not a member of this federation")
         self.config.peers.pop(peer, None)
+        self.config.joined_with.pop(peer, None)
         await self._announce_member(peer, removed=True)
 
     async def readmit(self, peer: str) -> None:
@@ -533,6 +535,22 @@ class Agent:
             ) from e
         return dict(open_json(self.config.fed_secret_key, reply.data))
 
+    def chunk_for_server(self) -> int:
+        """The chunk size of a snapshot: `chunk_size`, or less when the connected server's
+        `max_payload` (1 MB on a stock nats-server) is smaller, leaving room for the
+        frame's header (ids are at most a few hundred bytes) and NATS's own headers."""
+        announced = getattr(self.nc, "max_payload", None) if self.nc is not None else None
+        if not announced:
+            return self.chunk_size
+        return min(self.chunk_size, max(1024, int(announced) - CHUNK_HEADROOM))
+
+    async def abandon_join(self, token: str) -> dict[str, Any]:
+        """Tell the admin this peer could not finish the join it admitted (rolled back)."""
+        body = {"type": "abandon", "token": token, "peer": self.config.peer_id}
+        reply = await self.nc.request(self.names.join, seal_json(self.config, self.names, 0, body),
+                                      timeout=self.config.nats_req_timeout)
+        return dict(open_json(self.config.fed_secret_key, reply.data))
+
     async def _on_join(self, msg: Any) -> None:
         assert self.join_handler is not None
         try:
@@ -540,7 +558,7 @@ class Agent:
             answer = self.join_handler(request)
         except (FederationError, SecurityError, ValueError) as e:
             answer = {"ok": False, "error": str(e)}
-        if answer.get("ok"):
+        if answer.get("ok") and not answer.get("abandoned"):
             try:
                 await self.readmit(str(request.get("peer")))
             except Exception as e:  # the join stands; the failure is logged

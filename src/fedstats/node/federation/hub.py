@@ -191,8 +191,9 @@ class Hub:
         return config
 
     async def _open(self, cid: str, pid: str, config: FedConfig, join: Join | None = None,
-                    keep_rows: bool = False) -> Any:
-        """Create the project and connect its agent; undo both if anything fails."""
+                    keep_rows: bool = False, abandon: Join | None = None) -> Any:
+        """Create the project and connect its agent; undo both if anything fails (and, when
+        the admin had already admitted this peer, `abandon` tells it so)."""
         try:
             config.to_json()  # what cannot be stored is refused before anything is made
         except (TypeError, ValueError) as e:
@@ -207,12 +208,14 @@ class Hub:
                 answer = await join(agent)
             self.service.create_project(cid, pid, config.fed_local_type, keep_rows=keep_rows)
         except BaseException:
+            await self._abandon(agent, answer, abandon)
             await agent.stop()
             raise
         try:
             self.state.save_config(cid, pid, config)
             await agent.start()
         except BaseException:
+            await self._abandon(agent, answer, abandon)
             await agent.stop()
             self.state.delete(cid, pid)
             with contextlib.suppress(Exception):
@@ -220,6 +223,15 @@ class Hub:
             raise
         await self._add_agent(cid, pid, agent)
         return answer
+
+    @staticmethod
+    async def _abandon(agent: Agent, answer: Any, abandon: Join | None) -> None:
+        if answer is None or abandon is None:
+            return
+        try:
+            await abandon(agent)
+        except Exception as e:  # the admin will list a peer that never pulses
+            log.warning("could not tell the admin that this join failed: %s", e)
 
     def invitation(self, cid: str, pid: str, opts: dict[str, Any]) -> str:
         """A password-sealed invitation holding a one-time, expiring join token."""
@@ -241,6 +253,14 @@ class Hub:
             config = self.agents[(cid, pid)].config if (cid, pid) in self.agents else None
             if config is None:
                 return {"ok": False, "retry": True, "error": "the federation admin is starting"}
+            if request.get("type") == "abandon":
+                answer = joining.answer_abandon(config, request)
+                if answer.get("ok"):
+                    self.state.save_config(cid, pid, config)
+                    self.state.log(cid, pid, "error",
+                                   f"peer {request.get('peer')} could not finish joining: "
+                                   "its admission was rolled back")
+                return answer
             answer = joining.answer_join(config, self.tokens, request)
             if answer.get("ok"):
                 self.state.save_config(cid, pid, config)
@@ -262,7 +282,11 @@ class Hub:
             agent.set_contract_locally(config.contract)
             return answer
 
-        await self._open(cid, pid, config, ask_admin, keep_rows=_keeps_rows(opts))
+        async def abandon(agent: Agent) -> dict[str, Any]:
+            return await agent.abandon_join(str(opts["fed_req_token"]))
+
+        await self._open(cid, pid, config, ask_admin, keep_rows=_keeps_rows(opts),
+                         abandon=abandon)
         return config
 
     # ------------------------------------------------------------ the rest of fedml

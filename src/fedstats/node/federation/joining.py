@@ -100,10 +100,12 @@ def already_joined(config: FedConfig, peer: Any) -> str | None:
 def answer_join(config: FedConfig, tokens: TokenBook, request: Mapping[str, Any],
                 now: float | None = None) -> dict[str, Any]:
     """The admin's answer to a join request; on `ok` the new peer is recorded in `config`
-    (the caller stores it). The token is redeemed first: a refused request spends it."""
+    (the caller stores it). The request is checked against the token before the token is
+    redeemed: a request that is refused (another peer id, a revoked invitation, a peer
+    already joined) leaves the invitation usable."""
     join_token = str(request.get("token", ""))
     try:
-        meta = tokens.redeem(join_token, purpose(config))
+        meta = tokens.inspect(join_token, purpose(config))
     except CryptoError as e:
         return {"ok": False, "error": str(e)}
     if meta.get("peer") != request.get("peer"):
@@ -119,11 +121,16 @@ def answer_join(config: FedConfig, tokens: TokenBook, request: Mapping[str, Any]
             "error": f"this invitation for peer id {peer!r} was revoked: a newer one "
             "was issued for it",
         }
+    try:
+        tokens.redeem(join_token, purpose(config))  # atomic: one of two racing joins wins
+    except CryptoError as e:
+        return {"ok": False, "error": str(e)}
     config.invites.pop(peer, None)
     config.peers[peer] = {
         "joined_at": time.time() if now is None else now,
         "merges": bool(meta.get("merges")),
     }
+    config.joined_with[peer] = token_digest(join_token)
     return {
         "ok": True,
         "sync_sched": config.sync_sched,
@@ -131,6 +138,20 @@ def answer_join(config: FedConfig, tokens: TokenBook, request: Mapping[str, Any]
         "contract": config.contract,
         "contract_seq": config.contract_seq,
     }
+
+
+def answer_abandon(config: FedConfig, request: Mapping[str, Any]) -> dict[str, Any]:
+    """A peer the admin admitted could not finish joining (its own project or store failed
+    after the admin's answer): the admission is rolled back, so no ghost member stays.
+    Only the token that admitted the peer can abandon it; the invitation stays spent (a
+    new one may be issued for the same peer id)."""
+    peer = str(request.get("peer", ""))
+    digest = config.joined_with.get(peer)
+    if digest is None or digest != token_digest(str(request.get("token", ""))):
+        return {"ok": False, "error": f"peer {peer!r} was not admitted with this invitation"}
+    config.peers.pop(peer, None)
+    config.joined_with.pop(peer, None)
+    return {"ok": True, "abandoned": peer}
 
 
 def refusal(answer: Mapping[str, Any]) -> FederationError | None:

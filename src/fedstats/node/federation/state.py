@@ -73,6 +73,8 @@ class FedConfig:
     peers: dict[str, dict[str, Any]] = field(default_factory=dict)  # admin: who joined
     # admin: peer id -> digest of the newest invitation's token (older ones are revoked)
     invites: dict[str, str] = field(default_factory=dict)
+    # admin: peer id -> digest of the token that admitted it (only it may abandon the join)
+    joined_with: dict[str, str] = field(default_factory=dict)
     # peers the admin removed: their snapshots are dropped and later ones ignored
     removed: list[str] = field(default_factory=list)
     # peer id -> sequence of the newest membership announcement applied (never rolled back)

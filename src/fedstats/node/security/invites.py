@@ -90,6 +90,10 @@ class TokenStore(Protocol):
         """The token's meta, marking it used; CryptoError used / expired / unknown."""
         ...
 
+    def peek(self, token: str, purpose: str, now: float) -> dict[str, Any]:
+        """The meta of a token that `claim` would give now, without marking it used."""
+        ...
+
 
 class MemoryTokenStore:
     """Tokens in a dict; claims serialised by a lock. Lost on restart."""
@@ -105,16 +109,24 @@ class MemoryTokenStore:
 
     def claim(self, token: str, purpose: str, now: float) -> dict[str, Any]:
         with self._lock:
-            self._forget_expired(now)
-            record = self._records.get(token)
-            if record is None or record.purpose != purpose:
-                raise CryptoError("unknown invitation token")
-            if token in self._used:
-                raise CryptoError("invitation token already used")
-            if record.expires_at <= now:
-                raise CryptoError("invitation token expired")
+            meta = self._live(token, purpose, now)
             self._used[token] = now
-            return dict(record.meta)
+            return meta
+
+    def peek(self, token: str, purpose: str, now: float) -> dict[str, Any]:
+        with self._lock:
+            return self._live(token, purpose, now)
+
+    def _live(self, token: str, purpose: str, now: float) -> dict[str, Any]:
+        self._forget_expired(now)
+        record = self._records.get(token)
+        if record is None or record.purpose != purpose:
+            raise CryptoError("unknown invitation token")
+        if token in self._used:
+            raise CryptoError("invitation token already used")
+        if record.expires_at <= now:
+            raise CryptoError("invitation token expired")
+        return dict(record.meta)
 
     def _forget_expired(self, now: float) -> None:
         # Keep memory bounded; an expired token is kept a day so it reads "expired", not "unknown".
@@ -172,11 +184,29 @@ class SqliteTokenStore:
             db.close()
         if cur.rowcount == 1:
             return dict(orjson.loads(row[0]))
-        if row is None:
-            raise CryptoError("unknown invitation token")
-        if row[1] is not None:
-            raise CryptoError("invitation token already used")
-        raise CryptoError("invitation token expired")
+        return _refused(row)
+
+    def peek(self, token: str, purpose: str, now: float) -> dict[str, Any]:
+        db = self._connect()
+        try:
+            row = db.execute(
+                "SELECT meta, used_at, expires_at FROM fed_tokens "
+                "WHERE token = ? AND purpose = ?", (token, purpose),
+            ).fetchone()
+        finally:
+            db.close()
+        if row is not None and row[1] is None and row[2] > now:
+            return dict(orjson.loads(row[0]))
+        return _refused(row)
+
+
+def _refused(row: Any) -> dict[str, Any]:
+    """The CryptoError of a token row that cannot be claimed (None: no such token)."""
+    if row is None:
+        raise CryptoError("unknown invitation token")
+    if row[1] is not None:
+        raise CryptoError("invitation token already used")
+    raise CryptoError("invitation token expired")
 
 
 class TokenBook:
@@ -200,3 +230,10 @@ class TokenBook:
         if not isinstance(token, str) or not token:
             raise CryptoError("unknown invitation token")
         return self.store.claim(token, purpose, self.clock())
+
+    def inspect(self, token: str, purpose: str) -> dict[str, Any]:
+        """`meta` of a token `redeem` would accept now, leaving it unused (a request is
+        checked against it before it is spent); the same CryptoErrors."""
+        if not isinstance(token, str) or not token:
+            raise CryptoError("unknown invitation token")
+        return self.store.peek(token, purpose, self.clock())
