@@ -145,7 +145,7 @@ def test_a_join_that_failed_after_admission_is_rolled_back_by_its_own_token_only
 
     config, tokens, token = _admin_with_invite("p1")
     assert joining.answer_join(config, tokens, {"token": token, "peer": "p1"})["ok"]
-    other, _, foreign = _admin_with_invite("p1")
+    _, _, foreign = _admin_with_invite("p1")
     wrong = joining.answer_abandon(config, {"type": "abandon", "token": foreign, "peer": "p1"})
     assert not wrong["ok"] and "p1" in config.peers
     done = joining.answer_abandon(config, {"type": "abandon", "token": token, "peer": "p1"})
