@@ -57,3 +57,50 @@ def test_contracts_are_parsed_on_a_worker_thread(
         assert len(threads) == 2 and all(t.startswith("fedstats-work") for t in threads), threads
     finally:
         c.delete_project(pid)
+
+
+def test_another_customer_is_served_while_hostile_bodies_are_parsed(
+        abuse_node: Node, fresh_pid: Callable[[], str]) -> None:
+    """The findings' bodies (a 0.8 MB explore context, a 0.9 MB learn of repeated names,
+    a 100,000-line contract) sent at once from threads, while customer c2 learns, builds
+    and predicts: every hostile request gets its answer (a result or a 4xx, never a 500)
+    and c2 is served."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fedstats.node.client import ApiError
+
+    evil, pid = abuse_node.client("c1"), fresh_pid()
+    evil.create_project(pid)
+    evil.learn(pid, {"attributeNames": ["a", "b"], "attributeTypes": ["C", "C"],
+                     "data": [["1", "2"], ["3", "5"], ["4", "4"]]})
+
+    def explore() -> Any:
+        return evil.explore(pid, "uni", {"values": [{"inputAttributeNames": ["a", "b"] * 50_000}]})
+
+    def duplicate_names() -> Any:
+        names = [f"n{i % 90_000}" for i in range(100_000)]
+        return evil.learn(pid, {"attributeNames": names, "attributeTypes": ["C"] * len(names),
+                                "data": [["1"] * len(names)]})
+
+    def contract() -> Any:
+        return evil.validate_contract(pid, ["COUNT(a) > 1"] * 100_000)
+
+    def outcome(call: Callable[[], Any]) -> int:
+        try:
+            call()
+            return 200
+        except ApiError as e:
+            return e.http_status
+
+    with ThreadPoolExecutor(3) as pool:
+        hostile = [pool.submit(outcome, f) for f in (explore, duplicate_names, contract)]
+        good, q = abuse_node.client("c2"), fresh_pid()
+        good.create_project(q)
+        good.learn(q, {"attributeNames": ["x", "y"], "attributeTypes": ["C", "C"],
+                       "data": [[str(i), str(3 * i - 1)] for i in range(20)]})
+        good.build(q, "m", "mlr", {"inputAttributeNames": ["x"], "targetAttributeNames": ["y"]})
+        answer = good.predict(q, "m", {"attributeNames": ["x"], "attributeTypes": ["C"],
+                                       "data": [["2"]]})
+        assert answer
+        statuses = [f.result() for f in hostile]
+    assert all(s == 200 or 400 <= s < 500 for s in statuses), statuses
