@@ -8,6 +8,9 @@ import logging
 
 import pytest
 
+from fedstats.node.modelstore.rpcclient import upload_headers
+from fedstats.node.security.keys import new_secret_key
+from fedstats.node.security.signing import format_sym_date, rest_signature
 from xdata_fl.client import Api, FlEvents, set_logger
 
 
@@ -61,3 +64,14 @@ def test_api_without_credentials_says_what_to_set(monkeypatch):
     monkeypatch.delenv("XDATA_FL_APIKEY", raising=False)
     with pytest.raises(ValueError, match="XDATA_FL_APIKEY"):
         Api()
+
+
+def test_an_upload_is_signed_in_one_pass_as_rest_signs_it_with_an_empty_content_md5():
+    key, date, path = new_secret_key(), format_sym_date(), "/jsonrpc/upload/fl.put_model"
+    body = b"--b\r\nhead\r\n\r\n" + bytes(range(256)) * 64 + b"\r\n--b--\r\n"
+    expected = rest_signature("POST", "", key, date, "c1", body, path, None)
+    chunks = [body[i:i + 1000] for i in range(0, len(body), 1000)]
+    assert upload_headers("c1", key, path, chunks, sym_date=date) == {
+        "Authorization": expected, "sym-date": date}
+    assert upload_headers("c1", key, path, [], sym_date=date)["Authorization"] == \
+        rest_signature("POST", "", key, date, "c1", b"", path, None)

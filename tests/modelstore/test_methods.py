@@ -11,6 +11,8 @@ import httpx
 import jsonrpcclient
 import pytest
 
+from fedstats.node.modelstore.rpcclient import upload_headers
+from fedstats.node.security.signing import signed_headers
 from fedstats_harness.jsonrpc import download, post_signed, upload
 
 
@@ -183,3 +185,40 @@ def test_unsigned_replayed_and_wrong_customer_requests_are_refused(node, keys):
     assert good.status_code == 200
     replay = httpx.post(node.url + "/jsonrpc", content=body, headers=dict(good.request.headers))
     assert replay.status_code == 401
+
+
+def _multipart(store: str, data: bytes) -> httpx.Request:
+    return httpx.Request("POST", "http://x/jsonrpc/upload/fl.put_model",
+                         data={"data": json.dumps({"model_store_ddc": store})},
+                         files={"file": ("m.bin", data, "application/octet-stream")})
+
+
+def test_uploads_are_checked_by_their_hmac_with_or_without_content_md5(node, keys, call_ok):
+    path = "/jsonrpc/upload/fl.put_model"
+    call_ok(node, "fl.initialize_model_store", ["ddc:hmac"])
+
+    def send(body: bytes, headers: dict[str, str], ctype: str) -> httpx.Response:
+        return httpx.post(node.url + path, content=body,
+                          headers={**headers, "APIKey": "c1", "Content-Type": ctype})
+
+    req = _multipart("ddc:hmac", b"model bytes")
+    body, ctype = req.read(), req.headers["Content-Type"]
+    # as fedstats' clients sign an upload: no Content-MD5, "" in its place
+    bare = upload_headers("c1", keys["c1"], path, [body])
+    assert "Content-MD5" not in bare
+    assert send(body, bare, ctype).status_code == 200
+    assert send(body, bare, ctype).status_code == 401  # replayed
+    # as a REST client signs it, Content-MD5 included: accepted the same way
+    rest = signed_headers("c1", keys["c1"], "POST", path, None, body)
+    assert send(body, rest, ctype).status_code == 200
+    # a byte of the model changed after signing, a Content-MD5 other than the one signed,
+    # or another customer's key: refused before anything is stored
+    tampered = body.replace(b"model bytes", b"model bytez")
+    assert send(tampered, upload_headers("c1", keys["c1"], path, [body]), ctype
+                ).status_code == 401
+    other_md5 = {**signed_headers("c1", keys["c1"], "POST", path, None, body),
+                 "Content-MD5": "1B2M2Y8AsgTpgAmY7PhCfg=="}
+    assert send(body, other_md5, ctype).status_code == 401
+    assert send(body, upload_headers("c1", keys["c2"], path, [body]), ctype
+                ).status_code == 401
+    assert len(call_ok(node, "fl.get_models", ["ddc:hmac"])) == 2

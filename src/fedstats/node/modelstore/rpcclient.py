@@ -4,15 +4,19 @@ One transport for both callers of a model store: the node itself when it talks t
 upstream (`modelstore.upstream`) and the Python client with the reference's names
 (`fedstats.node.modelstore_client.Api`). Every request is signed as the node's REST
 requests are (`security.signing`), the customer named by the `APIKey` header; an upload's
-body is signed by streaming it twice (MD5, then HMAC) before it is sent once, so a model
-of gigabytes is never held in memory. A download verifies the size and SHA-256 the
+body is signed by streaming it once through the signature's HMAC before it is sent once,
+so a model of gigabytes is never held in memory. An upload carries no Content-MD5: the
+string to sign has "" in its place, and the server checks an upload by the HMAC alone
+(docs/modelstore.md, "Signing uploads"). A download verifies the size and SHA-256 the
 server announces over all the bytes received and resumes a cut transfer with `Range`
 (and `If-Range`, so the bytes resumed are the same model's).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import io
 import itertools
 import os
@@ -25,7 +29,8 @@ from typing import IO, Any
 import httpx
 import orjson
 
-from ..security.signing import signed_headers, signed_headers_streamed
+from ..security.keys import decode_key
+from ..security.signing import AUTH_HEADER, DATE_HEADER, format_sym_date, signed_headers
 from .multipart import encode_fields, encode_file_head, encode_tail, new_boundary
 
 APIKEY_HEADER = "APIKey"
@@ -113,7 +118,7 @@ class RpcClient:
                 yield tail
 
             path = f"/jsonrpc/upload/{method}"
-            headers = signed_headers_streamed(self.apikey, self._secret, "POST", path, chunks)
+            headers = upload_headers(self.apikey, self._secret, path, chunks())
             headers.update({APIKEY_HEADER: self.apikey,
                             "Content-Type": f"multipart/form-data; boundary={boundary}",
                             "Content-Length": str(len(head) + size + len(tail))})
@@ -184,6 +189,27 @@ class RpcClient:
             return self._http.post(self.endpoint + path, content=body, headers=headers)
         except httpx.HTTPError as e:
             raise TransportError(f"{self.endpoint}{path}: {e}") from e
+
+
+def upload_headers(apikey: str, secret: str, path: str, chunks: Iterable[bytes],
+                   sym_date: str | None = None) -> dict[str, str]:
+    """Authorization and sym-date of an upload whose body is `chunks`, in one pass.
+
+    The node's REST string to sign (`security.signing.string_to_sign`) with an empty
+    Content-MD5 and no Content-MD5 header: POST, "", the secret, the date, the customer,
+    the body, the path, each followed by a newline (the body and its newline left out
+    when empty)."""
+    date = sym_date or format_sym_date()
+    head = "".join(f + "\n" for f in ("POST", "", secret, date, apikey))
+    mac = hmac.new(decode_key(secret), head.encode("utf-8"), hashlib.sha256)
+    size = 0
+    for chunk in chunks:
+        mac.update(chunk)
+        size += len(chunk)
+    if size:
+        mac.update(b"\n")
+    mac.update(path.encode("utf-8") + b"\n")
+    return {AUTH_HEADER: base64.b64encode(mac.digest()).decode("ascii"), DATE_HEADER: date}
 
 
 def _result(resp: httpx.Response, request_id: Any) -> Any:

@@ -5,9 +5,11 @@
 * `/jsonrpc/upload/fl.put_model` and `/fl.put_aggregated_model`: multipart/form-data, a
   `data` part (the params object, or a whole JSON-RPC request whose id is echoed) and a
   `file` part, streamed to disk while hashed. The body is handed on in blocks of
-  `PIPE_BYTES`, each block's signature hashing and its parsing + writing + SHA-256 in two
-  worker threads while the next block arrives, so the event loop only moves bytes and
-  memory stays a few blocks whatever the model's size. A refused upload leaves nothing.
+  `PIPE_BYTES` (the chunks as received, never joined), each block's signature HMAC and its
+  parsing + writing + SHA-256 in two worker threads while the next block arrives, so the
+  event loop only moves bytes and memory stays a few blocks whatever the model's size.
+  The signature is checked by its HMAC alone (`auth.UploadSignature`: no MD5 pass). A
+  refused upload leaves nothing.
 * `/jsonrpc/download/fl.load_model`: a JSON-RPC request answered with the model's bytes
   (`Content-Length`, `X-Model-Id`, `X-Model-Hash`, `X-Model-Sha256`, `ETag`), `Range`
   honoured (one range; `If-Range` with the ETag) so a cut transfer resumes. The file is
@@ -35,7 +37,6 @@ from ...modelstore.events import FlEvents
 from ...modelstore.multipart import MultipartError, MultipartParser, boundary_of
 from ...modelstore.service import PutRequest
 from ...security.errors import SecurityError
-from ...security.signing import SignedRequest
 from ...store.blobs import BlobWriter
 from ..errors import UnsupportedMedia
 from . import auth, codes, dispatch, protocol
@@ -99,7 +100,7 @@ async def upload(request: Request, method: str) -> Response:
     started = time.time()
     try:
         svc.check_declared_size(int(length) if length and length.isdigit() else None)
-        customer, check = auth.begin(request, state)
+        customer, check = auth.begin_upload(request, state)
 
         def on_file(name: str, filename: str) -> Any:
             nonlocal writer
@@ -151,18 +152,22 @@ def _bounded(writer: BlobWriter, limit: int) -> Any:
     return sink
 
 
-async def _receive(request: Request, check: SignedRequest | None, parser: MultipartParser,
-                   limit: int) -> None:
+async def _receive(request: Request, check: auth.UploadSignature | None,
+                   parser: MultipartParser, limit: int) -> None:
     """Feed the body to the signature check and the parser, in blocks, off the loop."""
     loop = asyncio.get_running_loop()
     pending: asyncio.Future[Any] | None = None
     blocks: list[bytes] = []
     held = total = 0
 
-    def start(data: bytes) -> asyncio.Future[Any]:
-        jobs = [loop.run_in_executor(None, parser.feed, data)]
+    def each(fn: Any, data: list[bytes]) -> None:
+        for chunk in data:
+            fn(chunk)
+
+    def start(data: list[bytes]) -> asyncio.Future[Any]:
+        jobs = [loop.run_in_executor(None, each, parser.feed, data)]
         if check is not None:
-            jobs.append(loop.run_in_executor(None, check.update, data))
+            jobs.append(loop.run_in_executor(None, each, check.update, data))
         return asyncio.gather(*jobs)
 
     try:
@@ -178,13 +183,13 @@ async def _receive(request: Request, check: SignedRequest | None, parser: Multip
             if held >= PIPE_BYTES:
                 if pending is not None:
                     await pending
-                pending = start(b"".join(blocks))
+                pending = start(blocks)
                 blocks, held = [], 0
         if pending is not None:
             await pending
             pending = None
         if blocks:
-            await start(b"".join(blocks))
+            await start(blocks)
     finally:
         if pending is not None:  # an error mid-body: let the running block finish first
             await asyncio.gather(pending, return_exceptions=True)
