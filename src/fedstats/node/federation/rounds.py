@@ -33,6 +33,7 @@ import contextlib
 import logging
 import secrets
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -268,6 +269,7 @@ def _fit(agent: Agent, loop: asyncio.AbstractEventLoop, coordinator: Coordinator
     timeout = float(agent.config.nats_req_timeout)
     p = problem.coef_shape() * (problem.d + 1)
     rows: dict[str, float] = {}
+    exchanges: list[float] = []  # seconds from an ask to its last answer, round by round
     rnd = 0
     sent0, received0 = coordinator.sent_bytes, coordinator.received_bytes
 
@@ -276,6 +278,7 @@ def _fit(agent: Agent, loop: asyncio.AbstractEventLoop, coordinator: Coordinator
         rnd += 1
         body = encode_body({"type": ASK, "fit": fit, "round": rnd, "plan": plan,
                             "coef": np.asarray(coef, dtype=np.float64).tolist()})
+        started = time.perf_counter()
         fut = asyncio.run_coroutine_threadsafe(
             coordinator.exchange(fit, rnd, body, members, timeout), loop)
         try:
@@ -285,6 +288,7 @@ def _fit(agent: Agent, loop: asyncio.AbstractEventLoop, coordinator: Coordinator
             raise FitFailed(f"member {agent.config.peer_id} (the admin) cannot read its "
                             f"rows: {e}") from e
         parts = fut.result(timeout * 2 + 30)
+        exchanges.append(time.perf_counter() - started)
         for peer, stats in parts.items():
             if rows.setdefault(peer, stats.n) != stats.n:
                 raise FitFailed(f"member {peer}'s rows changed during fit {fit} ({rows[peer]:g}"
@@ -297,6 +301,7 @@ def _fit(agent: Agent, loop: asyncio.AbstractEventLoop, coordinator: Coordinator
         "fit": fit, "members": members, "rounds": rnd,
         "bytesSent": coordinator.sent_bytes - sent0,
         "bytesReceived": coordinator.received_bytes - received0,
+        "roundSeconds": exchanges,
     }
     return model
 
