@@ -20,6 +20,10 @@ from .names import (
     DATA_DIR,
     FEDERATION_KEY,
     INVITATION_KEY,
+    NATS_CA_DIR,
+    NATS_CA_KEY,
+    NATS_PASSWORD_KEY,
+    NATS_USER_KEY,
     NODE_PORT,
     PASSWORD_KEY,
 )
@@ -111,13 +115,33 @@ def desired_invitation_secret(peer: Body, invitation: str, password: str) -> Obj
     }
 
 
+def desired_nats_secret(owner: Body, user: str, password: str) -> Obj:
+    """A member's NATS credentials (made once), owned by the member: its pod alone mounts
+    them, and they go with it (a deleted Peer's user also leaves the server's auth file)."""
+    component = "admin" if owner["kind"] == "Federation" else "peer"
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(owner, names.nats_secret(owner), component),
+        "type": "Opaque",
+        "stringData": {NATS_USER_KEY: user, NATS_PASSWORD_KEY: password},
+    }
+
+
+def stream_replicas(fed: Body) -> int:
+    """How many NATS servers hold each of the federation's streams (spec.nats.replicas)."""
+    return int(fed.get("spec", {}).get("nats", {}).get("replicas", 1))
+
+
 def _node_spec(owner: Body) -> Body:
     """The part of the spec that describes the node: spec.admin for a Federation, else spec."""
     spec = owner.get("spec", {})
     return spec.get("admin", {}) if owner["kind"] == "Federation" else spec
 
 
-def _federation_env(fed: Body) -> list[Obj]:
+def _federation_env(fed: Body, member: Body | None = None) -> list[Obj]:
+    """The federation's settings; `member` (the Federation itself or a Peer) is whose NATS
+    credentials Secret the node reads when the operator manages NATS users."""
     spec = fed.get("spec", {})
     env = [
         {"name": "FEDSTATS_FEDERATION", "value": names.federation_name(fed)},
@@ -135,7 +159,30 @@ def _federation_env(fed: Body) -> list[Obj]:
         if auth.get("tokenKey"):
             pairs = [("FEDSTATS_NATS_TOKEN", auth["tokenKey"])]
         env += [_secret_env(var, auth["name"], key) for var, key in pairs]
+    elif member is not None:
+        env += _member_nats_env(member)
     return env
+
+
+def _member_nats_env(member: Body) -> list[Obj]:
+    secret = names.nats_secret(member)
+    return [_secret_env("FEDSTATS_NATS_USER", secret, NATS_USER_KEY),
+            _secret_env("FEDSTATS_NATS_PASSWORD", secret, NATS_PASSWORD_KEY)]
+
+
+def _nats_ca(pod: Obj, nats: Body) -> None:
+    """Trust the CA of NATS's TLS certificate (spec.nats.tls.caSecretRef), for every TLS
+    client of the node: Python's default context reads SSL_CERT_FILE."""
+    ref = (nats.get("tls") or {}).get("caSecretRef")
+    if not ref:
+        return
+    container = pod["containers"][0]
+    container["volumeMounts"].append({"name": "nats-ca", "mountPath": NATS_CA_DIR,
+                                      "readOnly": True})
+    container["env"].append({"name": "SSL_CERT_FILE", "value": f"{NATS_CA_DIR}/{NATS_CA_KEY}"})
+    pod["volumes"].append({"name": "nats-ca", "secret": {
+        "secretName": ref["name"],
+        "items": [{"key": ref.get("key", NATS_CA_KEY), "path": NATS_CA_KEY}]}})
 
 
 def _identity_env(owner: Body, project: str | None) -> list[Obj]:
@@ -206,20 +253,23 @@ def _resources(node: Body) -> Obj:
     return {k: dict(res[k]) for k in ("requests", "limits") if res.get(k)}
 
 
-def desired_admin_deployment(fed: Body) -> Obj:
-    """The federation's admin node: the federation settings and key in its environment."""
+def desired_admin_deployment(fed: Body, *, managed_auth: bool = False) -> Obj:
+    """The federation's admin node: the federation settings and key in its environment;
+    with `managed_auth`, its own NATS user from `<federation>-admin-nats`."""
     env = [
-        *_federation_env(fed),
+        *_federation_env(fed, fed if managed_auth else None),
         {"name": "FEDSTATS_ROLE", "value": "admin"},
         *_identity_env(fed, names.federation_name(fed)),
         _secret_env("FEDSTATS_FEDERATION_KEY", names.federation_key_secret(fed), FEDERATION_KEY),
         {"name": "FEDSTATS_ENGINE", "value": "numpy"},
     ]
     pod = _pod_spec(fed, env, _resources(fed["spec"]["admin"]))
+    _nats_ca(pod, fed["spec"]["nats"])
     return _deployment(fed, "admin", pod)
 
 
-def desired_peer_deployment(peer: Body, fed: Body | None) -> Obj:
+def desired_peer_deployment(peer: Body, fed: Body | None, *, managed_auth: bool = False,
+                            ) -> Obj:  # fmt: skip
     """A peer's node; `fed` is its Federation (None when it joins by an invitation Secret).
 
     The node joins at start with the invitation in its environment: the one the operator
@@ -230,7 +280,9 @@ def desired_peer_deployment(peer: Body, fed: Body | None) -> Obj:
     spec = peer["spec"]
     env: list[Obj] = [{"name": "FEDSTATS_ROLE", "value": "peer"}]
     if fed is not None:
-        env += _federation_env(fed)
+        env += _federation_env(fed, peer if managed_auth else None)
+    elif (spec.get("nats") or {}).get("url"):  # where this cluster reaches a remote NATS
+        env.append({"name": "FEDSTATS_NATS_URL", "value": spec["nats"]["url"]})
     env += _identity_env(peer, names.federation_name(fed) if fed is not None else None)
     invite = spec.get("inviteSecretRef") or {"name": names.invitation_secret(peer)}
     env += [
@@ -243,6 +295,7 @@ def desired_peer_deployment(peer: Body, fed: Body | None) -> Obj:
     gpu = spec.get("localType", "cpu") == "gpu"
     env.append({"name": "FEDSTATS_ENGINE", "value": "cupy" if gpu else "numpy"})
     pod = _pod_spec(peer, env, resources)
+    _nats_ca(pod, fed["spec"]["nats"] if fed is not None else spec.get("nats") or {})
     if gpu:
         settings = spec.get("gpu", {})
         count = int(settings.get("count", 1))

@@ -14,7 +14,7 @@ import base64
 from fedstats.node.federation.schedule import parse_schedule
 from fedstats.node.security.keys import new_secret_key
 
-from . import builders, conditions, names, nats_admin, nodeapi
+from . import builders, conditions, members, names, nats_admin, natsauth, nodeapi
 from .conditions import Condition
 from .errors import NatsUnavailable, NodeRefused, RetryLater, WaitingFor
 from .kube import Kube
@@ -24,24 +24,51 @@ from .types import Body, FedInfo
 
 
 async def nats_auth(kube: Kube, fed: Body) -> nats_admin.NatsAuth:
-    """The NATS credentials named by spec.nats.authSecretRef (none without one)."""
+    """How the operator logs in to the federation's NATS: as its admin node's own user when
+    the operator manages users, else the Secret spec.nats.authSecretRef names (or none)."""
+    ca = await members.ca_of(kube, fed)
+    if members.managed(kube, fed) is not None:
+        user, password = await members.credentials(kube, fed, fed, natsauth.ADMIN_PEER)
+        return members.auth_as(user, password, ca)
     ref = fed["spec"]["nats"].get("authSecretRef")
     if not ref:
-        return nats_admin.NatsAuth()
+        return nats_admin.NatsAuth(ca=ca)
     secret = await kube.get("Secret", fed["metadata"]["namespace"], ref["name"])
     if secret is None:
         raise NatsUnavailable(f"NATS auth Secret {ref['name']} does not exist", delay=15)
     data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
     if ref.get("tokenKey"):
-        return nats_admin.NatsAuth(token=data.get(ref["tokenKey"]))
+        return nats_admin.NatsAuth(token=data.get(ref["tokenKey"]), ca=ca)
     return nats_admin.NatsAuth(user=data.get(ref.get("userKey", "user")),
-                               password=data.get(ref.get("passwordKey", "password")))
+                               password=data.get(ref.get("passwordKey", "password")), ca=ca)
+
+
+async def _account(kube: Kube, fed: Body, out: Outcome) -> Condition | None:
+    """NatsAccount: the federation's account and its admin user in the auth store (None
+    when the operator manages no NATS users for it)."""
+    store = members.managed(kube, fed)
+    if store is None:
+        return None
+    _, password = await members.credentials(kube, fed, fed, natsauth.ADMIN_PEER)
+    topology = fed["spec"].get("topology", "decentralized")
+
+    def admit(state: natsauth.AuthState) -> None:
+        entry = state.setdefault(members.account(fed), natsauth.FederationAuth(
+            names.federation_name(fed), topology))
+        entry.admin, entry.topology = password, topology
+
+    await store.change(admit)
+    out.status["natsAccount"] = members.account(fed)
+    return out.add(Condition("NatsAccount", "True", "Written",
+                             f"account {members.account(fed)} in Secret {store.name}"))
 
 
 async def _stream(kube: Kube, fed: Body, out: Outcome) -> Condition:
     wanted = nats_admin.desired_streams(fed)
     try:
         auth = await nats_auth(kube, fed)
+        if members.managed(kube, fed) is not None:
+            await members.await_login(fed["spec"]["nats"]["url"], auth)
         infos = await nats_admin.ensure_streams(fed["spec"]["nats"]["url"], auth, wanted)
     except NatsUnavailable as e:
         return out.fail(Condition("StreamReady", "False", "NatsUnavailable", str(e)), e)
@@ -54,9 +81,11 @@ async def _stream(kube: Kube, fed: Body, out: Outcome) -> Condition:
 async def reconcile(kube: Kube, fed: Body) -> Outcome:
     """Stream, key Secret, admin node; conditions StreamReady, AdminDeployed, AdminAvailable."""
     out = Outcome()
+    account = await _account(kube, fed, out)
     stream = await _stream(kube, fed, out)
     await kube.create_if_absent(builders.desired_federation_key_secret(fed, new_secret_key()))
-    deployed = await apply_node(kube, fed, builders.desired_admin_deployment(fed))
+    deployed = await apply_node(kube, fed, builders.desired_admin_deployment(
+        fed, managed_auth=account is not None))
     ingress = builders.desired_ingress(fed)
     if ingress is not None:
         await kube.apply(ingress)
@@ -68,7 +97,8 @@ async def reconcile(kube: Kube, fed: Body) -> Outcome:
     available = out.add(Condition("AdminAvailable", seen.status, seen.reason, seen.message))
     out.status["adminService"] = f"{names.admin_name(fed)}:{names.NODE_PORT}"
     configured = await _configured(kube, fed, out)
-    out.add(conditions.ready([stream, deployed, available, configured]))
+    steps = [stream, deployed, available, configured]
+    out.add(conditions.ready([account, *steps] if account is not None else steps))
     return out
 
 
@@ -131,8 +161,10 @@ async def finalize(kube: Kube, fed: Body) -> list[str]:
     namespace = fed["metadata"]["namespace"]
     peers = [p for p in await kube.list("Peer", namespace)
              if (p["spec"].get("federationRef") or {}).get("name") == fed["metadata"]["name"]]
-    stopped = [builders.desired_admin_deployment(fed),
-               *(builders.desired_peer_deployment(p, fed) for p in peers)]
+    managed = members.managed(kube, fed) is not None
+    stopped = [builders.desired_admin_deployment(fed, managed_auth=managed),
+               *(builders.desired_peer_deployment(p, fed, managed_auth=managed)
+                 for p in peers)]
     running = 0
     for dep in stopped:
         dep["spec"]["replicas"] = 0
@@ -143,5 +175,12 @@ async def finalize(kube: Kube, fed: Body) -> list[str]:
         raise WaitingFor(f"the federation's nodes ({running} pod(s)) stop before its streams go",
                          delay=2)
     auth = await nats_auth(kube, fed)
-    return await nats_admin.delete_streams(fed["spec"]["nats"]["url"], auth,
-                                           names.stream_names(fed))
+    deleted = await nats_admin.delete_streams(fed["spec"]["nats"]["url"], auth,
+                                              names.stream_names(fed))
+    store = members.managed(kube, fed)
+    if store is not None:  # the account last: deleting the streams needed its admin user
+        def drop(state: natsauth.AuthState) -> None:
+            state.pop(members.account(fed), None)
+
+        await store.change(drop)
+    return deleted

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -111,6 +111,27 @@ class Kube:
             item.setdefault("apiVersion", "fedstats.io/v1alpha1" if "fedstats" in
                             _KINDS[kind][0] else _KINDS[kind][0].removeprefix("api/"))
         return items
+
+    async def watch_one(self, kind: str, namespace: str, name: str, resource_version: str,
+                        timeout: int = 300) -> AsyncIterator[tuple[str, Obj]]:
+        """The watch events (type, object) of one object from `resource_version` on, until
+        the server ends the watch (after `timeout` s, or 410 Gone: read again then)."""
+        params = {"watch": "1", "fieldSelector": f"metadata.name={name}",
+                  "resourceVersion": resource_version, "timeoutSeconds": str(timeout),
+                  "allowWatchBookmarks": "false"}
+        try:
+            async with self._http.stream("GET", path_of(kind, namespace), params=params,
+                                         timeout=timeout + 30) as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    raise errors.from_http_status(resp.status_code,
+                                                  _message("WATCH", kind, resp))
+                async for line in resp.aiter_lines():
+                    if line.strip():
+                        event = orjson.loads(line)
+                        yield str(event.get("type")), event.get("object") or {}
+        except httpx.HTTPError as e:
+            raise errors.KubeUnavailable(f"WATCH {kind} {namespace}/{name}: {e!r}") from e
 
     async def delete(self, kind: str, namespace: str, name: str) -> bool:
         """Deletes (dependents in the background); False when it was already gone."""

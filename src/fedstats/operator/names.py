@@ -22,6 +22,10 @@ FEDERATION_KEY = "federationKey"  # the key inside the federation key Secret
 CUSTOMERS_KEY = "customers.json"  # the key inside a node's customers Secret
 INVITATION_KEY = "invitation"  # the keys inside a peer's invitation Secret (as inviteSecretRef's)
 PASSWORD_KEY = "password"
+NATS_USER_KEY = "user"  # the keys inside a member's NATS credentials Secret
+NATS_PASSWORD_KEY = "password"
+NATS_CA_DIR = "/etc/fedstats/nats-ca"  # where a node finds the CA of NATS's TLS certificate
+NATS_CA_KEY = "ca.crt"
 
 
 def federation_name(fed: Body) -> str:
@@ -50,6 +54,13 @@ def federation_key_secret(fed: Body) -> str:
 def customers_secret(owner: Body) -> str:
     """The customers file of a node: `<federation>-admin-customers` or `<peer>-peer-customers`."""
     return f"{node_name(owner)}-customers"
+
+
+def nats_secret(owner: Body) -> str:
+    """A member's own NATS user and password: `<federation>-admin-nats`, `<peer>-peer-nats`.
+
+    Owned by that member and mounted into its pod only."""
+    return f"{node_name(owner)}-nats"
 
 
 def invitation_secret(peer: Body) -> str:

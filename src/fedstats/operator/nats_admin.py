@@ -9,6 +9,7 @@ so a memory stream with "discard old" loses nothing a republish cannot bring bac
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,22 +22,32 @@ from nats.js.manager import JetStreamManager
 from fedstats.node.federation.subjects import CONTROL_STREAM_MAX_BYTES
 
 from . import names
-from .builders import parse_bytes
+from .builders import parse_bytes, stream_replicas
 from .errors import NatsUnavailable
 from .types import Body
 
 
 @dataclass(frozen=True)
 class NatsAuth:
+    """How the operator logs in: shared credentials, or a federation admin's own user (its
+    inbox prefix then is that user's, as the server's permissions expect), and the CA of
+    the server's TLS certificate."""
+
     user: str | None = None
     password: str | None = None
     token: str | None = None
+    inbox_prefix: str | None = None
+    ca: str | None = None  # PEM
+
+    def tls(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cadata=self.ca) if self.ca else None
 
 
 def desired_streams(fed: Body) -> list[StreamConfig]:
     """The stats and control streams, configured as the nodes' agents would create them."""
     n = names.nats_names(fed)
     limit = parse_bytes(fed.get("spec", {}).get("streamMaxMemory", "64Mi"))
+    replicas = stream_replicas(fed)
     return [
         StreamConfig(
             name=name,
@@ -47,6 +58,7 @@ def desired_streams(fed: Body) -> list[StreamConfig]:
             discard=DiscardPolicy.OLD,
             max_bytes=max_bytes,
             max_msgs_per_subject=1,  # only the newest snapshot (chunk) per peer matters
+            num_replicas=replicas,  # on a JetStream cluster: a server lost loses nothing
         )
         for name, subject, max_bytes in (
             (n.stats_stream, n.stats_all, limit),
@@ -58,7 +70,8 @@ def desired_streams(fed: Body) -> list[StreamConfig]:
 def _differs(have: StreamConfig, want: StreamConfig) -> bool:
     return (sorted(have.subjects or []) != sorted(want.subjects or [])
             or have.max_bytes != want.max_bytes or have.discard != want.discard
-            or have.max_msgs_per_subject != want.max_msgs_per_subject)
+            or have.max_msgs_per_subject != want.max_msgs_per_subject
+            or (have.num_replicas or 1) != (want.num_replicas or 1))
 
 
 async def _quiet(_: Exception) -> None:
@@ -69,10 +82,16 @@ async def _connect(url: str, auth: NatsAuth, timeout: float) -> nats.NATS:
     try:
         # nats-py retries a refused first connect forever with 0 attempts: 1 means "give up
         # after a second try"; its error callback only logs what we raise anyway.
+        extra: dict[str, object] = {}
+        if auth.inbox_prefix:
+            extra["inbox_prefix"] = auth.inbox_prefix
+        tls = auth.tls()
+        if tls is not None:
+            extra["tls"] = tls
         return await asyncio.wait_for(nats.connect(
-            url, user=auth.user, password=auth.password, token=auth.token,
+            url.split(","), user=auth.user, password=auth.password, token=auth.token,
             connect_timeout=timeout, allow_reconnect=False, max_reconnect_attempts=1,
-            reconnect_time_wait=0.2, error_cb=_quiet,
+            reconnect_time_wait=0.2, error_cb=_quiet, **extra,
         ), timeout=3 * timeout)
     except (NatsError, OSError, TimeoutError) as e:
         raise NatsUnavailable(f"cannot connect to NATS at {url}: {e!r}") from e
@@ -119,3 +138,13 @@ async def delete_streams(url: str, auth: NatsAuth, stream_names: Sequence[str],
     finally:
         await nc.close()
     return deleted
+
+
+async def can_log_in(url: str, auth: NatsAuth, timeout: float = 3.0) -> bool:
+    """Whether the server accepts these credentials now (after its auth file's reload)."""
+    try:
+        nc = await _connect(url, auth, timeout)
+    except NatsUnavailable:
+        return False
+    await nc.close()
+    return True

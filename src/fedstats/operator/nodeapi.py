@@ -105,11 +105,12 @@ class NodeApi:
         return cast(FedInfo, info)
 
     async def invitation(self, pid: str, password: str, *, rest_host: str,
-                         peer_id: str) -> str:
+                         peer_id: str, **options: str) -> str:
         """A one-time invitation for `peer_id`, sealed with `password`, that makes the peer
-        call the admin at `rest_host`."""
+        call the admin at `rest_host`; `options` add to the request (the peer's own NATS
+        user and password, `fed_merges`)."""
         return await self._call(lambda c: c.fed_invitation(
-            pid, password, fed_rest_host=rest_host, fed_peer_id=peer_id))
+            pid, password, fed_rest_host=rest_host, fed_peer_id=peer_id, **options))
 
     async def remove_peer(self, pid: str, peer_id: str) -> None:
         """Admin only: the peer's statistics leave every node's merge."""

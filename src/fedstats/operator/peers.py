@@ -18,7 +18,7 @@ import secrets
 
 from fedstats.node.federation.subjects import token
 
-from . import builders, conditions, names, nodeapi
+from . import builders, conditions, members, names, natsauth, nodeapi, readiness
 from .conditions import Condition
 from .errors import NodeRefused, RetryLater, WaitingFor
 from .kube import Kube
@@ -50,7 +50,45 @@ def peer_id(peer: Body) -> str:
     return token(peer["metadata"]["name"])
 
 
-async def _invite(kube: Kube, peer: Body, fed: Body, out: Outcome) -> None:
+async def _nats_user(kube: Kube, peer: Body, fed: Body, out: Outcome,
+                     ) -> tuple[Condition | None, dict[str, str]]:  # fmt: skip
+    """NatsUser: the peer's own user in its federation's account (when the operator manages
+    NATS users), and the invitation options that hand it to the peer (never the admin's)."""
+    store = members.managed(kube, fed)
+    if store is None:
+        return None, {}
+    me = peer_id(peer)
+    user, password = await members.credentials(kube, peer, fed, me)
+    merges = bool(peer["spec"].get("merges"))
+    missing: list[str] = []
+
+    def admit(state: natsauth.AuthState) -> None:
+        entry = state.get(members.account(fed))
+        if entry is None or entry.admin is None:
+            missing.append(members.account(fed))
+            return
+        entry.peers[me] = password
+        wanted = sorted((set(entry.mergers) | {me}) if merges else set(entry.mergers) - {me})
+        entry.mergers = wanted
+
+    await store.change(admit)
+    if missing:
+        msg = f"the federation's NATS account {missing[0]} is not written yet"
+        return out.fail(Condition("NatsUser", "False", "AccountMissing", msg),
+                        WaitingFor(msg, delay=1.0)), {}
+    # the node joins over NATS as this user: let the server's reload happen first
+    await members.await_login(fed["spec"]["nats"]["url"],
+                              members.auth_as(user, password, await members.ca_of(kube, fed)))
+    out.status["natsUser"] = user
+    options = {"nats_sec_user": user, "nats_sec_passwd": password}
+    if merges:
+        options["fed_merges"] = "true"
+    return out.add(Condition("NatsUser", "True", "Written",
+                             f"user {user} in account {members.account(fed)}")), options
+
+
+async def _invite(kube: Kube, peer: Body, fed: Body, out: Outcome,
+                  options: dict[str, str]) -> None:
     """The Peer's invitation Secret, the admin node asked for one only when there is none."""
     namespace, name = peer["metadata"]["namespace"], names.invitation_secret(peer)
     out.status["invitationSecret"] = name
@@ -65,7 +103,7 @@ async def _invite(kube: Kube, peer: Body, fed: Body, out: Outcome) -> None:
         invitation = await api.invitation(
             names.federation_name(fed), password,
             rest_host=names.node_url(namespace, names.admin_name(fed)),
-            peer_id=peer["metadata"]["name"])
+            peer_id=peer["metadata"]["name"], **options)
         await kube.create_if_absent(builders.desired_invitation_secret(peer, invitation,
                                                                        password))
     out.event("Normal", "Invited", f"the admin node issued an invitation for peer "
@@ -82,12 +120,31 @@ async def finalize(kube: Kube, peer: Body) -> str:
     fed = await kube.get("Federation", peer["metadata"]["namespace"], ref["name"])
     if fed is None or fed["metadata"].get("deletionTimestamp"):
         return f"Federation {ref['name']} is gone or going: nothing to leave"
+    revoked = await _revoke(kube, peer, fed)
     admin = await nodeapi.of_node(kube, fed)
     try:
         await admin.remove_peer(names.federation_name(fed), peer_id(peer))
     except NodeRefused as e:  # never joined (or removed already): nothing is merged
-        return f"the admin node did not remove peer {peer_id(peer)}: {e.node_message}"
-    return f"the admin node removed peer {peer_id(peer)} from every merge"
+        return f"{revoked}the admin node did not remove peer {peer_id(peer)}: {e.node_message}"
+    return f"{revoked}the admin node removed peer {peer_id(peer)} from every merge"
+
+
+async def _revoke(kube: Kube, peer: Body, fed: Body) -> str:
+    """The peer's NATS user leaves its account first: its credentials are refused from the
+    server's next reload on, whatever the admin node answers."""
+    store = members.managed(kube, fed)
+    if store is None:
+        return ""
+    me = peer_id(peer)
+
+    def revoke(state: natsauth.AuthState) -> None:
+        entry = state.get(members.account(fed))
+        if entry is not None:
+            entry.peers.pop(me, None)
+            entry.mergers = [m for m in entry.mergers if m != me]
+
+    await store.change(revoke)
+    return f"NATS user of peer {me} revoked; "
 
 
 def last_sync(stats: SyncStats) -> str | None:
@@ -99,25 +156,37 @@ def last_sync(stats: SyncStats) -> str | None:
     return None
 
 
-async def _joined(kube: Kube, peer: Body, fed: Body | None, out: Outcome) -> Condition:
+# How long a reconcile waits, its node up, for the admin node to list the peer (it joins
+# over NATS by itself), before it lets kopf retry.
+JOIN_WAIT_S = 10.0
+
+
+async def _joined(kube: Kube, peer: Body, fed: Body | None, out: Outcome,
+                  options: dict[str, str], node_up: bool) -> Condition:
     """Joined: listed by the admin node (or, invited from elsewhere, joined by its own node)."""
     me = peer_id(peer)
     try:
         if fed is not None:
-            await _invite(kube, peer, fed, out)
+            await _invite(kube, peer, fed, out, options)
             admin = await nodeapi.of_node(kube, fed)
-            known = (await admin.fed_info(names.federation_name(fed))).get("peersInfo") or {}
+            pid = names.federation_name(fed)
+            known = (await admin.fed_info(pid)).get("peersInfo") or {}
+            if me not in known and node_up:  # it is joining: hear of it when it is listed
+                if await readiness.MEMBERSHIP.joined(admin, pid, me, JOIN_WAIT_S):
+                    known = {me: {}}
             if me not in known:
                 msg = f"the admin node does not list peer {me} yet"
                 return out.fail(Condition("Joined", "False", "NotJoined", msg),
                                 WaitingFor(msg, delay=nodeapi.RETRY_SECONDS))
             where = f"federation {names.federation_name(fed)}"
         own = await nodeapi.of_node(kube, peer)
-        pid = names.federation_name(fed) if fed is not None else None
-        if pid is None:
+        project = names.federation_name(fed) if fed is not None else None
+        if project is None:
             pid = _federated_project(await own.projects())
             info = await own.fed_info(pid)
             where = f"federation {info.get('fed_name')}"
+        else:
+            pid = project
         await _sync_status(own, pid, out)
     except NodeRefused as e:
         return out.fail(Condition("Joined", "False", "NotJoined",
@@ -155,10 +224,17 @@ async def reconcile(kube: Kube, peer: Body) -> Outcome:
     if found.status != "True":
         out.add(conditions.ready([found]))
         return out
-    deployed = out.add(await apply_node(kube, peer, builders.desired_peer_deployment(peer, fed)))
+    user, options = (await _nats_user(kube, peer, fed, out)) if fed is not None else (None, {})
+    if user is not None and user.status != "True":
+        out.add(conditions.ready([found, user]))
+        return out
+    managed = user is not None
+    deployed = out.add(await apply_node(kube, peer, builders.desired_peer_deployment(
+        peer, fed, managed_auth=managed)))
     available = out.add(await observe_node(kube, peer, names.peer_name(peer)))
     out.status["service"] = f"{names.peer_name(peer)}:{names.NODE_PORT}"
     out.status["peerId"] = peer_id(peer)
-    joined = await _joined(kube, peer, fed, out)
-    out.add(conditions.ready([found, deployed, available, joined]))
+    joined = await _joined(kube, peer, fed, out, options, available.status == "True")
+    steps = [found, deployed, available, joined]
+    out.add(conditions.ready([found, user, *steps[1:]] if user is not None else steps))
     return out

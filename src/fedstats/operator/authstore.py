@@ -1,0 +1,115 @@
+"""The one Secret that holds NATS's authorization: the members of every federation.
+
+`FEDSTATS_OPERATOR_NATS_AUTH_SECRET` (`<namespace>/<name>`, set by the chart) names it.
+The NATS pod's `authsync` sidecar watches it and writes its `auth.conf` where the server
+`include`s it, then signals a reload. Without the setting the operator manages no NATS
+users (a Federation then names shared credentials in spec.nats.authSecretRef, or none).
+
+Every Federation and Peer reconcile writes only its own entry; writes are serialised in
+this process behind one lock over a cached copy, so 50 Peers created together make 50
+sequential writes and no conflicts (the operator runs as one replica). A conflict with a
+writer elsewhere reloads the Secret and applies the change again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+from collections.abc import Callable
+
+from . import natsauth
+from .errors import KubeConflict
+from .kube import Kube
+from .names import MANAGER
+from .natsauth import AuthState, FederationAuth
+from .types import Obj
+
+SETTING = "FEDSTATS_OPERATOR_NATS_AUTH_SECRET"
+LOCKED_KEY = "locked"
+
+Change = Callable[[AuthState], None]
+
+
+def configured() -> tuple[str, str] | None:
+    """(namespace, name) of the auth Secret, or None when the operator manages no users."""
+    raw = os.environ.get(SETTING, "").strip()
+    if not raw:
+        return None
+    namespace, sep, name = raw.partition("/")
+    if not sep or not namespace or not name:
+        raise ValueError(f"{SETTING} must be <namespace>/<name>, not {raw!r}")
+    return namespace, name
+
+
+def desired_auth_secret(namespace: str, name: str, state: AuthState, locked: str) -> Obj:
+    """The Secret as the operator writes it: the state, and the file rendered from it. Pure."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace,
+                     "labels": {"app.kubernetes.io/managed-by": MANAGER,
+                                "app.kubernetes.io/component": "nats-auth"}},
+        "type": "Opaque",
+        # `data`, not stringData: server-side apply owns the field it wrote
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in {
+            natsauth.STATE_FILE: natsauth.encode_state(state),
+            natsauth.AUTH_FILE: natsauth.render_auth(state, locked),
+            LOCKED_KEY: locked}.items()},
+    }
+
+
+class AuthStore:
+    def __init__(self, kube: Kube, namespace: str, name: str) -> None:
+        self.kube, self.namespace, self.name = kube, namespace, name
+        self._lock = asyncio.Lock()
+        self._state: AuthState | None = None
+        self._locked = ""
+
+    async def _load(self) -> AuthState:
+        secret = await self.kube.get("Secret", self.namespace, self.name)
+        data = {k: base64.b64decode(v).decode() for k, v in ((secret or {}).get("data")
+                                                               or {}).items()}
+        self._locked = data.get(LOCKED_KEY) or secrets.token_urlsafe(32)
+        return natsauth.decode_state(data.get(natsauth.STATE_FILE))
+
+    async def read(self, account: str) -> FederationAuth | None:
+        async with self._lock:
+            if self._state is None:
+                self._state = await self._load()
+            return self._state.get(account)
+
+    async def change(self, change: Change) -> AuthState:
+        """Applies `change` to the state and writes the Secret when it changed anything."""
+        async with self._lock:
+            for attempt in range(3):
+                if self._state is None:
+                    self._state = await self._load()
+                before = natsauth.encode_state(self._state)
+                change(self._state)
+                if natsauth.encode_state(self._state) == before:
+                    return self._state
+                try:
+                    await self.kube.apply(desired_auth_secret(self.namespace, self.name,
+                                                              self._state, self._locked))
+                    return self._state
+                except KubeConflict:
+                    self._state = None  # someone else wrote it: read theirs, apply ours again
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+
+_stores: dict[int, AuthStore] = {}
+
+
+def store_of(kube: Kube) -> AuthStore | None:
+    """The operator's one store (per API connection), or None without the setting."""
+    where = configured()
+    if where is None:
+        return None
+    found = _stores.get(id(kube))
+    if found is None or (found.namespace, found.name) != where:
+        found = _stores[id(kube)] = AuthStore(kube, *where)
+    return found

@@ -1,0 +1,134 @@
+"""Event-driven readiness: a reconcile that is not Ready waits for what it waits on.
+
+Two things a Federation or Peer waits on, and how each is heard of:
+
+- its node's Deployment becoming Available: kopf watches the operator's Deployments
+  (`handlers.child_changed`) and `Changes.changed` wakes the reconciles of their owner
+  (and, for an admin node, those of the federation's Peers), so the retry runs at once
+  instead of after a timer;
+- a node's own answer (the admin node listing a peer as joined, an admin node finishing
+  its bootstrap): nothing in Kubernetes changes then, and the node has no way to call the
+  operator, so one `Membership` poller per federation asks the admin node a few times a
+  second while any Peer waits, and wakes each Peer the moment its id is listed (one
+  request per interval for the federation, however many Peers wait).
+
+The resync timers stay, only to undo drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .errors import RetryLater
+from .nodeapi import NodeApi
+
+Key = tuple[str, str, str]  # (namespace, kind, name): "Federation" / "Peer" / "PeersOf"
+POLL_S = 0.2  # how often a waited-on node is asked again
+
+
+class Changes:
+    """Wakes reconciles waiting for a change of something of theirs."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[Key, set[asyncio.Event]] = {}
+
+    def changed(self, keys: Iterable[Key]) -> None:
+        for key in keys:
+            for event in self._waiting.get(key, ()):
+                event.set()
+
+    async def wait(self, keys: Iterable[Key], timeout: float) -> bool:
+        """True when woken by a change, False after `timeout` seconds."""
+        event = asyncio.Event()
+        keys = list(keys)
+        for key in keys:
+            self._waiting.setdefault(key, set()).add(event)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            for key in keys:
+                waiters = self._waiting.get(key)
+                if waiters is not None:
+                    waiters.discard(event)
+                    if not waiters:
+                        del self._waiting[key]
+
+
+def child_keys(namespace: str, labels: dict[str, str]) -> list[Key]:
+    """Whose reconciles a change of a node's Deployment (by its labels) concerns. Pure."""
+    owner = labels.get("app.kubernetes.io/instance", "")
+    component = labels.get("app.kubernetes.io/component")
+    if component == "admin":
+        return [(namespace, "Federation", owner), (namespace, "PeersOf", owner)]
+    if component == "peer":
+        return [(namespace, "Peer", owner)]
+    return []
+
+
+@dataclass
+class _Poll:
+    api: NodeApi
+    pid: str
+    waiters: dict[str, set[asyncio.Future[None]]] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+
+
+class Membership:
+    """Waits for peers to be listed by their admin node, one poller per federation."""
+
+    def __init__(self) -> None:
+        self._polls: dict[tuple[str, str], _Poll] = {}
+
+    async def joined(self, api: NodeApi, pid: str, peer: str, timeout: float) -> bool:
+        """True once the admin node lists `peer`; False after `timeout` seconds."""
+        key = (api.url, pid)
+        poll = self._polls.get(key)
+        if poll is None:
+            poll = self._polls[key] = _Poll(api, pid)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        poll.waiters.setdefault(peer, set()).add(future)
+        if poll.task is None or poll.task.done():
+            poll.task = asyncio.create_task(self._run(key, poll), name=f"membership {pid}")
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            waiting = poll.waiters.get(peer)
+            if waiting is not None:
+                waiting.discard(future)
+                if not waiting:
+                    del poll.waiters[peer]
+            future.cancel()
+
+    async def _run(self, key: tuple[str, str], poll: _Poll) -> None:
+        try:
+            while poll.waiters:
+                with contextlib.suppress(RetryLater):  # the node restarting: ask again
+                    info = await poll.api.fed_info(poll.pid)
+                    known = set(info.get("peersInfo") or {})
+                    for peer in [p for p in poll.waiters if p in known]:
+                        for future in poll.waiters.pop(peer):
+                            if not future.done():
+                                future.set_result(None)
+                await asyncio.sleep(POLL_S)  # another process's state, read over REST
+        finally:
+            if self._polls.get(key) is poll:
+                del self._polls[key]
+
+    async def aclose(self) -> None:
+        tasks = [p.task for p in self._polls.values() if p.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+CHANGES = Changes()  # the operator's one instance of each (one event loop)
+MEMBERSHIP = Membership()
