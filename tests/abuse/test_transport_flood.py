@@ -1,7 +1,7 @@
 """A bounded flood of hostile connections against a real `fedstats node` process.
 
 Hundreds of connections of every kind the transport findings of issue 14 name, opened
-from eight other loopback addresses (127.0.0.2-9) with the node's default limits: idle
+from sixteen other loopback addresses (127.0.0.2-17) with the node's default limits: idle
 ones, headers sent a byte at a time, unfinished headers just under the header limit,
 bodies declared at the largest size (256 MB, with a real customer's id and a forged MAC)
 and sent in part (2 MB), and fragmented WebSocket messages sent in part (6 MB), none of
@@ -30,8 +30,8 @@ from fedstats.node.security.signing import signed_headers
 from fedstats_harness.localnet import NodeProcess
 
 KINDS = ("idle", "slow_header", "big_header", "partial_body", "partial_ws")
-PER_KIND = 60  # 300 hostile connections; at most 38 from any one address
-SOURCES = [f"127.0.0.{i}" for i in range(2, 10)]
+PER_KIND = 200  # 1,000 hostile connections; at most 63 from any one address
+SOURCES = [f"127.0.0.{i}" for i in range(2, 18)]
 MB = 1024 * 1024
 
 
