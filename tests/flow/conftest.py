@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -49,7 +50,8 @@ def flow_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     old = os.environ.get("FEDSTATS_FLOW_ROOT")
     os.environ["FEDSTATS_FLOW_ROOT"] = str(root)
     try:
-        gen = serve(Settings(data_dir=d / "data"), {"c1": new_secret_key(), "c2": new_secret_key()})
+        gen = cast(Generator[Node, None, None],
+                   serve(Settings(data_dir=d / "data"), {"c1": new_secret_key(), "c2": new_secret_key()}))
         node = next(gen)
     finally:
         if old is None:
@@ -82,7 +84,7 @@ def job_node_env(root: Path) -> dict[str, str]:
 
 def serve_job_node(data: Path, root: Path, keys: dict[str, str]) -> Iterator[Node]:
     with _env(**job_node_env(root)):
-        gen = serve(Settings(data_dir=data), keys)
+        gen = cast(Generator[Node, None, None], serve(Settings(data_dir=data), keys))
         node = next(gen)
     try:
         yield node

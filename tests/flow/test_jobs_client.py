@@ -102,7 +102,7 @@ def test_homo_lr_equals_scikit_learn_on_the_pooled_rows(
 
 def test_metrics_output_data_and_the_log(flow_bin: Path, trained: tuple[Path, str, np.ndarray]
                                          ) -> None:
-    work, job_id, rows = trained
+    work, job_id, _ = trained
     wait_for_end(flow_bin, job_id, work)
     loss = _flow(flow_bin, "tracking", "metric-all", "-j", job_id, "-r", "guest", "-p", "9999",
                  "-cpn", "homo_lr_0", cwd=work)["data"]["train"]["loss"]

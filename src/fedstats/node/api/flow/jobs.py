@@ -17,9 +17,8 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from ...service.flowjobs import FlowJobs, JobNotFound, JobRefused
+from ...service.flowjobs import FlowJobs, JobNotFound, JobRefused, dag
 from ...service.flowjobs import conf as confs
-from ...service.flowjobs import dag
 from .dsl import check_conf, check_dsl
 from .envelope import ARGUMENT_ERROR, DATA_ERROR, OPERATING_ERROR, FlowError, respond
 from .routes import flow_handler, flow_state, new_job_id, require
@@ -60,8 +59,8 @@ def tar_gz(files: dict[str, bytes]) -> bytes:
 async def job_submit(request: Request, conf: dict[str, Any]) -> Response:
     """Check the DSL v2 and runtime conf, then queue the job (it runs in the background)."""
     jobs = jobs_of(request)
-    runtime = conf.get("job_runtime_conf", conf.get("runtime_conf"))
-    dsl = conf.get("job_dsl", conf.get("dsl"))
+    runtime: Any = conf.get("job_runtime_conf", conf.get("runtime_conf"))
+    dsl: Any = conf.get("job_dsl", conf.get("dsl"))
     if runtime in (None, ""):
         require(conf, "job_runtime_conf")
     parties = check_conf(runtime)
@@ -247,7 +246,7 @@ async def task_query(request: Request, conf: dict[str, Any]) -> Response:
     tasks, _ = store.tasks(_task_where(conf))
     if not tasks:
         return respond(ARGUMENT_ERROR, "find task failed")
-    jobs = {t["job_id"]: store.job(t["job_id"]) for t in tasks}
+    jobs = {t["job_id"]: store.job(t["job_id"]) or {} for t in tasks}
     return respond(data=[task_row(t, jobs[t["job_id"]]) for t in tasks])
 
 
@@ -261,7 +260,7 @@ async def task_list(request: Request, conf: dict[str, Any]) -> Response:
     except (TypeError, ValueError):
         return error_response(400, "limit and page must be integers")
     tasks, count = store.tasks(_task_where(conf), limit, (page - 1) * limit)
-    jobs = {t["job_id"]: store.job(t["job_id"]) for t in tasks}
+    jobs = {t["job_id"]: store.job(t["job_id"]) or {} for t in tasks}
     rows = [{k[2:]: v for k, v in task_row(t, jobs[t["job_id"]]).items()} for t in tasks]
     return respond(data={"tasks": rows, "count": count})
 
@@ -271,7 +270,7 @@ async def task_list(request: Request, conf: dict[str, Any]) -> Response:
 async def dsl_generate(request: Request, conf: dict[str, Any]) -> Response:
     import orjson
 
-    train = conf.get("train_dsl")
+    train: Any = conf.get("train_dsl")
     try:
         train = orjson.loads(train) if isinstance(train, str) else train
         check_dsl(train)

@@ -11,8 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from ...service.flowjobs import JobNotFound
-from ...service.flowjobs import dag
+from ...service.flowjobs import JobNotFound, dag
 from .envelope import ARGUMENT_ERROR, EXCEPTION_ERROR, respond
 from .jobs import attachment, error_response, jobs_of
 from .routes import flow_handler, new_job_id, require

@@ -24,8 +24,8 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from .auth import verify
 from ...service.flowjobs import FlowJobError, JobNotFound, JobRefused
+from .auth import verify
 from .envelope import (
     ARGUMENT_ERROR,
     DATA_ERROR,
@@ -84,7 +84,7 @@ def flow_handler(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
     return route
 
 
-async def job_error(e: FlowJobError) -> FlowError:
+def job_error(e: FlowJobError) -> FlowError:
     """The job machinery's errors as FATE answers them (an endpoint may say otherwise)."""
     if isinstance(e, JobNotFound):
         return FlowError(DATA_ERROR, str(e))

@@ -15,7 +15,7 @@ FATE_VERSION = "1.11.3"
 
 
 def _ms(t: float | None) -> int | None:
-    return None if t is None else int(round(t * 1000))
+    return None if t is None else round(t * 1000)
 
 
 def _date(t: float | None) -> str | None:
@@ -25,7 +25,7 @@ def _date(t: float | None) -> str | None:
 def _elapsed(start: float | None, end: float | None) -> int | None:
     if start is None:
         return None
-    return int(round(((end or time.time()) - start) * 1000))
+    return round(((end or time.time()) - start) * 1000)
 
 
 def job_rows(job: dict[str, Any], role: str | None = None,

@@ -112,7 +112,8 @@ def _read_csv(path: Path, limit: int) -> tuple[list[str], list[list[str]], int]:
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = next(reader, [])
-        rows, total = [], 0
+        rows: list[list[str]] = []
+        total = 0
         for row in reader:
             total += 1
             if limit < 0 or len(rows) < limit:

@@ -27,9 +27,8 @@ def _role_blocks(section: Mapping[str, Any], role: str, index: int) -> list[Mapp
     blocks = []
     by_index = (section.get("role") or {}).get(role) or {}
     for key, block in by_index.items():
-        if key == "all" or str(index) in str(key).split("|"):
-            if isinstance(block, Mapping):
-                blocks.append(block)
+        if (key == "all" or str(index) in str(key).split("|")) and isinstance(block, Mapping):
+            blocks.append(block)
     return blocks
 
 

@@ -9,7 +9,6 @@ et al. and Pébay (stable at large offsets: no raw power sums).
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 Floats = npt.NDArray[np.float64]
 
@@ -56,14 +57,34 @@ class Frame:
         return out
 
     def write_csv(self, path: Path) -> None:
-        """`<path>` as CSV (header `sid,<columns>`) and `<path>.meta` (`{"header": [...]}`)."""
+        """`<path>` as CSV (header `sid,<columns>`) and `<path>.meta` (`{"header": [...]}`),
+        written column-wise by pyarrow (floats to full precision)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow([self.sid_name, *self.columns()])
-            for sid, row in zip(self.sid.tolist(), self.rows(), strict=True):
-                w.writerow([_num(sid), *[repr(v) if isinstance(v, float) else v for v in row]])
-        path.with_suffix(".meta").write_text(json.dumps({"header": [self.sid_name, *self.columns()]}))
+        names = [self.sid_name, *self.columns()]
+        arrays: list[Any] = [_ints_if_whole(self.sid)]
+        if self.predictions is not None:
+            p = self.predictions
+            arrays += [_ints_if_whole(np.asarray(p["label"], dtype=float)),
+                       _ints_if_whole(np.asarray(p["predict_result"], dtype=float)),
+                       pa.array(np.asarray(p["predict_score"], dtype=float)),
+                       pa.array([json.dumps(d) for d in p["predict_detail"]]),
+                       pa.array([p["type"]] * self.n)]
+        else:
+            if self.label is not None and self.label_name:
+                arrays.append(_ints_if_whole(self.label))
+            arrays += [pa.array(self.x[:, j]) for j in range(self.x.shape[1])]
+        table = pa.Table.from_arrays(arrays, names=names)
+        with open(path, "wb") as f:
+            f.write((",".join(names) + "\n").encode())
+            pacsv.write_csv(table, f, pacsv.WriteOptions(include_header=False,
+                                                         quoting_style="needed"))
+        path.with_suffix(".meta").write_text(json.dumps({"header": names}))
+
+
+def _ints_if_whole(v: Floats) -> Any:
+    if len(v) and np.all(np.isfinite(v)) and np.all(v == np.floor(v)) and np.all(np.abs(v) < 2**53):
+        return pa.array(v.astype(np.int64))
+    return pa.array(v)
 
 
 def _num(v: Any) -> Any:

@@ -12,6 +12,7 @@ node stopped is failed, with that reason, when the node starts again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -263,10 +264,8 @@ class FlowJobs:
             self._finish(job_id, "failed", f"internal error: {e!r}")
         finally:
             for pid in {p for ids in job["roles"].values() for p in ids}:
-                try:
+                with contextlib.suppress(JobRefused):
                     self.sites.site(pid).release(job_id)
-                except JobRefused:
-                    pass
             with self._lock:
                 self._stops.pop(job_id, None)
 
