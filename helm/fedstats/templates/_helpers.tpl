@@ -44,12 +44,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
-{{/* The NATS URL federations use: the in-chart server's Service, or nats.url. */}}
+{{/* The NATS URL federations use: the in-chart server's Service (tls:// with TLS), or nats.url. */}}
 {{- define "fedstats.natsUrl" -}}
 {{- if .Values.nats.url -}}
 {{- .Values.nats.url -}}
 {{- else if .Values.nats.enabled -}}
-{{- printf "nats://%s.%s.svc:4222" .Values.nats.name .Release.Namespace -}}
+{{- printf "%s://%s.%s.svc:4222" (ternary "tls" "nats" .Values.nats.tls.enabled) .Values.nats.name .Release.Namespace -}}
 {{- else -}}
 {{- fail "nats.url is required when nats.enabled is false" -}}
 {{- end -}}
@@ -64,4 +64,22 @@ capabilities:
   drop: [ALL]
 seccompProfile:
   type: RuntimeDefault
+{{- end -}}
+
+{{/* The Secret the operator writes NATS's authorization into; the sidecar watches it. */}}
+{{- define "fedstats.natsAuthSecret" -}}
+{{- default (printf "%s-auth" .Values.nats.name) .Values.nats.auth.secretName -}}
+{{- end -}}
+
+{{/* The Secret holding NATS's certificate: tls.crt, tls.key and ca.crt. */}}
+{{- define "fedstats.natsTlsSecret" -}}
+{{- default (printf "%s-tls" .Values.nats.name) .Values.nats.tls.secretName -}}
+{{- end -}}
+
+{{- define "fedstats.authsyncImage" -}}
+{{- default (include "fedstats.image" (dict "root" . "variant" "cpu")) .Values.nats.auth.image -}}
+{{- end -}}
+
+{{- define "fedstats.authsyncCommand" -}}
+{{- list "python" "-m" "fedstats.operator.authsync" (printf "--secret=%s/%s" .Release.Namespace (include "fedstats.natsAuthSecret" .)) "--file=/etc/nats-auth/auth.conf" "--pid-file=/tmp/nats.pid" | toJson -}}
 {{- end -}}

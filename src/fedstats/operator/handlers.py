@@ -17,12 +17,12 @@ from typing import Any
 
 import kopf
 
-from . import contracts, federations, peers
+from . import contracts, federations, peers, readiness
 from .conditions import find, merge
 from .errors import NatsUnavailable, RetryLater
 from .kube import Kube
 from .metrics import STREAM_OPERATIONS, timed
-from .names import GROUP, VERSION
+from .names import GROUP, MANAGER, VERSION
 from .outcome import Outcome
 from .types import Body, Obj
 
@@ -30,10 +30,12 @@ FEDERATIONS = (GROUP, VERSION, "federations")
 PEERS = (GROUP, VERSION, "peers")
 CONTRACTS = (GROUP, VERSION, "psrcontracts")
 
-# How often each resource is reconciled again to undo drift, and how soon an unready one is
-# looked at again. Read at import, as kopf takes them at registration.
+# How often each resource is reconciled again to undo drift, and how long an unready one
+# waits at most for a change of its own (its node's Deployment) before it is looked at
+# again. Read at import, as kopf takes them at registration.
 RESYNC_SECONDS = float(os.environ.get("FEDSTATS_OPERATOR_RESYNC_SECONDS", "60"))
 NOT_READY_DELAY = float(os.environ.get("FEDSTATS_OPERATOR_RETRY_SECONDS", "5"))
+RETRY_AT_ONCE = 0.001  # kopf's delay after a wait that a change ended (0 means its default)
 
 Reconcile = Callable[[Kube, Body], Awaitable[Outcome]]
 
@@ -56,6 +58,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    await readiness.MEMBERSHIP.aclose()
     kube = getattr(memo, "kube", None)
     if kube is not None:
         await kube.aclose()
@@ -80,11 +83,37 @@ async def _run(kind: str, reconcile: Reconcile, body: kopf.Body, patch: kopf.Pat
         _post_ready_event(body, find(old, "Ready"), find(new, "Ready"))
         for type_, reason, message in out.events:
             kopf.event(body, type=type_, reason=reason, message=message)
-        if out.error is not None:
-            raise out.error
         ready = find(new, "Ready")
-        if retry_until_ready and ready is not None and ready["status"] != "True":
-            raise RetryLater(f"not Ready yet: {ready['message']}", delay=NOT_READY_DELAY)
+        unready = ready is not None and ready["status"] != "True"
+        if out.error is None and not (retry_until_ready and unready):
+            return
+    if out.error is not None and (not retry_until_ready
+                                  or not isinstance(out.error, kopf.TemporaryError)):
+        raise out.error  # a timer's (retried on its own delay), or permanent
+    # Event-driven: wait for a change of the resource's own (its node's Deployment), at most
+    # the error's delay, then retry at once; the status patch above is kopf's to apply.
+    delay = out.error.delay if isinstance(out.error, kopf.TemporaryError) else NOT_READY_DELAY
+    await readiness.CHANGES.wait(_keys(kind, body), delay or NOT_READY_DELAY)
+    message = (str(out.error) if out.error is not None
+               else f"not Ready yet: {(ready or {}).get('message', '')}")
+    raise RetryLater(message, delay=RETRY_AT_ONCE) from out.error
+
+
+def _keys(kind: str, body: kopf.Body) -> list[readiness.Key]:
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    keys: list[readiness.Key] = [(namespace, kind, name)]
+    if kind == "Peer":
+        ref = (body.spec.get("federationRef") or {}).get("name")
+        if ref:  # a Peer waits on its admin node too (its invitation, its joining)
+            keys.append((namespace, "PeersOf", str(ref)))
+    return keys
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGER})
+async def child_changed(body: kopf.Body, **_: Any) -> None:
+    """A node's Deployment changed (its pod became ready, say): wake its owner's reconcile."""
+    readiness.CHANGES.changed(readiness.child_keys(body.metadata.namespace or "",
+                                                   dict(body.metadata.labels or {})))
 
 
 def _post_ready_event(body: kopf.Body, old: Body | None, new: Body | None) -> None:

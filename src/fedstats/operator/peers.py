@@ -171,9 +171,10 @@ async def _joined(kube: Kube, peer: Body, fed: Body | None, out: Outcome,
             admin = await nodeapi.of_node(kube, fed)
             pid = names.federation_name(fed)
             known = (await admin.fed_info(pid)).get("peersInfo") or {}
-            if me not in known and node_up:  # it is joining: hear of it when it is listed
-                if await readiness.MEMBERSHIP.joined(admin, pid, me, JOIN_WAIT_S):
-                    known = {me: {}}
+            # its node is up and joining: hear of it the moment the admin lists it
+            if me not in known and node_up and await readiness.MEMBERSHIP.joined(
+                    admin, pid, me, JOIN_WAIT_S):
+                known = {me: {}}
             if me not in known:
                 msg = f"the admin node does not list peer {me} yet"
                 return out.fail(Condition("Joined", "False", "NotJoined", msg),
