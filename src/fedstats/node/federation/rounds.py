@@ -130,6 +130,7 @@ class _Round:
     refused: dict[str, str] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     received: int = 0
+    compute: float = 0.0  # the slowest member's own seconds (as it reports them)
 
     def settle(self) -> None:
         if self.refused or self.members <= set(self.answers):
@@ -144,6 +145,7 @@ class Coordinator:
         self._rounds: dict[tuple[str, int], _Round] = {}
         self.sent_bytes = 0
         self.received_bytes = 0
+        self.last_compute = 0.0
 
     async def exchange(self, fit: str, rnd: int, body: bytes, members: list[str],
                        timeout: float) -> dict[str, RoundStats]:
@@ -168,6 +170,7 @@ class Coordinator:
         finally:
             self._rounds.pop(key, None)
         self.received_bytes += state.received
+        self.last_compute = state.compute
         if state.refused:
             peer, why = sorted(state.refused.items())[0]
             raise FitFailed(f"member {peer} refused round {rnd} of fit {fit}: {why}")
@@ -198,6 +201,7 @@ class Coordinator:
                     raise WireError(f"{sender}'s statistics are tagged round {stats.round}, "
                                     f"its reply round {meta['round']}")
                 state.answers[sender] = stats
+                state.compute = max(state.compute, float(meta.get("seconds", 0.0)))
             state.settle()
         except (WireError, EngineError, KeyError, TypeError, ValueError) as e:
             self.agent.journal.count("rcvError")
@@ -270,6 +274,7 @@ def _fit(agent: Agent, loop: asyncio.AbstractEventLoop, coordinator: Coordinator
     p = problem.coef_shape() * (problem.d + 1)
     rows: dict[str, float] = {}
     exchanges: list[float] = []  # seconds from an ask to its last answer, round by round
+    computes: list[float] = []  # the slowest member's own compute, round by round
     rnd = 0
     sent0, received0 = coordinator.sent_bytes, coordinator.received_bytes
 
@@ -289,6 +294,7 @@ def _fit(agent: Agent, loop: asyncio.AbstractEventLoop, coordinator: Coordinator
                             f"rows: {e}") from e
         parts = fut.result(timeout * 2 + 30)
         exchanges.append(time.perf_counter() - started)
+        computes.append(coordinator.last_compute)
         for peer, stats in parts.items():
             if rows.setdefault(peer, stats.n) != stats.n:
                 raise FitFailed(f"member {peer}'s rows changed during fit {fit} ({rows[peer]:g}"
@@ -302,6 +308,7 @@ def _fit(agent: Agent, loop: asyncio.AbstractEventLoop, coordinator: Coordinator
         "bytesSent": coordinator.sent_bytes - sent0,
         "bytesReceived": coordinator.received_bytes - received0,
         "roundSeconds": exchanges,
+        "memberComputeSeconds": computes,
     }
     return model
 
@@ -340,6 +347,7 @@ class RoundMember:
     def answer(self, meta: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         """(reply meta, statistics bytes) for one ask; a refusal is counted and logged."""
         agent = self.agent
+        started = time.perf_counter()
         fit, rnd = str(meta["fit"]), int(meta["round"])
         head = {"type": REPLY, "fit": fit, "round": rnd}
         acc = agent.local()
@@ -362,7 +370,8 @@ class RoundMember:
         except (EngineError, RowStoreError, WireError, ValueError, TypeError) as e:
             return self._refuse(head, f"{type(e).__name__}: {e}", contract=False)
         stats.round = rnd
-        return {**head, "ok": True}, encode_round_stats(stats)
+        blob = encode_round_stats(stats)
+        return {**head, "ok": True, "seconds": time.perf_counter() - started}, blob
 
     def _refuse(self, head: dict[str, Any], why: str,
                 contract: bool) -> tuple[dict[str, Any], bytes]:

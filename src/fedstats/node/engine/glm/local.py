@@ -8,7 +8,9 @@ Sums (never means) of the unpenalized per-row losses, so batches and sites add. 
 parameter vector is x̃ = [x, 1] per class (intercept last), classes one after another;
 the intercept's column of ones is written into a per-chunk scratch, never into a copy of
 X. Rows go through in chunks small enough for the cache: for binomial and Poisson one
-compiled pass (numba, rows in parallel) reads each row once for η, μ, the loss and the
+compiled pass (numba; rows in parallel on machines of 4 cores or more, `PARALLEL`: on
+fewer, numba's threads and BLAS's, and those of other node processes, fight over the
+cores and a round measured 5x slower) reads each row once for η, μ, the loss and the
 residual and writes it scaled by √(sW) into the scratch; without numba (and for the
 multinomial) numpy calls do the same. The Hessian is a BLAS `syrk` of the scratch (a
 gemm for the multinomial's off-diagonal blocks) and the gradient a gemv of the
@@ -20,6 +22,7 @@ projects) the same code runs with one chunk and cuBLAS products.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -35,6 +38,7 @@ FAMILIES = ("binomial", "multinomial", "poisson")
 CHUNK = 16384  # rows per chunk: a 16384 × 21 scratch is ~2.7 MB, in cache on most machines
 _fused: Callable[..., Any] | None = None
 prange = range  # numba.prange once the kernel is compiled (numba reads it as a global)
+PARALLEL = (os.cpu_count() or 1) >= 4
 
 
 def round_stats(
@@ -94,13 +98,16 @@ def round_stats(
         elif xp is np and NUMBA:
             # one compiled pass: η, μ, the loss, the residuals and the scaled rows
             r = resid_buf[: hi - lo]
+            g = np.zeros(d + 1)  # serial: the pass sums the gradient too (x is in cache)
             part = _kernel()(xc, yc, np.ones(0) if wc is None else wc, coef[0],
-                             family == "poisson", z, r)
+                             family == "poisson", z, r, g, not PARALLEL)
             _syrk_into(xp, hess, z, 0, 0)
             loss += part
             total += float(hi - lo) if wc is None else float(np.sum(wc))
-            grad[0, :d] += r @ xc
-            grad[0, d] += r.sum()
+            if PARALLEL:  # rows in parallel cannot share one gradient: a gemv after
+                g[:d] = r @ xc
+                g[d] = r.sum()
+            grad[0] += g
             continue
         else:
             eta = xc @ coef[:, :d].T + coef[:, d]
@@ -210,16 +217,17 @@ def _kernel() -> Callable[..., Any]:
 
         prange = numba.prange
 
-        _fused = numba.njit(cache=True, nogil=True, boundscheck=False, parallel=True)(
+        _fused = numba.njit(cache=True, nogil=True, boundscheck=False, parallel=PARALLEL)(
             _one_pass
         )
     return _fused
 
 
 def _one_pass(
-    x: Any, y: Any, s: Any, coef: Any, poisson: bool, z: Any, r: Any
+    x: Any, y: Any, s: Any, coef: Any, poisson: bool, z: Any, r: Any, g: Any, fuse: bool
 ) -> float:  # pragma: no cover - compiled; the numpy path computes the same sums
-    """Σ loss; r = the weighted residuals; z = [x, 1]·√(sW), rows in parallel."""
+    """Σ loss; r = the weighted residuals; z = [x, 1]·√(sW); with `fuse` (serial only)
+    g += Σ r·[x, 1], the gradient."""
     n, d = x.shape
     weighted = s.shape[0] > 0
     loss = 0.0
@@ -248,4 +256,8 @@ def _one_pass(
         for j in range(d):
             z[i, j] = x[i, j] * sw
         z[i, d] = sw
+        if fuse:
+            for j in range(d):
+                g[j] += ri * x[i, j]
+            g[d] += ri
     return loss
