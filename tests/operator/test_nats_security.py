@@ -9,56 +9,59 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import nats
 import pytest
-from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 
 from fedstats.node.federation.subjects import Names, inbox_prefix
-from fedstats.operator.natsauth import (
-    Member,
-    account_name,
-    accounts_config,
-    federation_account,
-    user_name,
-)
-from fedstats_harness.natsproc import nats_server_binary
+from fedstats.operator.authstore import desired_auth_secret
+from fedstats.operator.authsync import auth_text, signal_reload, write_if_changed
+from fedstats.operator.natsauth import FederationAuth, Member, account_name, user_name
+from fedstats_harness.natsproc import LISTENING, READY, nats_server_binary
+from fedstats_harness.process import ChildProcess
 
 ADMIN_A, P1, P2 = Member("admin", "pa"), Member("p1", "p1pw"), Member("p2", "p2pw")
 ADMIN_B, Q1 = Member("admin", "pb"), Member("q1", "q1pw")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
+    """nats-server from a main config that includes the auth file, as the chart's pod runs
+    it; the auth file is written, and the reload signalled, as the `authsync` sidecar does."""
+
     def __init__(self, workdir: Path) -> None:
-        self.dir, self.port = workdir, _free_port()
+        self.dir = workdir
         self.auth = workdir / "auth.conf"
+        self.pid_file = workdir / "nats.pid"
         (workdir / "nats.conf").write_text(
-            f'host: 127.0.0.1\nport: {self.port}\n'
+            f'host: 127.0.0.1\nport: -1\npid_file: "{self.pid_file}"\n'
             f'jetstream {{ store_dir: "{workdir / "js"}" }}\ninclude "auth.conf"\n')
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.child = ChildProcess([nats_server_binary(), "-c", str(workdir / "nats.conf")],
+                                  workdir / "nats.log", name="nats-server")
+        self.port = 0
 
     def write(self, peers_a: list[Member]) -> None:
-        conf = accounts_config({
-            account_name("fa"): federation_account("fa", "centralized", ADMIN_A, peers_a),
-            account_name("fb"): federation_account("fb", "decentralized", ADMIN_B, [Q1]),
-        })
-        self.auth.write_text("accounts: " + json.dumps(conf["accounts"]) + "\n")
+        state = {
+            account_name("fa"): FederationAuth("fa", "centralized", ADMIN_A.password,
+                                               {p.peer: p.password for p in peers_a}),
+            account_name("fb"): FederationAuth("fb", "decentralized", ADMIN_B.password,
+                                               {Q1.peer: Q1.password}),
+        }
+        write_if_changed(self.auth, auth_text(desired_auth_secret("ns", "auth", state, "x")))
+
+    def start(self) -> Server:
+        self.child.start()
+        self.port = int(self.child.wait_for_output(LISTENING, 15)["port"])
+        self.child.wait_for_output(READY, 15)
+        return self
 
     def reload(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGHUP)
+        assert signal_reload(self.pid_file)
+        self.child.wait_for_output(r"Reloaded server configuration", 15)
 
     @property
     def url(self) -> str:
@@ -69,20 +72,8 @@ class Server:
 def server(tmp_path: Path) -> Iterator[Server]:
     srv = Server(tmp_path)
     srv.write([P1, P2])
-    log = open(tmp_path / "nats.log", "wb")  # noqa: SIM115
-    srv.proc = subprocess.Popen([nats_server_binary(), "-c", str(tmp_path / "nats.conf")],
-                                stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", srv.port), 0.1).close()
-            break
-        except OSError:
-            import time
-            time.sleep(0.05)
-    yield srv
-    srv.proc.terminate()
-    srv.proc.wait(10)
-    log.close()
+    yield srv.start()
+    srv.child.stop()
 
 
 async def _connect(url: str, fed: str, m: Member) -> nats.NATS:
@@ -120,11 +111,32 @@ def _login_refused(url: str, fed: str, m: Member) -> bool:
 
 
 async def _refused_sub(nc: nats.NATS, subject: str) -> bool:
+    """Whether the server answers a subscription with a permissions violation.
+
+    The server handles SUB before the PING of the flush and writes its -ERR before the
+    PONG, and nats-py reads them in that order: once flushed, the answer is in."""
     await nc.subscribe(subject)
     await nc.flush()
-    await asyncio.sleep(0.2)
     errs = nc._test_errors  # type: ignore[attr-defined]
     return any("permissions violation" in str(e).lower() for e in errs)
+
+
+def test_anonymous_clients_are_refused_even_before_the_operator_wrote_any_user(
+        tmp_path: Path) -> None:
+    srv = Server(tmp_path)
+    write_if_changed(srv.auth, auth_text(None))  # what the init container writes first
+    srv.start()
+    try:
+        assert _login_refused(srv.url, "fa", Member("admin", "")) is True
+        host, port = "127.0.0.1", srv.port
+        with socket.create_connection((host, port), timeout=5) as sock:
+            f = sock.makefile("rb")
+            f.readline()
+            sock.sendall(b'CONNECT {"verbose":false}\r\nPING\r\n')  # no credentials
+            assert b"authorization violation" in f.readline().lower()
+            f.close()
+    finally:
+        srv.child.stop()
 
 
 def test_centralized_peer_cannot_read_another_peers_statistics(server: Server) -> None:
@@ -142,33 +154,34 @@ def test_centralized_peer_cannot_read_another_peers_statistics(server: Server) -
     asyncio.run(go())
 
 
+async def _delivered(receiver: nats.NATS, sub: Subscription) -> int:
+    """Messages the server has delivered to `sub` so far: a flush of the receiver comes
+    back after anything the server wrote to it before, and nats-py queues a message on
+    its subscription as it reads it."""
+    await receiver.flush()
+    return sub.pending_msgs
+
+
 def test_member_of_one_federation_sees_nothing_of_another(server: Server) -> None:
     async def go() -> None:
         nb = Names.of("fb")
         q1 = await _connect(server.url, "fb", Q1)  # a merger in fb
-        got: list[bytes] = []
-
-        async def cb(msg: Msg) -> None:
-            got.append(msg.data)
-        await q1.subscribe(nb.stats_all, cb=cb)  # allowed: fb is decentralized
+        sub = await q1.subscribe(nb.stats_all)  # allowed: fb is decentralized
+        await q1.flush()
         admin_b = await _connect(server.url, "fb", ADMIN_B)
         await admin_b.jsm().add_stream(name=nb.stats_stream, subjects=[nb.stats_all])
         await admin_b.publish(f"{nb.stats('q1')}.y", b"from-b")  # reaches q1: a control
         await admin_b.flush()
-        await asyncio.sleep(0.3)
-        assert got == [b"from-b"]
-        got.clear()
+        assert (await sub.next_msg(timeout=10)).data == b"from-b"
         admin_a = await _connect(server.url, "fa", ADMIN_A)
         # the same subject names in the other account reach nobody in fb
         await admin_a.publish(f"{nb.stats('q1')}.x", b"from-a")
-        await admin_a.flush()
-        await asyncio.sleep(0.3)
-        assert got == []
+        await admin_a.flush()  # the server has routed it (or not) by now
+        assert await _delivered(q1, sub) == 0
         assert not q1._test_errors  # type: ignore[attr-defined]
         # fb's streams do not exist for fa's admin (its JetStream is its own account's)
-        js_b = admin_a.jsm()
         with pytest.raises(NatsError):
-            await js_b.stream_info(nb.stats_stream)
+            await admin_a.jsm().stream_info(nb.stats_stream)
         await q1.close()
         await admin_a.close()
         await admin_b.close()
@@ -179,17 +192,15 @@ def test_new_peer_works_and_deleted_peer_is_refused_after_reload(server: Server)
     async def go() -> None:
         p3 = Member("p3", "p3pw")
         assert _login_refused(server.url, "fa", p3)
-        pid = server.proc.pid if server.proc else None
-        server.write([P1, P3 := p3])  # p2 deleted, p3 added
-        server.reload()
-        await asyncio.sleep(1.0)
-        nc = await _connect(server.url, "fa", P3)
+        pid = server.child.pid
+        server.write([P1, p3])  # p2 deleted, p3 added
+        server.reload()  # returns once the server says it reloaded
+        nc = await _connect(server.url, "fa", p3)
         await nc.publish(f"{Names.of('fa').stats('p3')}.0", b"x")
         await nc.flush()
         assert not nc._test_errors  # type: ignore[attr-defined]
         await nc.close()
         assert _login_refused(server.url, "fa", P2)
         assert not _login_refused(server.url, "fa", P1)  # a control: a kept member logs in
-        assert server.proc is not None and server.proc.pid == pid
-        assert server.proc.poll() is None  # never restarted
+        assert server.child.pid == pid and server.child.running  # never restarted
     asyncio.run(go())
