@@ -17,6 +17,7 @@ import asyncio
 import base64
 import os
 import secrets
+import weakref
 from collections.abc import Callable
 
 from . import natsauth
@@ -101,7 +102,9 @@ class AuthStore:
             raise AssertionError("unreachable")
 
 
-_stores: dict[int, AuthStore] = {}
+# One store per API connection: an operator run has one (a test may run several in turn,
+# each on its own event loop, which its store's lock belongs to).
+_stores: weakref.WeakKeyDictionary[Kube, AuthStore] = weakref.WeakKeyDictionary()
 
 
 def store_of(kube: Kube) -> AuthStore | None:
@@ -109,7 +112,7 @@ def store_of(kube: Kube) -> AuthStore | None:
     where = configured()
     if where is None:
         return None
-    found = _stores.get(id(kube))
+    found = _stores.get(kube)
     if found is None or (found.namespace, found.name) != where:
-        found = _stores[id(kube)] = AuthStore(kube, *where)
+        found = _stores[kube] = AuthStore(kube, *where)
     return found
