@@ -8,9 +8,15 @@ API, the nodes themselves: `LocalKubelet` runs each rendered pod as a local `fed
 process (started as soon as its Deployment exists, a peer once its invitation Secret
 does), so a Federation is Ready once its admin node created the federation, and a Peer
 once the admin lists it as joined. The figure is the operator, Kubernetes' controllers and
-the nodes' start-up together.
+the nodes' start-up together, so beside each one the bench prints the node processes' own
+start measured in the same run (the same `fedstats node` processes started with no
+operator and no Kubernetes: one alone, then N in parallel, until each answers /healthz):
+the difference is what the operator and the control plane add.
 
-    python bench/operator_ready.py [--peers 10] [--retry-seconds 5]
+With `--auth` NATS runs as the chart's pod does with `nats.auth.enabled`: an included auth
+file kept by the `authsync` sidecar from the operator's Secret, each node its own user.
+
+    python bench/operator_ready.py [--peers 50] [--retry-seconds 5] [--auth]
 """
 
 from __future__ import annotations
@@ -26,10 +32,13 @@ from pathlib import Path
 import orjson
 import yaml
 
+from fedstats.node.security.keys import new_secret_key
+from fedstats.operator.authstore import SETTING as AUTH_SETTING
 from fedstats.operator.nodeapi import URLS_SETTING
 from fedstats_harness.controlplane import ControlPlane, binaries
 from fedstats_harness.kubelet import LocalKubelet
-from fedstats_harness.natsproc import NatsServer
+from fedstats_harness.localnet import LocalNodes
+from fedstats_harness.natsproc import LISTENING, READY, NatsServer, nats_server_binary
 from fedstats_harness.process import ChildProcess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,18 +64,55 @@ def timed_apply(cp: ControlPlane, kubelet: LocalKubelet, objs: list[dict], pods:
     return time.perf_counter() - start
 
 
+def nodes_alone(n: int, root: Path) -> float:
+    """Seconds for `n` node processes, started in parallel with nothing else, to answer."""
+    start = time.perf_counter()
+    with LocalNodes(root, [f"n{i:03d}" for i in range(n)], "bench", new_secret_key()):
+        took = time.perf_counter() - start
+    return took
+
+
+class SecuredNats:
+    """nats-server including the auth file that `authsync` keeps from the operator's Secret."""
+
+    def __init__(self, cp: ControlPlane, root: Path, namespace: str) -> None:
+        root.mkdir(parents=True)
+        pid, auth = root / "nats.pid", root / "auth.conf"
+        (root / "nats.conf").write_text(
+            f'host: 127.0.0.1\nport: -1\npid_file: "{pid}"\nmax_payload: 8MB\n'
+            f'jetstream {{ store_dir: "{root / "js"}" }}\ninclude "auth.conf"\n')
+        env = {**os.environ, "KUBECONFIG": str(cp.kubeconfig)}
+        argv = [sys.executable, "-m", "fedstats.operator.authsync",
+                f"--secret={namespace}/nats-auth", f"--file={auth}", f"--pid-file={pid}"]
+        ChildProcess([*argv, "--once"], root / "init.log", env=env).start().wait_stopped(60)
+        self.server = ChildProcess([nats_server_binary(), "-c", str(root / "nats.conf")],
+                                   root / "nats.log").start()
+        self.url = f"nats://127.0.0.1:{self.server.wait_for_output(LISTENING, 15)['port']}"
+        self.server.wait_for_output(READY, 15)
+        self.sidecar = ChildProcess(argv, root / "authsync.log", env=env).start()
+
+    def stop(self) -> None:
+        self.sidecar.stop()
+        self.server.stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--peers", type=int, default=10,
                     help="peers, each a local node process (memory and cores bound this)")
     ap.add_argument("--retry-seconds", type=float, default=5.0,
-                    help="how soon the operator looks again at an unready resource or node")
+                    help="the most an unready resource waits for an event before a retry")
+    ap.add_argument("--auth", action="store_true",
+                    help="NATS users made by the operator, applied by the authsync sidecar")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="fedstats-bench-") as tmp:
         t0 = time.perf_counter()
+        alone_one = nodes_alone(1, Path(tmp) / "alone-1")
+        alone_n = nodes_alone(args.peers, Path(tmp) / "alone-n")
         cp = ControlPlane(Path(tmp) / "k8s", binaries()).start()
-        nats = NatsServer(Path(tmp) / "nats").start()
+        nats: NatsServer | SecuredNats = (SecuredNats(cp, Path(tmp) / "nats", "default")
+                                          if args.auth else NatsServer(Path(tmp) / "nats").start())
         kubelet = LocalKubelet(cp, "default", Path(tmp) / "pods")
         try:
             cp.start_workers()
@@ -79,6 +125,8 @@ def main() -> int:
                    "FEDSTATS_OPERATOR_RETRY_SECONDS": str(args.retry_seconds),
                    "FEDSTATS_OPERATOR_NODE_RETRY_SECONDS": str(args.retry_seconds),
                    URLS_SETTING: orjson.dumps(kubelet.url_map(*nodes)).decode()}
+            if args.auth:
+                env[AUTH_SETTING] = "default/nats-auth"
             op = ChildProcess([sys.executable, "-m", "fedstats.operator", "--metrics-port",
                                "0", "--liveness", "", "-n", "default"],
                               Path(tmp) / "operator.log", env=env, name="operator").start()
@@ -87,7 +135,8 @@ def main() -> int:
                 fed["spec"]["nats"]["url"] = nats.url
                 took = timed_apply(cp, kubelet, [fed], ["demo-admin"], ["federation/demo"], 300)
                 print(f"Federation apply -> Ready (admin node up, federation configured): "
-                      f"{took:.2f} s")
+                      f"{took:.2f} s; the admin node's own start alone: {alone_one:.2f} s "
+                      f"(operator and control plane add {took - alone_one:.2f} s)")
                 peers = []
                 for name in peer_names:
                     peer = manifest("peer-cpu.yaml")
@@ -95,9 +144,12 @@ def main() -> int:
                     peers.append(peer)
                 took = timed_apply(cp, kubelet, peers, nodes[1:], ["peer", "--all"], 900)
                 print(f"{args.peers} Peers apply -> all Ready (invited, node up, joined): "
-                      f"{took:.2f} s ({took / args.peers * 1000:.0f} ms a peer)")
-                print(f"(operator retry delay {args.retry_seconds} s; {os.cpu_count()} CPUs "
-                      "seen, shared with every node process)")
+                      f"{took:.2f} s ({took / args.peers * 1000:.0f} ms a peer); their "
+                      f"{args.peers} node processes started in parallel alone: {alone_n:.2f} s "
+                      f"(ratio {took / alone_n:.2f})")
+                print(f"(NATS auth {'on' if args.auth else 'off'}; longest event wait "
+                      f"{args.retry_seconds} s; {os.cpu_count()} CPUs seen, shared with every "
+                      "node process)")
             finally:
                 op.stop(grace=30)
         finally:
