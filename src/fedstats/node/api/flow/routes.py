@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from ...service.flowjobs import FlowJobError, JobNotFound, JobRefused
+from ...store.flow_sql import mysql_blocks
 from .auth import verify
 from .envelope import (
     ARGUMENT_ERROR,
@@ -270,10 +271,12 @@ async def table_bind(request: Request, conf: dict[str, Any]) -> Response:
     state = flow_state(request)
     ns, name = _table_key(conf)
     engine = str(conf.get("engine", "")).upper()
+    address = conf.get("address")
+    if engine == "MYSQL":
+        return await _bind_mysql(state, conf, ns, name, address)
     if engine != "PATH":
         raise FlowError(EXCEPTION_ERROR, f"engine {engine or '(none)'} is not offered by this "
-                        "node: table/bind takes engine PATH")
-    address = conf.get("address")
+                        "node: table/bind takes engine PATH or MYSQL")
     if not isinstance(address, dict) or not address.get("path"):
         raise FlowError(EXCEPTION_ERROR, f"engine PATH address {address!r} check failed: "
                         'it needs {"path": ...}')
@@ -285,6 +288,33 @@ async def table_bind(request: Request, conf: dict[str, Any]) -> Response:
           "partition": conf.get("partitions", 1)}
     await run_in_threadpool(state.tables.upload, new_job_id(), up, Source(path), "table_bind")
     return respond(data={"table_name": name, "namespace": ns})
+
+
+async def _bind_mysql(state: FlowState, conf: dict[str, Any], ns: str, name: str,
+                      address: Any) -> Response:
+    """Engine MYSQL: the rows of `address.db`.`address.name` are read into the table, from
+    a server in `FEDSTATS_FLOW_SQL_HOSTS` only (a bind makes the node connect out)."""
+    if not isinstance(address, dict) or not address.get("db") or not address.get("name"):
+        raise FlowError(EXCEPTION_ERROR, f"engine MYSQL address {_redacted(address)!r} check "
+                        'failed: it needs {"user", "passwd", "host", "port", "db", "name"}')
+    state.sql_host_allowed(str(address.get("host", "127.0.0.1")), int(address.get("port", 3306)))
+    id_name = conf.get("id_name") or conf.get("id_column") or None
+    up = {**conf, "table_name": name, "partition": conf.get("partitions", 1)}
+    try:
+        await run_in_threadpool(state.tables.store_blocks, new_job_id(), up,
+                                lambda: mysql_blocks(address, id_name), "table_bind")
+    except FlowError as e:
+        if e.retcode == DATA_ERROR and "cannot" in e.retmsg:
+            raise FlowError(EXCEPTION_ERROR, f"engine MYSQL address {_redacted(address)!r} "
+                            f"check failed: {e.retmsg}") from None
+        raise
+    return respond(data={"table_name": name, "namespace": ns})
+
+
+def _redacted(address: Any) -> Any:
+    if isinstance(address, dict):
+        return {k: ("***" if k in ("passwd", "password") else v) for k, v in address.items()}
+    return address
 
 
 @router.post("/table/{rest:path}")

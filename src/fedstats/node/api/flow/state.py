@@ -24,6 +24,7 @@ class FlowConfig:
     root: Path | None = None
     party_id: int = 0
     local_parties: tuple[int, ...] = ()  # more party ids served here, FATE-standalone style
+    sql_hosts: frozenset[str] = frozenset()  # "host:port" a MYSQL table/bind may read from
 
     @property
     def party_ids(self) -> tuple[int, ...]:
@@ -43,8 +44,10 @@ class FlowConfig:
             raise ValueError("FEDSTATS_FLOW_PARTY_ID and FEDSTATS_FLOW_LOCAL_PARTIES must be "
                              f"integer party ids, got {env.get('FEDSTATS_FLOW_PARTY_ID')!r}, "
                              f"{local!r}") from None
+        hosts = frozenset(h.strip() for h in env.get("FEDSTATS_FLOW_SQL_HOSTS", "").split(",")
+                          if h.strip())
         return cls(auth=auth == "on", root=Path(root).resolve() if root else None,
-                   party_id=party, local_parties=parties)
+                   party_id=party, local_parties=parties, sql_hosts=hosts)
 
 
 @dataclass
@@ -65,6 +68,13 @@ class FlowState:
     @property
     def incoming(self) -> Path:
         return self.data_dir / "flow" / "incoming"
+
+    def sql_host_allowed(self, host: str, port: int) -> None:
+        """FlowError unless `host:port` is one of FEDSTATS_FLOW_SQL_HOSTS."""
+        if f"{host}:{port}" not in self.config.sql_hosts:
+            raise FlowError(ARGUMENT_ERROR, f"database server {host}:{port} is refused: it is not "
+                            "in this node's FEDSTATS_FLOW_SQL_HOSTS "
+                            f"({', '.join(sorted(self.config.sql_hosts)) or 'none'})")
 
     def confined(self, path: str) -> Path:
         """A server path inside the configured root, or FlowError saying it is refused."""

@@ -15,7 +15,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,12 +130,20 @@ class Tables:
     def upload(self, job_id: str, conf: dict[str, Any], source: Source,
                origin: str = "upload") -> int:
         """Store the CSV as table (namespace, table_name); answers the rows stored."""
-        namespace, name = str(conf["namespace"]), str(conf["table_name"])
-        head, partition = _int(conf, "head", 1), _int(conf, "partition", 1)
-        drop = _int(conf, "drop", 0) > 0
+        head = _int(conf, "head", 1)
         delimiter = str(conf.get("id_delimiter") or ",")
         if len(delimiter) != 1:
             raise FlowError(ARGUMENT_ERROR, f"id_delimiter must be one character, got {delimiter!r}")
+        return self.store_blocks(job_id, conf, lambda: _blocks(source, head, delimiter), origin)
+
+    def store_blocks(self, job_id: str, conf: dict[str, Any],
+                     blocks: Callable[[], Iterable[tuple[list[str], np.ndarray]]],
+                     origin: str) -> int:
+        """Store (header, float64 block) pairs as table (namespace, table_name), sid first."""
+        namespace, name = str(conf["namespace"]), str(conf["table_name"])
+        partition = _int(conf, "partition", 1)
+        drop = _int(conf, "drop", 0) > 0
+        delimiter = str(conf.get("id_delimiter") or ",")
         if self.meta(namespace, name) is not None:
             if not drop:
                 raise FlowError(EXCEPTION_ERROR, EXISTS)
@@ -144,7 +152,7 @@ class Tables:
         rows = 0
         try:
             with self._store(namespace, name) as store:
-                for header, block in _blocks(source, head, delimiter):
+                for header, block in blocks():
                     rows += store.append(Batch.from_array(block, header))
         except FlowError:
             self._abandon(namespace, name)
