@@ -384,3 +384,18 @@ def _every_node_up(net: LocalNodes) -> Iterator[None]:
     for node in net.nodes.values():
         if not node.running:
             node.start()
+
+
+def test_a_member_failing_its_contract_refuses_and_is_counted(net: LocalNodes,
+                                                             nats_server: NatsServer) -> None:
+    fed = federate(net, nats_server.url, "wine-contract", ("admin", "p3"), seed=8)
+    rule = "COUNT(x0) >= 100000"
+    fed.admin.add_contract(fed.pid, [rule])
+    eventually(lambda: rule in fed.clients["p3"].fed_info(fed.pid)["contract"],
+               what="p3 to adopt the admin's contract")
+    with pytest.raises(ApiError) as e:
+        fed.build("lr", {})
+    assert "member p3 refused" in e.value.message and "PSR contract" in e.value.message
+    stats = fed.clients["p3"].sync_stats(fed.pid)
+    assert stats["glmRefused"] >= 1 and stats["sndContractError"] >= 1
+    assert any("PSR contract" in m and "GLM fit" in m for m in stats["errorLog"])

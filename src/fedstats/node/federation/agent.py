@@ -142,6 +142,8 @@ class Agent:
 
     async def stop(self) -> None:
         await self._cancel_tasks()
+        if self.member is not None:
+            self.member.close()  # the rows a fit pinned here
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()

@@ -321,6 +321,27 @@ class RoundMember:
         self.agent = agent
         self.site = site
         self._last: tuple[tuple[str, int], bytes] | None = None
+        self._reaper: asyncio.TimerHandle | None = None
+        # a fit's rounds come within nats_req_timeout of each other; after this, it ended
+        self.idle_s = max(60.0, 2 * float(agent.config.nats_req_timeout))
+
+    def _release_later(self) -> None:
+        """Release the pinned rows once rounds stop coming (re-armed at every answer)."""
+        if self.site is None:
+            return
+        if self._reaper is not None:
+            self._reaper.cancel()
+        loop = asyncio.get_running_loop()
+        site, idle = self.site, self.idle_s
+        self._reaper = loop.call_later(
+            idle + 1.0, lambda: loop.run_in_executor(None, site.release_idle, idle))
+
+    def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        if self.site is not None:
+            self.site.release()
 
     async def on_ask(self, msg: Any) -> None:
         agent = self.agent
@@ -342,6 +363,7 @@ class RoundMember:
             reply, blob = await asyncio.to_thread(self.answer, meta)
             frame = seal(agent, key[1], encode_body(reply, blob))
             self._last = (key, frame)
+            self._release_later()
         await agent.nc.publish(agent.names.glm_reply(agent.config.peer_id), frame)
 
     def answer(self, meta: dict[str, Any]) -> tuple[dict[str, Any], bytes]:

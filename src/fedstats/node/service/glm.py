@@ -93,6 +93,13 @@ class SiteRows:
         with self._lock:
             self._drop()
 
+    def release_idle(self, idle_s: float) -> None:
+        """Release the pinned rows if no round came for `idle_s` (a member never hears
+        that a fit ended: its rounds just stop coming)."""
+        with self._lock:
+            if self._snap is not None and time.monotonic() - self._used >= idle_s:
+                self._drop()
+
     def _pin(self, fit: str) -> Snapshot:
         store = self.service.kept.get(self.cid, self.pid)
         if store is None:
