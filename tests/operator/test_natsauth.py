@@ -159,3 +159,33 @@ def test_the_builders_never_change_their_input():
     before = copy.deepcopy(fed)
     builders.desired_admin_deployment(fed, managed_auth=True)
     assert fed == before
+
+
+def test_a_remote_peer_is_invited_to_reach_the_admin_through_its_ingress():
+    from fedstats.operator import peers
+    from fedstats.operator.errors import InvalidSpec
+
+    fed = example("federation.yaml")
+    remote = example("peer-cpu.yaml", "clinic-x")
+    remote["spec"]["remote"] = True
+    assert peers.admin_rest_host(remote, fed) == "https://demo.fedstats.example.com"
+    local = example("peer-cpu.yaml", "hospital-a")
+    assert peers.admin_rest_host(local, fed) == "http://demo-admin.team.svc:8080"
+    fed["spec"]["admin"]["ingress"] = {"enabled": False}
+    with pytest.raises(InvalidSpec, match="admin Ingress"):
+        peers.admin_rest_host(remote, fed)
+
+
+def test_a_peer_joining_from_elsewhere_reaches_the_exposed_nats_and_trusts_its_ca():
+    peer = example("peer-cpu.yaml", "clinic-x")
+    del peer["spec"]["federationRef"]
+    peer["spec"]["inviteSecretRef"] = {"name": "clinic-x-invitation"}
+    peer["spec"]["nats"] = {"url": "tls://nats.fedstats.example.com:4222",
+                            "tls": {"caSecretRef": {"name": "fedstats-nats-ca"}}}
+    dep = builders.desired_peer_deployment(peer, None)
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FEDSTATS_NATS_URL"]["value"] == "tls://nats.fedstats.example.com:4222"
+    assert env["FEDSTATS_INVITATION"]["valueFrom"]["secretKeyRef"]["name"] == \
+        "clinic-x-invitation"
+    assert secrets_of(dep) == {"clinic-x-peer-customers", "clinic-x-invitation",
+                               "fedstats-nats-ca"}

@@ -20,7 +20,7 @@ from fedstats.node.federation.subjects import token
 
 from . import builders, conditions, members, names, natsauth, nodeapi, readiness
 from .conditions import Condition
-from .errors import NodeRefused, RetryLater, WaitingFor
+from .errors import InvalidSpec, NodeRefused, RetryLater, WaitingFor
 from .kube import Kube
 from .nodes import apply_node, observe_node
 from .outcome import Outcome
@@ -101,13 +101,29 @@ async def _invite(kube: Kube, peer: Body, fed: Body, out: Outcome,
         api = await nodeapi.of_node(kube, fed)
         password = secrets.token_urlsafe(24)
         invitation = await api.invitation(
-            names.federation_name(fed), password,
-            rest_host=names.node_url(namespace, names.admin_name(fed)),
+            names.federation_name(fed), password, rest_host=admin_rest_host(peer, fed),
             peer_id=peer["metadata"]["name"], **options)
         await kube.create_if_absent(builders.desired_invitation_secret(peer, invitation,
                                                                        password))
     out.event("Normal", "Invited", f"the admin node issued an invitation for peer "
                                    f"{peer_id(peer)}, stored in Secret {name}")
+
+
+def is_remote(peer: Body) -> bool:
+    """A Peer whose node runs in another cluster: here only its user and invitation."""
+    return bool(peer["spec"].get("remote"))
+
+
+def admin_rest_host(peer: Body, fed: Body) -> str:
+    """Where the invited peer's node calls the admin node: its Service in this cluster, or
+    for a remote peer its Ingress (https, as TLS ends there). Pure."""
+    if not is_remote(peer):
+        return names.node_url(peer["metadata"]["namespace"], names.admin_name(fed))
+    ingress = fed["spec"]["admin"].get("ingress") or {}
+    if not ingress.get("enabled") or not ingress.get("host"):
+        raise InvalidSpec("a remote Peer needs its Federation's admin Ingress "
+                          "(spec.admin.ingress): its node reaches the admin through it")
+    return f"https://{ingress['host']}"
 
 
 async def finalize(kube: Kube, peer: Body) -> str:
@@ -197,6 +213,26 @@ async def _joined(kube: Kube, peer: Body, fed: Body | None, out: Outcome,
     return out.add(Condition("Joined", "True", "Joined", f"peer {me} joined {where}"))
 
 
+async def _remote_joined(kube: Kube, peer: Body, fed: Body, out: Outcome,
+                         options: dict[str, str]) -> Condition:
+    """Joined, for a remote Peer: the admin node lists it (its node, elsewhere, joined with
+    the invitation Secret copied there)."""
+    me = peer_id(peer)
+    try:
+        await _invite(kube, peer, fed, out, options)
+        admin = await nodeapi.of_node(kube, fed)
+        known = (await admin.fed_info(names.federation_name(fed))).get("peersInfo") or {}
+    except RetryLater as e:
+        return out.fail(Condition("Joined", "False", "NodeUnreachable", str(e)), e)
+    if me not in known:
+        msg = (f"waiting for peer {me} to join from its own cluster with the invitation in "
+               f"Secret {names.invitation_secret(peer)}")
+        return out.fail(Condition("Joined", "False", "NotJoined", msg),
+                        WaitingFor(msg, delay=30))
+    return out.add(Condition("Joined", "True", "Joined",
+                             f"peer {me} joined federation {names.federation_name(fed)}"))
+
+
 def _federated_project(found: list[str]) -> str:
     """The one project of the peer's node (the node made it when it joined)."""
     if len(found) != 1:
@@ -230,11 +266,16 @@ async def reconcile(kube: Kube, peer: Body) -> Outcome:
         out.add(conditions.ready([found, user]))
         return out
     managed = user is not None
+    out.status["peerId"] = peer_id(peer)
+    if is_remote(peer) and fed is not None:  # its node runs elsewhere: invite, then listen
+        joined = await _remote_joined(kube, peer, fed, out, options)
+        parts = [found, user, joined] if user is not None else [found, joined]
+        out.add(conditions.ready(parts))
+        return out
     deployed = out.add(await apply_node(kube, peer, builders.desired_peer_deployment(
         peer, fed, managed_auth=managed)))
     available = out.add(await observe_node(kube, peer, names.peer_name(peer)))
     out.status["service"] = f"{names.peer_name(peer)}:{names.NODE_PORT}"
-    out.status["peerId"] = peer_id(peer)
     joined = await _joined(kube, peer, fed, out, options, available.status == "True")
     steps = [found, deployed, available, joined]
     out.add(conditions.ready([found, user, *steps[1:]] if user is not None else steps))
