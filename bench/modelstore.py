@@ -39,7 +39,12 @@ from pathlib import Path
 
 import httpx
 
-from fedstats.node.modelstore.multipart import encode_fields, encode_file_head, encode_tail
+from fedstats.node.modelstore.multipart import (
+    encode_fields,
+    encode_file_head,
+    encode_tail,
+    new_boundary,
+)
 from fedstats.node.modelstore.rpcclient import RpcClient, upload_headers
 from fedstats.node.security.keys import new_secret_key
 from fedstats.node.security.signing import CUSTOMER_HEADER, signed_headers
@@ -169,7 +174,7 @@ def _run(url: str, key: str, root: Path, args: argparse.Namespace, clock: _Clock
     http = httpx.Client(timeout=600)
     rpc = RpcClient(url, "c1", key, timeout=600)
     rpc.call("fl.initialize_model_store", {"model_store_ddc": "ddc:bench"})
-    boundary = "benchboundary0123456789"
+    boundary = new_boundary()  # as the Python client makes them
     head = encode_fields(boundary, [("data", json.dumps({"model_store_ddc": "ddc:bench"})
                                      .encode(), "application/json")]) + encode_file_head(
         boundary)

@@ -8,9 +8,15 @@ import logging
 
 import pytest
 
-from fedstats.node.modelstore.rpcclient import upload_headers
+from fedstats.node.modelstore.rpcclient import Signer, upload_headers
 from fedstats.node.security.keys import new_secret_key
-from fedstats.node.security.signing import format_sym_date, rest_signature
+from fedstats.node.security.signing import (
+    CUSTOMER_HEADER,
+    format_sym_date,
+    parse_sym_date,
+    rest_signature,
+    signed_headers,
+)
 from xdata_fl.client import Api, FlEvents, set_logger
 
 
@@ -75,3 +81,16 @@ def test_an_upload_is_signed_in_one_pass_as_rest_signs_it_with_an_empty_content_
         "Authorization": expected, "sym-date": date}
     assert upload_headers("c1", key, path, [], sym_date=date)["Authorization"] == \
         rest_signature("POST", "", key, date, "c1", b"", path, None)
+
+
+def test_the_clients_signer_signs_as_the_node_signs_rest_requests():
+    key, date, path = new_secret_key(), format_sym_date(), "/jsonrpc"
+    signer = Signer("c1", key)
+    for body in (b'{"jsonrpc":"2.0","method":"fl.get_server_version","id":1}', b""):
+        expected = signed_headers("c1", key, "POST", path, None, body, sym_date=date)
+        expected.pop(CUSTOMER_HEADER)
+        assert signer.headers(path, body, sym_date=date) == expected
+    now = signer.date()
+    assert abs(parse_sym_date(now).timestamp() - parse_sym_date(format_sym_date())
+               .timestamp()) < 5
+    assert len(now) == len(format_sym_date())

@@ -85,9 +85,34 @@ class MultipartParser:
     def feed(self, data: bytes | memoryview) -> None:
         if self._state == "end":
             return  # the epilogue is ignored, as RFC 2046 says
+        if self._state == "body" and len(data) >= 2 * len(self._delim) and self._pass(data):
+            return
         self._buf += data
         while self._step():
             pass
+
+    def _pass(self, data: bytes | memoryview) -> bool:
+        """Inside a part, hand `data` on without copying it into the buffer when no
+        delimiter starts in the held tail or in `data` (the common case: the middle of a
+        model); False, having done nothing, otherwise.
+
+        Between feeds the buffer holds at most `len(delim) - 1` bytes (what could be the
+        start of a delimiter), so a delimiter starting in it ends within the first
+        `len(delim) - 1` bytes of `data`; one starting in the last `len(delim) - 1` bytes
+        of `data` is incomplete and those bytes become the new tail."""
+        delim, keep = self._delim, len(self._delim) - 1
+        if bytes(data).find(delim) >= 0 if isinstance(data, memoryview) else \
+                data.find(delim) >= 0:
+            return False
+        tail = self._buf
+        if tail and (bytes(tail) + bytes(data[:keep])).find(delim) >= 0:
+            return False
+        if tail:
+            self._emit(memoryview(bytes(tail)))
+        view = memoryview(data)
+        self._emit(view[: len(data) - keep])
+        self._buf = bytearray(view[len(data) - keep:])
+        return True
 
     def close(self) -> None:
         """Check the body ended with the closing boundary."""

@@ -22,6 +22,7 @@ import itertools
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -30,7 +31,7 @@ import httpx
 import orjson
 
 from ..security.keys import decode_key
-from ..security.signing import AUTH_HEADER, DATE_HEADER, format_sym_date, signed_headers
+from ..security.signing import AUTH_HEADER, DATE_HEADER, MD5_HEADER, content_md5
 from .multipart import encode_fields, encode_file_head, encode_tail, new_boundary
 
 APIKEY_HEADER = "APIKey"
@@ -73,7 +74,7 @@ class RpcClient:
                  transport: httpx.BaseTransport | None = None) -> None:
         self.endpoint = endpoint.rstrip("/").removesuffix("/jsonrpc")
         self.apikey = apikey
-        self._secret = secret
+        self._signer = Signer(apikey, secret)
         self._ids = itertools.count(1)
         self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                                   transport=transport)
@@ -118,7 +119,7 @@ class RpcClient:
                 yield tail
 
             path = f"/jsonrpc/upload/{method}"
-            headers = upload_headers(self.apikey, self._secret, path, chunks())
+            headers = self._signer.upload(path, chunks())
             headers.update({APIKEY_HEADER: self.apikey,
                             "Content-Type": f"multipart/form-data; boundary={boundary}",
                             "Content-Length": str(len(head) + size + len(tail))})
@@ -142,8 +143,8 @@ class RpcClient:
                        "id": next(self._ids)}
             body = orjson.dumps(request)
             path = "/jsonrpc/download/fl.load_model"
-            headers = {**signed_headers(self.apikey, self._secret, "POST", path, None, body),
-                       APIKEY_HEADER: self.apikey, "Content-Type": "application/json"}
+            headers = {**self._signer.headers(path, body), APIKEY_HEADER: self.apikey,
+                       "Content-Type": "application/json"}
             if got:
                 headers["Range"] = f"bytes={got}-"
                 if etag:
@@ -183,33 +184,72 @@ class RpcClient:
         return announced
 
     def _post(self, path: str, body: bytes, extra: dict[str, str]) -> httpx.Response:
-        headers = {**signed_headers(self.apikey, self._secret, "POST", path, None, body),
-                   APIKEY_HEADER: self.apikey, **extra}
+        headers = {**self._signer.headers(path, body), APIKEY_HEADER: self.apikey, **extra}
         try:
             return self._http.post(self.endpoint + path, content=body, headers=headers)
         except httpx.HTTPError as e:
             raise TransportError(f"{self.endpoint}{path}: {e}") from e
 
 
+class Signer:
+    """The node's REST signature (`security.signing`) for one customer, its HMAC keyed once
+    and its sym-date formatted without `strftime` on every call: the same headers as
+    `signed_headers`, less the REST client's customer header (`APIKey` names it here)."""
+
+    def __init__(self, apikey: str, secret: str) -> None:
+        self.apikey, self._secret = apikey, secret
+        self._keyed = hmac.new(decode_key(secret), digestmod=hashlib.sha256)
+        self._second: tuple[int, str] = (-1, "")
+
+    def date(self) -> str:
+        """Now as a sym-date (UTC `yyyy-MM-dd HH:mm:ss;nanos`), as `format_sym_date()`."""
+        second, nanos = divmod(time.time_ns(), 1_000_000_000)
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second)))
+            self._second = cached
+        return f"{cached[1]};{nanos:09d}"
+
+    def _mac(self, md5: str, date: str) -> Any:
+        mac = self._keyed.copy()
+        mac.update("".join(f + "\n" for f in ("POST", md5, self._secret, date, self.apikey))
+                   .encode("utf-8"))
+        return mac
+
+    def headers(self, path: str, body: bytes, sym_date: str | None = None) -> dict[str, str]:
+        """Authorization, sym-date and Content-MD5 of a POST of `body` to `path`."""
+        date = sym_date or self.date()
+        md5 = content_md5(body)
+        mac = self._mac(md5, date)
+        if body:
+            mac.update(body)
+            mac.update(b"\n")
+        mac.update(path.encode("utf-8") + b"\n")
+        return {AUTH_HEADER: base64.b64encode(mac.digest()).decode("ascii"),
+                DATE_HEADER: date, MD5_HEADER: md5}
+
+    def upload(self, path: str, chunks: Iterable[bytes], sym_date: str | None = None
+               ) -> dict[str, str]:
+        """Authorization and sym-date of an upload whose body is `chunks`, in one pass.
+
+        The REST string to sign with an empty Content-MD5 and no Content-MD5 header: the
+        node checks an upload by its HMAC alone (docs/modelstore.md, "Signing uploads")."""
+        date = sym_date or self.date()
+        mac = self._mac("", date)
+        size = 0
+        for chunk in chunks:
+            mac.update(chunk)
+            size += len(chunk)
+        if size:
+            mac.update(b"\n")
+        mac.update(path.encode("utf-8") + b"\n")
+        return {AUTH_HEADER: base64.b64encode(mac.digest()).decode("ascii"), DATE_HEADER: date}
+
+
 def upload_headers(apikey: str, secret: str, path: str, chunks: Iterable[bytes],
                    sym_date: str | None = None) -> dict[str, str]:
-    """Authorization and sym-date of an upload whose body is `chunks`, in one pass.
-
-    The node's REST string to sign (`security.signing.string_to_sign`) with an empty
-    Content-MD5 and no Content-MD5 header: POST, "", the secret, the date, the customer,
-    the body, the path, each followed by a newline (the body and its newline left out
-    when empty)."""
-    date = sym_date or format_sym_date()
-    head = "".join(f + "\n" for f in ("POST", "", secret, date, apikey))
-    mac = hmac.new(decode_key(secret), head.encode("utf-8"), hashlib.sha256)
-    size = 0
-    for chunk in chunks:
-        mac.update(chunk)
-        size += len(chunk)
-    if size:
-        mac.update(b"\n")
-    mac.update(path.encode("utf-8") + b"\n")
-    return {AUTH_HEADER: base64.b64encode(mac.digest()).decode("ascii"), DATE_HEADER: date}
+    """`Signer(apikey, secret).upload(path, chunks)`: an upload's headers, in one pass."""
+    return Signer(apikey, secret).upload(path, chunks, sym_date)
 
 
 def _result(resp: httpx.Response, request_id: Any) -> Any:

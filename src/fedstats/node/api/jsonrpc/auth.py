@@ -9,8 +9,10 @@ An upload (a model of up to gigabytes) is checked by the signature's HMAC alone
 sent (or "" when it sent none) as the text it covers, and the MD5 is not recomputed. The
 HMAC-SHA256 keyed with the customer's secret already covers every byte of the body, so an
 MD5 of the same bytes adds no integrity and no authenticity, only a third pass over the
-model (docs/modelstore.md, "Signing uploads"). Small calls keep the node's REST verifier
-unchanged, Content-MD5 checked.
+model (docs/modelstore.md, "Signing uploads"). Small calls are checked exactly as the
+node's REST verifier checks them, Content-MD5 included, with the customer's HMAC keyed
+once (`Signatures`); the verifier itself words every refusal. A request that signed
+right marks its address verified for the node's transport (`api.auth.note_verified`).
 
 Failures raise `AuthError`, which the node's one error mapping answers (401): they are
 HTTP-level refusals, before any JSON-RPC is read.
@@ -18,28 +20,15 @@ HTTP-level refusals, before any JSON-RPC is read.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 
 from fastapi import Request
 
 from ...security.customers import Customer
 from ...security.errors import AuthError
-from ...security.keys import decode_key
-from ...security.signing import (
-    AUTH_HEADER,
-    CUSTOMER_HEADER,
-    DATE_HEADER,
-    MD5_HEADER,
-    SECRET_PLACEHOLDER,
-    SignatureMismatch,
-    SignedRequest,
-    Verifier,
-    parse_sym_date,
-    string_to_sign,
-)
-from ..auth import check_declared_length, read_body
+from ...security.signing import AUTH_HEADER, CUSTOMER_HEADER, SignedRequest, Verifier
+from ..auth import check_declared_length, note_verified, read_body
+from .signatures import UploadSignature
 from .state import ModelStoreState
 
 APIKEY_HEADER = "APIKey"
@@ -79,57 +68,6 @@ def begin(request: Request, state: ModelStoreState) -> tuple[Customer, SignedReq
     return check.customer, check
 
 
-class UploadSignature:
-    """An upload's REST signature, checked over the body as it streams in by its HMAC alone.
-
-    The same string to sign as `security.signing` (verb, Content-MD5 as sent, secret,
-    sym-date, customer, body, path, query), so a client that signs for the REST API signs
-    an upload the same way, and one that leaves Content-MD5 out (fedstats' clients, which
-    so save a pass over the model) signs "" in its place. Customer, headers and date were
-    checked by the node's verifier (`Verifier.begin`) before a byte of the body was read;
-    `finish` compares the HMAC and records the signature in the verifier's replay window.
-    """
-
-    def __init__(self, verifier: Verifier, check: SignedRequest, request: Request,
-                 path: str, query: str | None) -> None:
-        self._verifier, self.customer = verifier, check.customer
-        headers = request.headers
-        self._auth = (headers.get(AUTH_HEADER) or "").strip()
-        self._date = headers.get(DATE_HEADER) or ""
-        self._md5 = headers.get(MD5_HEADER) or ""
-        self._verb, self._path, self._query = request.method, path, query
-        head = [self._verb.upper(), self._md5, self.customer.secret_key, self._date,
-                self.customer.id]
-        self._mac = hmac.new(decode_key(self.customer.secret_key),
-                             "".join(f + "\n" for f in head).encode("utf-8", "surrogateescape"),
-                             hashlib.sha256)
-        self._size = 0
-
-    def update(self, chunk: bytes) -> None:
-        if chunk:
-            self._mac.update(chunk)
-            self._size += len(chunk)
-
-    def finish(self, body: bytes | None = None) -> Customer:
-        """The signer, once the whole body went through `update`; AuthError otherwise."""
-        if self._size:
-            self._mac.update(b"\n")
-        tail = [self._path] + ([self._query] if self._query else [])
-        self._mac.update("".join(f + "\n" for f in tail).encode("utf-8", "surrogateescape"))
-        expected = base64.b64encode(self._mac.digest()).decode("ascii")
-        if not hmac.compare_digest(expected, self._auth):
-            # what this node signed, the secret masked and the body (a model) elided
-            shown = string_to_sign(self._verb, self._md5, SECRET_PLACEHOLDER, self._date,
-                                   self.customer.id, f"<{self._size} bytes of body>"
-                                   .encode() if self._size else None, self._path, self._query)
-            raise SignatureMismatch(shown)
-        # The replay window is the verifier's, shared with every other signed request.
-        # (security.signing has no public way to record a signature checked elsewhere.)
-        self._verifier._remember(self.customer.id, self._auth,
-                                 parse_sym_date(self._date).timestamp())
-        return self.customer
-
-
 def begin_upload(request: Request, state: ModelStoreState
                  ) -> tuple[Customer, UploadSignature | None]:
     """`begin` for an upload: (customer, the HMAC-only check to feed the body to, or None
@@ -138,7 +76,8 @@ def begin_upload(request: Request, state: ModelStoreState
     if check is None:
         return customer, None
     path, query = _signed_path(request)
-    return customer, UploadSignature(state.verifier, check, request, path, query)
+    return customer, UploadSignature(state.signatures, check, request.method,
+                                     request.headers, path, query)
 
 
 def _by_secret(request: Request, state: ModelStoreState, cid: str, secret: str) -> Customer:
@@ -155,10 +94,21 @@ def _by_secret(request: Request, state: ModelStoreState, cid: str, secret: str) 
 
 async def authenticated_body(request: Request, state: ModelStoreState,
                              limit: int) -> tuple[Customer, bytes]:
-    """The caller and the body (at most `limit` bytes), the signature checked over it."""
+    """The caller and the body (at most `limit` bytes), the signature checked over it.
+
+    The body is small (a JSON-RPC request): it is read whole, then checked (`Signatures`);
+    what can be refused from the headers alone is refused before it is read."""
     check_declared_length(request, limit)
-    customer, check = begin(request, state)
-    body = await read_body(request, limit, check)
-    if check is not None:
-        customer = check.finish(body)
+    cid = customer_id(request)
+    headers = request.headers
+    secret = headers.get(SECRET_HEADER)
+    if secret is not None and headers.get(AUTH_HEADER) is None:
+        customer = _by_secret(request, state, cid, secret)
+        return customer, await read_body(request, limit)
+    if not state.signatures.headers_pass(headers, cid):
+        begin(request, state)  # the node's refusal, before the body is read
+    body = await read_body(request, limit)
+    path, query = _signed_path(request)
+    customer = state.signatures.small(request.method, path, query, headers, body, cid)
+    note_verified(request)
     return customer, body

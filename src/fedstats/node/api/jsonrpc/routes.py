@@ -38,6 +38,7 @@ from ...modelstore.multipart import MultipartError, MultipartParser, boundary_of
 from ...modelstore.service import PutRequest
 from ...security.errors import SecurityError
 from ...store.blobs import BlobWriter
+from ..auth import note_verified
 from ..errors import UnsupportedMedia
 from . import auth, codes, dispatch, protocol
 from .methods import DOWNLOAD_PARAMS, UPLOAD_DEFAULT_STATE, UPLOAD_PARAMS, Ctx
@@ -113,6 +114,7 @@ async def upload(request: Request, method: str) -> Response:
         await _receive(request, check, parser, svc.config.max_model_bytes)
         if check is not None:
             customer = check.finish(None)
+            note_verified(request)
         parser.close()
         rid, params = _upload_params(parser.fields)
         kwargs = protocol.bind(params, UPLOAD_PARAMS)
