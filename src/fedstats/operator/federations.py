@@ -9,12 +9,14 @@ corrects the one setting a running federation can change, its pulse schedule.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 
 from fedstats.node.federation.schedule import parse_schedule
 from fedstats.node.security.keys import new_secret_key
 
-from . import builders, conditions, members, names, nats_admin, natsauth, nodeapi
+from . import builders, conditions, members, names, nats_admin, natsauth, nodeapi, readiness
 from .conditions import Condition
 from .errors import NatsUnavailable, NodeRefused, RetryLater, WaitingFor
 from .kube import Kube
@@ -96,7 +98,7 @@ async def reconcile(kube: Kube, fed: Body) -> Outcome:
     seen = await observe_node(kube, fed, names.admin_name(fed))
     available = out.add(Condition("AdminAvailable", seen.status, seen.reason, seen.message))
     out.status["adminService"] = f"{names.admin_name(fed)}:{names.NODE_PORT}"
-    configured = await _configured(kube, fed, out)
+    configured = await _configured(kube, fed, out, available.status == "True")
     steps = [stream, deployed, available, configured]
     out.add(conditions.ready([account, *steps] if account is not None else steps))
     return out
@@ -121,12 +123,30 @@ def joined_peers(info: FedInfo) -> list[str]:
     return sorted(str(p) for p in (info.get("peersInfo") or {}) if p != own)
 
 
-async def _configured(kube: Kube, fed: Body, out: Outcome) -> Condition:
+# How long a reconcile keeps asking an admin node that is up (its pod ready) but has not
+# created the federation yet (its bootstrap runs in the background), before kopf retries.
+BOOTSTRAP_WAIT_S = 10.0
+
+
+async def _info_once_bootstrapped(api: nodeapi.NodeApi, pid: str, node_up: bool) -> FedInfo:
+    """The admin node's fedInfo; while its pod is up and it still refuses or fails, asked
+    again every `readiness.POLL_S` (nothing in Kubernetes changes when it is done)."""
+    deadline = time.monotonic() + (BOOTSTRAP_WAIT_S if node_up else 0.0)
+    while True:
+        try:
+            return await api.fed_info(pid)
+        except RetryLater:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(readiness.POLL_S)  # another process's state, read over REST
+
+
+async def _configured(kube: Kube, fed: Body, out: Outcome, node_up: bool) -> Condition:
     """FederationConfigured: the admin node's fedInfo, and its schedule corrected to spec."""
     pid = names.federation_name(fed)
     try:
         api = await nodeapi.of_node(kube, fed)
-        info = await api.fed_info(pid)
+        info = await _info_once_bootstrapped(api, pid, node_up)
         wrong = check_info(fed, info)
         if wrong is not None:
             return out.fail(Condition("FederationConfigured", "False", "Mismatch", wrong),

@@ -85,6 +85,9 @@ async def _run(kind: str, reconcile: Reconcile, body: kopf.Body, patch: kopf.Pat
             kopf.event(body, type=type_, reason=reason, message=message)
         ready = find(new, "Ready")
         unready = ready is not None and ready["status"] != "True"
+        if kind == "Federation" and not unready:  # its Peers wait on it (their invitations)
+            readiness.CHANGES.changed([(body.metadata.namespace or "", "PeersOf",
+                                        body.metadata.name or "")])
         if out.error is None and not (retry_until_ready and unready):
             return
     if out.error is not None and (not retry_until_ready
