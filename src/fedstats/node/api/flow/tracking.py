@@ -7,7 +7,6 @@ initiator's are used, as FATE does. Output data lives as CSV at its party (this 
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from ...service.flowjobs.frames import output_csv, output_rows
 from ...store.flowjobs import FlowJobStore
 from .envelope import ARGUMENT_ERROR, EXCEPTION_ERROR, FlowError, respond
 from .jobs import attachment, error_response, jobs_of, tar_gz
@@ -108,19 +108,6 @@ def _data_meta(store: FlowJobStore, conf: dict[str, Any]) -> tuple[dict[str, Any
         f"job_{job_id}_{cpn}_{role}_{party}_output_data"
 
 
-def _read_csv(path: Path, limit: int) -> tuple[list[str], list[list[str]], int]:
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, [])
-        rows: list[list[str]] = []
-        total = 0
-        for row in reader:
-            total += 1
-            if limit < 0 or len(rows) < limit:
-                rows.append(row)
-    return header, rows, total
-
-
 @router.post("/tracking/component/output/data")
 @flow_handler
 async def output_data(request: Request, conf: dict[str, Any]) -> Response:
@@ -128,7 +115,7 @@ async def output_data(request: Request, conf: dict[str, Any]) -> Response:
     if meta is None or not Path(meta["path"]).is_file():
         return respond(retmsg="no data", data=[])
     limit = int(conf.get("limit", 100) or 100)
-    header, rows, total = await run_in_threadpool(_read_csv, Path(meta["path"]), limit)
+    header, rows, total = await run_in_threadpool(output_rows, Path(meta["path"]), limit)
     return respond(data=[rows], meta={"header": [header], "total": [total], "names": ["data"]})
 
 
@@ -144,12 +131,8 @@ async def output_data_download(request: Request, conf: dict[str, Any]) -> Respon
     path = Path(meta["path"])
 
     def pack() -> bytes:
-        if limit < 0:
-            body = path.read_bytes()
-        else:
-            with open(path, "rb") as f:
-                body = b"".join(line for _, line in zip(range(limit + 1), f, strict=False))
-        return tar_gz({"data.csv": body, "data.meta": json.dumps({"header": meta["header"]}).encode()})
+        body, header = output_csv(path, limit)
+        return tar_gz({"data.csv": body, "data.meta": json.dumps({"header": header}).encode()})
 
     return attachment(await run_in_threadpool(pack), f"{name}.tar.gz")
 

@@ -1,7 +1,8 @@
 """FATE's Evaluation metrics (pure): binary, regression and multi-class summaries and curves.
 
 Binary: auc (trapezoidal ROC area, ties handled), ks (max tpr − fpr over thresholds),
-accuracy, precision, recall and f1 at FATE's threshold 0.5; curves roc, ks_tpr, ks_fpr.
+accuracy, precision, recall and f1 at FATE's threshold 0.5; curves roc, ks_tpr, ks_fpr
+(thinned to CURVE_POINTS points; the summaries use the whole curve).
 Regression: rmse, mae, r2, explained_variance. Multi: accuracy and macro precision,
 recall and f1.
 """
@@ -17,6 +18,7 @@ from .frames import Floats
 BINARY = ("auc", "ks", "accuracy", "precision", "recall", "f1_score")
 REGRESSION = ("rmse", "mae", "r2_score", "explained_variance")
 MULTI = ("accuracy", "precision", "recall", "f1_score")
+CURVE_POINTS = 500  # curves are thinned to this many points, as FATE's are
 
 
 def roc(y: Floats, score: Floats) -> tuple[Floats, Floats, Floats]:
@@ -33,7 +35,7 @@ def roc(y: Floats, score: Floats) -> tuple[Floats, Floats, Floats]:
 def binary(y: Floats, score: Floats, threshold: float = 0.5) -> tuple[dict[str, float],
                                                                      dict[str, list[list[float]]]]:
     fpr, tpr, thr = roc(y, score)
-    auc = float(np.trapezoid(tpr, fpr))
+    auc = float(np.trapezoid(tpr, fpr))  # on the whole curve, before thinning
     ks = float(np.max(tpr - fpr))
     pred = (score >= threshold).astype(float)
     tp = float(np.sum((pred == 1) & (y == 1)))
@@ -44,11 +46,20 @@ def binary(y: Floats, score: Floats, threshold: float = 0.5) -> tuple[dict[str, 
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     summary = {"auc": auc, "ks": ks, "accuracy": float(np.mean(pred == y)),
                "precision": precision, "recall": recall, "f1_score": f1}
+    keep = _thin(len(fpr))
+    fpr, tpr, thr = fpr[keep], tpr[keep], thr[keep]
     finite = np.isfinite(thr)
     curves = {"roc": [[float(a), float(b)] for a, b in zip(fpr, tpr, strict=True)],
               "ks_tpr": [[float(a), float(b)] for a, b in zip(thr[finite], tpr[finite], strict=True)],
               "ks_fpr": [[float(a), float(b)] for a, b in zip(thr[finite], fpr[finite], strict=True)]}
     return summary, curves
+
+
+def _thin(n: int, points: int = CURVE_POINTS) -> np.ndarray:
+    """At most `points` indices of a curve, evenly spread, first and last kept."""
+    if n <= points:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, points).round().astype(int))
 
 
 def regression(y: Floats, pred: Floats) -> dict[str, float]:

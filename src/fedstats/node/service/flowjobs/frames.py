@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.ipc
 
 Floats = npt.NDArray[np.float64]
 
@@ -30,66 +31,100 @@ class Frame:
     label: Floats | None = None
     label_name: str | None = None
     sid_name: str = "id"
-    # predictions: {"label", "predict_result", "predict_score", "predict_detail", "type"}
+    # predictions: label, predict_result, predict_score (arrays), predict_detail
+    # {class: probability array}, type ("train" | "test")
     predictions: dict[str, Any] | None = None
     schema: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
-        return int(self.x.shape[0]) if self.predictions is None else len(self.sid)
+        return len(self.sid)
 
     def columns(self) -> list[str]:
         if self.predictions is not None:
-            return ["label", "predict_result", "predict_score", "predict_detail", "type"]
+            return list(PREDICTION_COLUMNS)
         return ([self.label_name] if self.label is not None and self.label_name else []) + self.header
 
-    def rows(self, limit: int = -1) -> list[list[Any]]:
-        """Rows as FATE's output data shows them (without the sid)."""
-        n = self.n if limit < 0 else min(limit, self.n)
-        if self.predictions is not None:
-            p = self.predictions
-            return [[_num(p["label"][i]), _num(p["predict_result"][i]), float(p["predict_score"][i]),
-                     json.dumps(p["predict_detail"][i]), p["type"]] for i in range(n)]
-        out = []
-        for i in range(n):
-            head = [_num(self.label[i])] if self.label is not None else []
-            out.append(head + [float(v) for v in self.x[i]])
-        return out
-
-    def write_csv(self, path: Path) -> None:
-        """`<path>` as CSV (header `sid,<columns>`) and `<path>.meta` (`{"header": [...]}`),
-        written column-wise by pyarrow (floats to full precision)."""
+    def save(self, path: Path) -> list[str]:
+        """The frame as Arrow IPC at `path` (numbers as they are, fast to write); the CSV
+        FATE's clients read is made from it when asked (`output_csv`). Answers the header."""
         path.parent.mkdir(parents=True, exist_ok=True)
         names = [self.sid_name, *self.columns()]
-        arrays: list[Any] = [_ints_if_whole(self.sid)]
+        cols: dict[str, Any] = {"sid": self.sid}
+        meta = {"names": names, "kind": "instances"}
         if self.predictions is not None:
             p = self.predictions
-            arrays += [_ints_if_whole(np.asarray(p["label"], dtype=float)),
-                       _ints_if_whole(np.asarray(p["predict_result"], dtype=float)),
-                       pa.array(np.asarray(p["predict_score"], dtype=float)),
-                       pa.array([json.dumps(d) for d in p["predict_detail"]]),
-                       pa.array([p["type"]] * self.n)]
+            cols.update(label=np.asarray(p["label"], float),
+                        predict_result=np.asarray(p["predict_result"], float),
+                        predict_score=np.asarray(p["predict_score"], float))
+            for k, v in p["predict_detail"].items():
+                cols[f"detail:{k}"] = np.asarray(v, float)
+            meta.update(kind="predictions", type=p["type"])
         else:
             if self.label is not None and self.label_name:
-                arrays.append(_ints_if_whole(self.label))
-            arrays += [pa.array(self.x[:, j]) for j in range(self.x.shape[1])]
-        table = pa.Table.from_arrays(arrays, names=names)
-        with open(path, "wb") as f:
-            f.write((",".join(names) + "\n").encode())
-            pacsv.write_csv(table, f, pacsv.WriteOptions(include_header=False,
-                                                         quoting_style="needed"))
-        path.with_suffix(".meta").write_text(json.dumps({"header": names}))
+                cols["label"] = self.label
+            for j in range(self.x.shape[1]):
+                cols[f"x:{j}"] = self.x[:, j]
+        table = pa.table(cols).replace_schema_metadata({"fedstats": json.dumps(meta)})
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+            w.write_table(table)
+        return names
 
 
-def _ints_if_whole(v: Floats) -> Any:
-    if len(v) and np.all(np.isfinite(v)) and np.all(v == np.floor(v)) and np.all(np.abs(v) < 2**53):
-        return pa.array(v.astype(np.int64))
-    return pa.array(v)
+PREDICTION_COLUMNS = ("label", "predict_result", "predict_score", "predict_detail", "type")
 
 
-def _num(v: Any) -> Any:
-    f = float(v)
-    return int(f) if f.is_integer() and abs(f) < 2**53 else f
+def _open(path: Path, limit: int) -> tuple[pa.Table, dict[str, Any], int]:
+    with pa.memory_map(str(path)) as src:
+        table = pa.ipc.open_file(src).read_all()
+    meta = json.loads(table.schema.metadata[b"fedstats"])
+    total = table.num_rows
+    if limit >= 0:
+        table = table.slice(0, limit)
+    return table, meta, total
+
+
+def _csv_columns(table: pa.Table, meta: dict[str, Any]) -> list[Any]:
+    """The table's columns as FATE writes them: whole numbers as ints, detail as JSON."""
+    out: list[Any] = []
+    for name in table.column_names:
+        if name.startswith("detail:"):
+            continue
+        col = table.column(name).to_numpy()
+        if name in ("sid", "label", "predict_result") and _whole(col):
+            out.append(pa.array(col.astype(np.int64)))
+        else:
+            out.append(pa.array(col))
+    if meta["kind"] == "predictions":
+        keys = [n[len("detail:"):] for n in table.column_names if n.startswith("detail:")]
+        values = [table.column(f"detail:{k}").to_numpy() for k in keys]
+        out.append(pa.array([json.dumps(dict(zip(keys, map(float, row), strict=True)))
+                             for row in zip(*values, strict=True)] if keys
+                            else ["{}"] * table.num_rows))
+        out.append(pa.array([meta["type"]] * table.num_rows))
+    return out
+
+
+def _whole(v: Floats) -> bool:
+    return bool(len(v) == 0 or (np.all(np.isfinite(v)) and np.all(v == np.floor(v))
+                                and np.all(np.abs(v) < 2**53)))
+
+
+def output_csv(path: Path, limit: int = -1) -> tuple[bytes, list[str]]:
+    """(CSV bytes with the header line `sid,<columns>`, the header) of a saved frame."""
+    table, meta, _ = _open(path, limit)
+    names = meta["names"]
+    buf = pa.BufferOutputStream()
+    pacsv.write_csv(pa.Table.from_arrays(_csv_columns(table, meta), names=names), buf,
+                    pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    return (",".join(names) + "\n").encode() + buf.getvalue().to_pybytes(), names
+
+
+def output_rows(path: Path, limit: int) -> tuple[list[str], list[list[Any]], int]:
+    """(header, rows, total rows) of a saved frame, for `output/data`'s preview."""
+    table, meta, total = _open(path, limit)
+    columns = [c.to_pylist() for c in _csv_columns(table, meta)]
+    return meta["names"], [list(r) for r in zip(*columns, strict=True)], total
 
 
 @dataclass

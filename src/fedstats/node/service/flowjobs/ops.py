@@ -105,8 +105,7 @@ def predict_lr(frame: Frame, *, weight: Sequence[float], intercept: float,
                kind: str, threshold: float = 0.5) -> tuple[Frame, Any]:
     score = special.expit(frame.x @ np.asarray(weight) + intercept)
     result = (score >= threshold).astype(float)
-    detail = [{"0": float(1 - s), "1": float(s)} for s in score]
-    return _predictions(frame, result, score, detail, kind)
+    return _predictions(frame, result, score, {"0": 1.0 - score, "1": score}, kind)
 
 
 def predict_model(frame: Frame, *, model: dict[str, Any], kind: str) -> tuple[Frame, Any]:
@@ -119,12 +118,12 @@ def predict_model(frame: Frame, *, model: dict[str, Any], kind: str) -> tuple[Fr
         result = np.asarray([float(np.nan)] * len(res))
     proba = cols.get("proba_1")
     score = np.asarray([float(v) for v in proba]) if proba is not None else result
-    detail = [{k[len("proba_"):]: float(cols[k][i]) for k in cols if k.startswith("proba_")}
-              for i in range(len(res))]
+    detail = {k[len("proba_"):]: np.asarray([float(v) for v in cols[k]])
+              for k in cols if k.startswith("proba_")}
     return _predictions(frame, result, score, detail, kind)
 
 
-def _predictions(frame: Frame, result: np.ndarray, score: np.ndarray, detail: list[Any],
+def _predictions(frame: Frame, result: np.ndarray, score: np.ndarray, detail: dict[str, Any],
                  kind: str) -> tuple[Frame, Any]:
     label = frame.label if frame.label is not None else np.full(frame.n, np.nan)
     out = Frame(frame.sid, frame.header, frame.x, frame.label, frame.label_name, frame.sid_name,
@@ -146,14 +145,7 @@ def evaluate(frame: Frame, *, eval_type: str, pos_label: Any) -> tuple[None, Any
 
 
 def save(frame: Frame, *, path: str) -> tuple[None, Any]:
-    frame.write_csv(Path(path))
-    return None, {"count": frame.n, "header": [frame.sid_name, *frame.columns()]}
-
-
-def preview(frame: Frame, *, limit: int) -> tuple[None, Any]:
-    return None, {"rows": [[_sid(s), *r] for s, r in zip(frame.sid.tolist(), frame.rows(limit),
-                                                          strict=False)],
-                  "header": [frame.sid_name, *frame.columns()], "total": frame.n}
+    return None, {"count": frame.n, "header": frame.save(Path(path))}
 
 
 def describe(frame: Frame) -> tuple[None, Any]:
@@ -161,10 +153,6 @@ def describe(frame: Frame) -> tuple[None, Any]:
                   "predictions": frame.predictions is not None}
 
 
-def _sid(v: float) -> Any:
-    return int(v) if float(v).is_integer() else v
-
-
 OPS: dict[str, Op] = {f.__name__: f for f in (transform, moments, scale, labels, glm_round,
                                              accumulate, predict_lr, predict_model, evaluate,
-                                             save, preview, describe)}
+                                             save, describe)}

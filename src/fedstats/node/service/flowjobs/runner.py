@@ -295,7 +295,7 @@ class FlowJobs:
             raise ComponentFailed(f"component {name} ({module}) failed: {e}") from None
         for p in ctx.data_parties():
             if p.site.has(job_id, p.role, ctx.out):
-                path = self.jobs_dir / job_id / p.role / p.party_id / name / "data.csv"
+                path = self.jobs_dir / job_id / p.role / p.party_id / name / "data.arrow"
                 info = p.site.call(job_id, p.role, "save", [ctx.out], None, path=str(path))
                 self.store.put_output(job_id, name, p.role, p.party_id, "data_meta",
                                       {**info, "path": str(path), "data_name": "data"})
