@@ -60,10 +60,11 @@ def dataset(rows: int, cols: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return x, y
 
 
-def split(n: int, sites: int, seed: int = 1) -> list[np.ndarray]:
+def split(n: int, sites: int, seed: int = 1, least: int = 100) -> list[np.ndarray]:
+    """Random sizes, every site at least `least` rows (over the floor of columns + 5)."""
     rng = np.random.default_rng(seed)
-    cuts = np.sort(rng.choice(np.arange(1, n), size=sites - 1, replace=False))
-    return np.split(rng.permutation(n), cuts)
+    sizes = least + np.floor(rng.dirichlet(np.ones(sites)) * (n - least * sites)).astype(int)
+    return np.split(rng.permutation(n), np.cumsum(sizes)[:-1])
 
 
 def log_loss(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: float) -> float:
