@@ -57,10 +57,8 @@ async def build(request: Request, cid: str, pid: str, modelid: str = Query(...),
     hub: Hub = request.app.state.federation
     if not rows:
         service.check_algo(algo)
-    elif hub.federated(cid, pid):
-        hub.admin_agent(cid, pid, f"fit {algo} across the federation")  # else 403 now
-    elif not service.keeps_rows(cid, pid):
-        raise glm_builds.no_kept_rows(pid, algo)
+    else:
+        await run_sync(request, _check_glm, hub, service, cid, pid, algo)
     raw = body_of(request)
     context = parse_json(raw) if raw.strip() else {}
     if not isinstance(context, dict):
@@ -79,6 +77,14 @@ async def build(request: Request, cid: str, pid: str, modelid: str = Query(...),
 
     job_id = await runner_of(request).submit(cid, "build", work)
     return accepted(job_path(cid, job_id), str(job_id))
+
+
+def _check_glm(hub: Hub, service: Any, cid: str, pid: str, algo: str) -> None:
+    """Refuse at once what the job would: a peer's federated fit (403), no kept rows (400)."""
+    if hub.federated(cid, pid):
+        hub.admin_agent(cid, pid, f"fit {algo} across the federation")
+    elif not service.keeps_rows(cid, pid):
+        raise glm_builds.no_kept_rows(pid, algo)
 
 
 @router.post("/autoSelect", status_code=202, openapi_extra=body(AUTOSELECT),
