@@ -1,7 +1,9 @@
 """`ModelStoreService`: stores of model bytes per customer, on the node's volume.
 
 Synchronous and blocking (SQLite commits, file hashing): the facade calls it from worker
-threads. A store belongs to one customer (the `APIKey` that names it), like a project.
+threads, except `get_model`, `exists_model` and `exists_store`, one indexed read each on
+a connection of their own that never waits for a writer (`_Reader`), which the facade
+calls on the event loop. A store belongs to one customer (the `APIKey` that names it), like a project.
 Files are content-addressed (`store.blobs`), records are rows (`store.modelmeta`); a put
 is acknowledged once both are durable, and a quota is checked inside the transaction
 that records the model, so two concurrent puts cannot both squeeze under it.
@@ -19,10 +21,13 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +66,35 @@ def check_store_name(name: Any) -> str:
     return name
 
 
+class _Reader:
+    """A second connection to the node's SQLite file, for the reads the facade makes on
+    the event loop (get_model_info, exists_*). The node's database is in WAL mode, where a
+    reader never waits for a writer: these reads never wait for the node's write lock,
+    held by another thread across a transaction and its commit's fsync (which would stall
+    the loop, and every connection on it, for as long). Read-only (`query_only`), its own
+    small lock for the rare call from a worker thread. `store.db` could offer this."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                                     timeout=30.0)
+        self._conn.execute("PRAGMA query_only = ON")
+        self._lock = threading.Lock()
+        weakref.finalize(self, self._conn.close)
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._conn
+
+
+class _ReadMeta(ModelMeta):
+    """`ModelMeta`'s reads over a `_Reader` (the tables exist: the node's ModelMeta made
+    them, so nothing is created here)."""
+
+    def __init__(self, reader: _Reader) -> None:
+        self.db = reader  # type: ignore[assignment]
+
+
 @dataclass
 class PutRequest:
     """What a put records besides its bytes (the upload's params and provenance)."""
@@ -85,6 +119,7 @@ class ModelStoreService:
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.meta = ModelMeta(db)
+        self.reads = _ReadMeta(_Reader(db.path))  # the event loop's (see _Reader)
         self.blobs = BlobStore(Path(data_dir) / "modelstore" / "blobs")
         self.clock = clock
         self.tenant_id = config.tenant_id or self.meta.node_id()
@@ -113,7 +148,7 @@ class ModelStoreService:
         return rec, 0
 
     def exists_store(self, cid: str, name: str) -> bool:
-        return self.meta.get_store(cid, check_store_name(name)) is not None
+        return self.reads.get_store(cid, check_store_name(name)) is not None
 
     def require_store(self, cid: str, name: str) -> StoreRecord:
         rec = self.meta.get_store(cid, check_store_name(name))
@@ -216,16 +251,17 @@ class ModelStoreService:
     # -- reads ---------------------------------------------------------------------------
     def get_model(self, cid: str, store: str, model_id: Any) -> ModelRecord:
         check_store_name(store)
-        rec = self.meta.get_model(cid, store, model_id) if isinstance(model_id, str) else None
+        rec = self.reads.get_model(cid, store, model_id) if isinstance(model_id, str) else None
         if rec is None:  # a model's row implies its store's (a foreign key): look only now
-            self.require_store(cid, store)
+            if self.reads.get_store(cid, store) is None:
+                raise StoreNotFound(f"no model store {store!r}", model_store_ddc=store)
             raise ModelNotFound(f"no model {model_id!r} in model store {store!r}",
                                 model_store_ddc=store, model_id=model_id)
         return rec
 
     def exists_model(self, cid: str, store: str, model_id: str) -> bool:
         check_store_name(store)
-        return self.meta.get_model(cid, store, model_id) is not None
+        return self.reads.get_model(cid, store, model_id) is not None
 
     def models(self, cid: str, store: str) -> list[ModelRecord]:
         self.require_store(cid, store)

@@ -2,7 +2,9 @@
 
 Methods marked `inline` (one indexed read of the metadata: get_model_info, exists_*) run
 on the event loop: a thread hop costs more than the read, and small calls per second are
-what a client polling a store sees. The protocol's rules are `protocol`'s; which exception is which error is `codes`'. A batch
+what a client polling a store sees. Their reads use the model store's own connection,
+which never waits for the node's write lock (`modelstore.service._Reader`), so a commit
+in another thread never stalls the loop. The protocol's rules are `protocol`'s; which exception is which error is `codes`'. A batch
 runs its requests in order (the specification allows any order; in order, a batch that
 creates a store and then puts into it means what it says). Notifications run and are
 never answered, errors included. An exception outside the table is an internal error:
