@@ -290,6 +290,10 @@ def test_a_client_without_the_ca_is_refused_and_the_federation_forms_over_tls(
         answer = f.readline()  # the server hangs up (or says -ERR): never a PONG
         f.close()
     assert not answer.startswith(b"PONG"), answer
+    # the operator's login check: over TLS with the CA, refused without it
+    ca = certs["ca.crt"].decode()
+    assert asyncio.run(nats_admin.can_log_in(url, admin_auth(ca)))
+    assert not asyncio.run(nats_admin.can_log_in(url, admin_auth()))
     # the operator, trusting the CA from the Federation's caSecretRef, makes the streams
     assert asyncio.run(_ensure(url, 1, certs["ca.crt"].decode()))
     # the nodes trust it as the pod spec tells them to: SSL_CERT_FILE, the mounted ca.crt

@@ -9,9 +9,12 @@ so a memory stream with "discard old" loses nothing a republish cannot bring bac
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import nats
 from nats.errors import Error as NatsError
@@ -141,10 +144,32 @@ async def delete_streams(url: str, auth: NatsAuth, stream_names: Sequence[str],
 
 
 async def can_log_in(url: str, auth: NatsAuth, timeout: float = 3.0) -> bool:
-    """Whether the server accepts these credentials now (after its auth file's reload)."""
+    """Whether the server accepts these credentials now (after its auth file's reload).
+
+    Spoken in NATS's own protocol (INFO, TLS when it asks, CONNECT, PING): a refused
+    nats-py connect leaves its stream writer unclosed behind it.
+    """
+    target = urlsplit(url.split(",")[0].strip())
+    host, port = target.hostname or "127.0.0.1", target.port or 4222
     try:
-        nc = await _connect(url, auth, timeout)
-    except NatsUnavailable:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                info = json.loads((await reader.readline()).partition(b" ")[2] or b"{}")
+                if info.get("tls_required"):
+                    await writer.start_tls(auth.tls() or ssl.create_default_context(),
+                                           server_hostname=host)
+                connect = {"verbose": False, "pedantic": False, "protocol": 1,
+                           "user": auth.user, "pass": auth.password, "auth_token": auth.token}
+                writer.write(b"CONNECT " + json.dumps(
+                    {k: v for k, v in connect.items() if v is not None}).encode()
+                    + b"\r\nPING\r\n")
+                await writer.drain()
+                answer = await reader.readline()
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError, ssl.SSLError):
+                    await writer.wait_closed()
+    except (OSError, TimeoutError, ValueError, ssl.SSLError):
         return False
-    await nc.close()
-    return True
+    return answer.startswith(b"PONG")
