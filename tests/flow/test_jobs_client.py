@@ -118,6 +118,9 @@ def test_metrics_output_data_and_the_log(flow_bin: Path, trained: tuple[Path, st
     csv = next(Path(got["directory"]).glob("*.csv")).read_text().splitlines()
     assert csv[0] == "id,label,predict_result,predict_score,predict_detail,type"
     assert len(csv) == 1 + 300
+    view = _flow(flow_bin, "job", "view", "-j", job_id, "-r", "host", "-p", "10000", cwd=work)
+    assert {v["f_component_name"] for v in view["data"]} == {
+        "reader_0", "data_transform_0", "scale_0", "homo_lr_0"}
     logs = _flow(flow_bin, "job", "log", "-j", job_id, "-o", str(work / "logs"), cwd=work)
     assert logs["retcode"] == 0, logs
     info = (Path(logs["directory"]) / "guest" / "9999" / "INFO.log").read_text()

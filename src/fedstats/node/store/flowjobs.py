@@ -176,6 +176,13 @@ class FlowJobStore:
                             (job_id, component, role, str(party), kind)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def outputs(self, job_id: str, kind: str) -> list[tuple[str, str, str, Any]]:
+        """(component, role, party, body) of a job's outputs of one kind."""
+        with self.db.read() as c:
+            rows = c.execute("SELECT component, role, party_id, body FROM flow_outputs WHERE "
+                             "job_id=? AND kind=? ORDER BY rowid", (job_id, kind)).fetchall()
+        return [(cpn, role, party, json.loads(body)) for cpn, role, party, body in rows]
+
     def put_metric(self, job_id: str, component: str, role: str, party: str, namespace: str,
                    name: str, meta: Mapping[str, Any], data: list[list[Any]]) -> None:
         with self.db.transaction() as c:

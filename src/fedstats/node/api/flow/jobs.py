@@ -302,3 +302,25 @@ async def clean_queue(request: Request, conf: dict[str, Any]) -> Response:
         except (JobRefused, JobNotFound):
             out[job["job_id"]] = 1
     return respond(data=out)
+
+
+@router.post("/job/data/view/query")
+@flow_handler
+async def data_view(request: Request, conf: dict[str, Any]) -> Response:
+    require(conf, "job_id")
+    store = jobs_of(request).store
+    job_id = str(conf["job_id"])
+    job = store.job(job_id)
+    rows = []
+    for cpn, role, party, meta in store.outputs(job_id, "data_meta"):
+        if any(conf.get(k) not in (None, "") and str(conf[k]) != v
+               for k, v in (("role", role), ("party_id", party), ("component_name", cpn))):
+            continue
+        rows.append({"f_job_id": job_id, "f_component_name": cpn, "f_task_id": f"{job_id}_{cpn}",
+                     "f_task_version": job["version"] if job else 0, "f_data_name": "data",
+                     "f_role": role, "f_party_id": party, "f_table_name": "data",
+                     "f_table_namespace": f"output_data_{job_id}_{cpn}_0",
+                     "f_description": "", "f_count": meta.get("count")})
+    if not rows:
+        return respond(ARGUMENT_ERROR, "find data view failed")
+    return respond(data=rows)
