@@ -9,7 +9,8 @@ The local build is the Newton driver over one `SiteRows`; the federation's coord
 
 Rows are read from the store each round, batch by batch (memory bounded); a pinned fit
 whose design matrix is small (`CACHE_BYTES`) keeps it in memory instead, so the rounds
-after the first cost only the arithmetic. Storing a finished model is `store_model`,
+after the first cost only the arithmetic. A `gpu` project's rows go to the device
+(`engine.xp.array_module`), where `round_stats` runs on cuBLAS. Storing a finished model is `store_model`,
 the same durable path as the service's own builds.
 """
 
@@ -20,13 +21,13 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 
 from ..engine.errors import ModelError
 from ..engine.glm import RoundStats, round_stats
 from ..engine.models import ROW_ALGORITHMS, MLContext
 from ..engine.models.glm import GlmModel, GlmProblem, build_glm
+from ..engine.xp import array_module
 from ..store.rows import Snapshot
 from . import rules
 from .errors import BadRequest, no_project
@@ -76,17 +77,19 @@ class SiteRows:
             if self._cache is not None:
                 x, y = self._cache
                 return round_stats(x, y, coef, problem.family) if len(y) else RoundStats.zeros(p)
+            xp = array_module(self.service.local_view(self.cid, self.pid).engine)
             total = RoundStats.zeros(p)
             xs, ys, size = [], [], 0
             for x, y in self._rows(snap, problem):
+                x, y = xp.asarray(x), xp.asarray(y)
                 total.add(round_stats(x, y, coef, problem.family))
                 size += x.nbytes + y.nbytes
                 if size <= CACHE_BYTES:
                     xs.append(x)
                     ys.append(y)
             if size <= CACHE_BYTES:
-                self._cache = (np.concatenate(xs) if xs else np.zeros((0, problem.d)),
-                               np.concatenate(ys) if ys else np.zeros(0))
+                self._cache = (xp.concatenate(xs) if xs else xp.zeros((0, problem.d)),
+                               xp.concatenate(ys) if ys else xp.zeros(0))
             return total
 
     def release(self) -> None:
