@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 
 import httpx
 import jsonrpcclient
@@ -120,6 +121,7 @@ def test_quotas_refuse_with_a_clear_error(node, keys, call_ok):
     assert over.status_code == 507
     err = over.json()["error"]
     assert err["code"] == -32011 and err["data"]["max_bytes"] == 100
+    assert err["data"]["type"] == "QuotaExceeded"
     upload(node.url, "fl.put_model", {"model_store_ddc": "ddc:quota"}, b"c", "c1", keys["c1"])
     count = upload(node.url, "fl.put_model", {"model_store_ddc": "ddc:quota"}, b"d", "c1",
                    keys["c1"])
@@ -222,3 +224,32 @@ def test_uploads_are_checked_by_their_hmac_with_or_without_content_md5(node, key
     assert send(body, upload_headers("c1", keys["c2"], path, [body]), ctype
                 ).status_code == 401
     assert len(call_ok(node, "fl.get_models", ["ddc:hmac"])) == 2
+
+
+def test_aggregation_and_size_limits_are_clear_errors(node, ms_nodes, keys, call, call_ok):
+    call_ok(node, "fl.initialize_model_store", ["ddc:agg"])
+    e = _err(call(node, "fedstats.aggregate", ["ddc:agg"]), -32013, "AggregationError")
+    assert e.data["model_store_ddc"] == "ddc:agg"
+    # a fed-back model that claims to be a snapshot and is not: named, nothing aggregated
+    upload(node.url, "fl.put_model", {"model_store_ddc": "ddc:agg", "model_state": 20,
+           "model_kind": "fedstats.snapshot"}, b"not a snapshot", "c1", keys["c1"])
+    _err(call(node, "fedstats.aggregate", ["ddc:agg"]), -32013, "AggregationError")
+    assert call_ok(node, "fl.get_latest_aggregated_model", ["ddc:agg"]) is None
+
+    small = ms_nodes("small", {"max_model_bytes": 1000})
+    call_ok(small, "fl.initialize_model_store", ["ddc:s"])
+    over = upload(small.url, "fl.put_model", {"model_store_ddc": "ddc:s"}, b"x" * 1001, "c1",
+                  keys["c1"])
+    assert over.status_code == 413
+    err = over.json()["error"]
+    assert err["code"] == -32009 and err["data"] == {"type": "ModelTooLarge",
+                                                     "max_model_bytes": 1000}
+    with socket.create_connection((small.host, small.port), timeout=30) as sock:
+        # refused from its declared length alone: not a byte of the body is sent
+        sock.sendall(f"POST /jsonrpc/upload/fl.put_model HTTP/1.1\r\nHost: x\r\n"
+                     f"APIKey: c1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                     f"Content-Length: {10 << 20}\r\n\r\n".encode())
+        assert sock.recv(64).startswith(b"HTTP/1.1 413 ")
+    assert upload(small.url, "fl.put_model", {"model_store_ddc": "ddc:s"}, b"x" * 1000, "c1",
+                  keys["c1"]).status_code == 200
+    assert len(call_ok(small, "fl.get_models", ["ddc:s"])) == 1
