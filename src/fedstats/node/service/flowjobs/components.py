@@ -205,7 +205,7 @@ def feature_scale(ctx: Context) -> None:
         m = _pooled(ctx, parties)
         if method == "standard_scale":
             std = np.sqrt(m.m2 / m.n)
-            shift = m.mean if _flag(prm.get("with_mean"), True) else np.zeros_like(m.mean)
+            shift = m.center if _flag(prm.get("with_mean"), True) else np.zeros_like(m.mean)
             divide = np.where(std > 0, std, 1.0) if _flag(prm.get("with_std"), True) \
                 else np.ones_like(std)
         else:
@@ -215,7 +215,7 @@ def feature_scale(ctx: Context) -> None:
                  "shift": [float(shift[j]) for j in cols], "divide": [float(divide[j]) for j in cols],
                  "col_scale_param": {features[j]: {
                      "column_lower": float(m.low[j]), "column_upper": float(m.high[j]),
-                     "mean": float(m.mean[j]), "std": float(math.sqrt(m.m2[j] / m.n))}
+                     "mean": float(m.center[j]), "std": float(math.sqrt(m.m2[j] / m.n))}
                      for j in cols}}
         ctx.model_everywhere(model, {"method": method, "mode": "normal",
                                      "scale_column_idx": cols, "need_run": True})
@@ -268,11 +268,12 @@ def data_statistics(ctx: Context) -> None:
     n = float(m.n)
     var = m.m2 / (n - 1) if n > 1 else np.zeros_like(m.m2)
     pop = m.m2 / n
+    mean = m.center
     with np.errstate(divide="ignore", invalid="ignore"):
         skew = np.where(pop > 0, (m.m3 / n) / pop**1.5, 0.0)
         kurt = np.where(pop > 0, (m.m4 / n) / pop**2 - 3.0, 0.0)
-        cv = np.where(m.mean != 0, np.sqrt(var) / np.abs(m.mean), np.inf)
-    values = {"count": np.full(len(header), n), "sum": m.mean * n, "mean": m.mean, "min": m.low,
+        cv = np.where(mean != 0, np.sqrt(var) / np.abs(mean), np.inf)
+    values = {"count": np.full(len(header), n), "sum": mean * n, "mean": mean, "min": m.low,
               "max": m.high, "variance": var, "stddev": np.sqrt(var),
               "coefficient_of_variance": cv, "skewness": skew, "kurtosis": kurt,
               "missing_count": np.zeros(len(header)), "missing_ratio": np.zeros(len(header))}

@@ -129,7 +129,11 @@ def output_rows(path: Path, limit: int) -> tuple[list[str], list[list[Any]], int
 
 @dataclass
 class Moments:
-    """Per column: n, mean, Σ(x-mean)^2..4, min, max (one site's or the pooled)."""
+    """Per column: n, mean, Σ(x-mean)^2..4, min, max (one site's or the pooled).
+
+    The mean travels as two floats, `mean` + `lo` (a double-double): at an offset of 1e9
+    a float64 mean is off by ~1e-7, and the merge's δ²·na·nb/n term would carry that
+    into the variance at ~1e-9 relative; with the low part it stays at rounding."""
 
     n: int
     mean: Floats
@@ -138,17 +142,20 @@ class Moments:
     m4: Floats
     low: Floats
     high: Floats
+    lo: Floats
 
     @classmethod
     def of(cls, x: Floats) -> Moments:
         n, d = x.shape
         if n == 0:
             z = np.zeros(d)
-            return cls(0, z, z, z, z, np.full(d, np.inf), np.full(d, -np.inf))
-        mean = x.mean(axis=0)
-        c = x - mean
+            return cls(0, z, z, z, z, np.full(d, np.inf), np.full(d, -np.inf), z)
+        hi = x.mean(axis=0)
+        c = x - hi
+        lo = c.mean(axis=0)
+        c -= lo
         c2 = c * c
-        return cls(n, mean, c2.sum(0), (c2 * c).sum(0), (c2 * c2).sum(0), x.min(0), x.max(0))
+        return cls(n, hi, c2.sum(0), (c2 * c).sum(0), (c2 * c2).sum(0), x.min(0), x.max(0), lo)
 
     def merge(self, o: Moments) -> Moments:
         if o.n == 0:
@@ -157,16 +164,21 @@ class Moments:
             return o
         na, nb = float(self.n), float(o.n)
         n = na + nb
-        d = o.mean - self.mean
-        mean = self.mean + d * nb / n
+        d = (o.mean - self.mean) + (o.lo - self.lo)
+        hi, lo = _two_sum(self.mean, self.lo + d * nb / n)
         m2 = self.m2 + o.m2 + d * d * na * nb / n
         m3 = (self.m3 + o.m3 + d**3 * na * nb * (na - nb) / n**2
               + 3.0 * d * (na * o.m2 - nb * self.m2) / n)
         m4 = (self.m4 + o.m4 + d**4 * na * nb * (na * na - na * nb + nb * nb) / n**3
               + 6.0 * d * d * (na * na * o.m2 + nb * nb * self.m2) / n**2
               + 4.0 * d * (na * o.m3 - nb * self.m3) / n)
-        return Moments(self.n + o.n, mean, m2, m3, m4, np.minimum(self.low, o.low),
-                       np.maximum(self.high, o.high))
+        return Moments(self.n + o.n, hi, m2, m3, m4, np.minimum(self.low, o.low),
+                       np.maximum(self.high, o.high), lo)
+
+    @property
+    def center(self) -> Floats:
+        """The mean, rounded to one float per column."""
+        return self.mean + self.lo
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
@@ -174,4 +186,11 @@ class Moments:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Moments:
         return cls(int(d["n"]), *(np.asarray(d[k], dtype=float)
-                                  for k in ("mean", "m2", "m3", "m4", "low", "high")))
+                                  for k in ("mean", "m2", "m3", "m4", "low", "high", "lo")))
+
+
+def _two_sum(a: Floats, b: Floats) -> tuple[Floats, Floats]:
+    """(s, e) with s = fl(a + b) and a + b = s + e exactly (Knuth's TwoSum)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
