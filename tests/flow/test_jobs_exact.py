@@ -129,3 +129,55 @@ def test_an_unknown_model_parameter_fails_the_job_naming_it(
                   cwd=work)["data"]
     assert {t["f_status"] for t in tasks} == {"failed"}
     assert "'alhpa'" in tasks[0]["f_error_report"]
+
+
+def test_fedstats_classifiers_and_pcr_run_as_homo_components(
+        flow_bin: Path, diabetes: tuple[Path, np.ndarray, np.ndarray]) -> None:
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.naive_bayes import GaussianNB
+
+    work, _, _ = diabetes
+    x, y = load_breast_cancer(return_X_y=True)
+    x = x[:, :8]
+    rows = np.column_stack([np.arange(len(y)), y, x])
+    header = "id,y," + ",".join(f"x{j}" for j in range(8))
+    for name, part in (("breast_guest", rows[:250]), ("breast_host", rows[250:])):
+        path = work / f"{name}.csv"
+        np.savetxt(path, part, delimiter=",", header=header, comments="", fmt="%.17g")
+        conf = work / f"{name}.json"
+        conf.write_text(json.dumps({"file": str(path), "head": 1, "partition": 1, "drop": 1,
+                                    "namespace": "exact", "table_name": name}))
+        assert _flow(flow_bin, "data", "upload", "-c", str(conf), cwd=work)["retcode"] == 0
+    comps: dict[str, Any] = {
+        "reader_0": {"module": "Reader", "output": {"data": ["data"]}},
+        "data_transform_0": {"module": "DataTransform", "input": {"data": {"data": ["reader_0.data"]}},
+                             "output": {"data": ["data"], "model": ["model"]}}}
+    for cpn, module in (("lda_0", "HomoLDA"), ("bayes_0", "HomoBayes"), ("mqda_0", "HomoMQDA"),
+                        ("enet_0", "HomoElasticNet"), ("pcr_0", "HomoPCR")):
+        comps[cpn] = {"module": module, "input": {"data": {"train_data": ["data_transform_0.data"]}},
+                      "output": {"data": ["data"], "model": ["model"]}}
+    comps["evaluation_0"] = {"module": "Evaluation", "input": {"data": {"data": ["lda_0.data"]}},
+                             "output": {"data": ["data"]}}
+    conf = _conf()
+    conf["component_parameters"] = {
+        "common": {"data_transform_0": {"with_label": True}, "enet_0": {"alpha": 0.01, "l1_ratio": 0.5},
+                   "evaluation_0": {"eval_type": "binary"}},
+        "role": {r: {"0": {"reader_0": {"table": {"name": f"breast_{r}", "namespace": "exact"}}}}
+                 for r in ("guest", "host")}}
+    (work / "conf.json").write_text(json.dumps(conf))
+    (work / "dsl.json").write_text(json.dumps({"components": comps}))
+    sub = _flow(flow_bin, "job", "submit", "-c", str(work / "conf.json"), "-d",
+                str(work / "dsl.json"), cwd=work)
+    assert sub["retcode"] == 0, sub
+    row = wait_for_end(flow_bin, sub["jobId"], work)
+    assert row["f_status"] == "success", row
+    for cpn, ref in (("lda_0", LinearDiscriminantAnalysis()), ("bayes_0", GaussianNB())):
+        got = _flow(flow_bin, "tracking", "output-data", "-j", sub["jobId"], "-r", "guest", "-p",
+                    "9999", "-cpn", cpn, "-o", str(work / cpn), cwd=work)
+        lines = next(Path(got["directory"]).glob("*.csv")).read_text().splitlines()[1:]
+        predicted = np.array([float(line.split(",")[2]) for line in lines])
+        np.testing.assert_array_equal(predicted, ref.fit(x, y).predict(x[:250]), err_msg=cpn)
+    auc = dict(_flow(flow_bin, "tracking", "metric-all", "-j", sub["jobId"], "-r", "guest", "-p",
+                     "9999", "-cpn", "evaluation_0", cwd=work)["data"]["train"]["lda_0"]["data"])
+    assert auc["auc"] > 0.9

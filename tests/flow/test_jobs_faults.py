@@ -127,3 +127,12 @@ def test_a_node_killed_mid_job_fails_the_job_and_keeps_the_rest(
     model = _flow(flow_bin, "tracking", "output-model", "-j", done["jobId"], "-r", "guest", "-p",
                   "9999", "-cpn", "homo_lr_0", cwd=work)["data"]
     assert model["isConverged"] is True
+
+
+def test_a_job_past_its_timeout_ends_timeout(flow_bin: Path, proc: tuple[NodeProcess, Path]) -> None:
+    conf, dsl = _example()
+    conf["job_parameters"] = {"common": {"timeout": 1e-6}}
+    sub = _submit(flow_bin, proc[1], conf, dsl)
+    assert sub["retcode"] == 0, sub
+    row = wait_for_end(flow_bin, sub["jobId"], proc[1])
+    assert row["f_status"] == "timeout" and "timeout of 1e-06 s" in row["f_reason"], row
