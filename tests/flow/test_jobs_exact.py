@@ -145,10 +145,10 @@ def test_fedstats_classifiers_and_pcr_run_as_homo_components(
     for name, part in (("breast_guest", rows[:250]), ("breast_host", rows[250:])):
         path = work / f"{name}.csv"
         np.savetxt(path, part, delimiter=",", header=header, comments="", fmt="%.17g")
-        conf = work / f"{name}.json"
-        conf.write_text(json.dumps({"file": str(path), "head": 1, "partition": 1, "drop": 1,
-                                    "namespace": "exact", "table_name": name}))
-        assert _flow(flow_bin, "data", "upload", "-c", str(conf), cwd=work)["retcode"] == 0
+        up = work / f"{name}.json"
+        up.write_text(json.dumps({"file": str(path), "head": 1, "partition": 1, "drop": 1,
+                                  "namespace": "exact", "table_name": name}))
+        assert _flow(flow_bin, "data", "upload", "-c", str(up), cwd=work)["retcode"] == 0
     comps: dict[str, Any] = {
         "reader_0": {"module": "Reader", "output": {"data": ["data"]}},
         "data_transform_0": {"module": "DataTransform", "input": {"data": {"data": ["reader_0.data"]}},
