@@ -12,19 +12,18 @@ import httpx
 from fedstats.node.api.flow.auth import signature
 from fedstats_harness.inprocess import Node
 
-VECTOR = dict(timestamp="1700000000000", nonce="f4c5b2a0-8c1e-11ee-b9d1-0242ac120002",
-              app_key="test_app_key")
+VECTOR = ("1700000000000", "f4c5b2a0-8c1e-11ee-b9d1-0242ac120002", "test_app_key")
 
 
 def test_signature_matches_the_reference_vectors() -> None:
     body = json.dumps({"job_id": "202111061608424372620"}).encode()
-    assert signature("test_secret_key", path_url="/v1/job/query", body=body,
-                     **VECTOR) == "K10zKr1P8tVJGDdMeZZIEN7V11w="
+    assert signature("test_secret_key", *VECTOR, path_url="/v1/job/query",
+                     body=body) == "K10zKr1P8tVJGDdMeZZIEN7V11w="
     form = {"role": "guest", "party_id": "9999", "force_update": "0",
             "model_id": "arbiter-10000#guest-9999#host-10000#model",
             "model_version": "202006122009345696314"}
-    assert signature("test_secret_key", path_url="/v1/model/import", form=form,
-                     **VECTOR) == "6VU5jXXDi0LEm2GI3edJOUP9Ddo="
+    assert signature("test_secret_key", *VECTOR, path_url="/v1/model/import",
+                     form=form) == "6VU5jXXDi0LEm2GI3edJOUP9Ddo="
 
 
 def _signed(node: Node, path: str, body: bytes, *, cid: str = "c1", secret: str | None = None,
