@@ -23,6 +23,7 @@ from typing import Any
 import nats
 import numpy as np
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -34,7 +35,7 @@ from fedstats.operator import authstore, authsync, nats_admin
 from fedstats.operator.members import auth_as
 from fedstats.operator.natsauth import FederationAuth, account_name, user_name
 from fedstats_harness.frames import frame
-from fedstats_harness.helm import HelmUnavailable, find, helm, render
+from fedstats_harness.helm import CHART, HelmUnavailable, find, helm, render, run_helm
 from fedstats_harness.localnet import LocalNodes
 from fedstats_harness.natsproc import READY, nats_server_binary
 from fedstats_harness.ports import free_port
@@ -308,3 +309,44 @@ def test_a_client_without_the_ca_is_refused_and_the_federation_forms_over_tls(
         clients[who].start_pulse(who)
     eventually(lambda: rows_at(clients["admin"], "admin") == 90, what="every row over TLS")
     assert_exact(clients["admin"], pooled, "over-tls")
+
+
+# ---------------------------------------------------------------- what the chart grants
+
+
+def test_the_auth_secret_is_the_one_secret_nats_reads_and_the_operator_patches(
+        helm_bin: Path) -> None:
+    objs = render(helm_bin, {}, namespace=NAMESPACE)
+    sidecar = find(objs, "Role", "nats-authsync")["rules"]
+    assert sidecar == [{"apiGroups": [""], "resources": ["secrets"],
+                        "resourceNames": ["nats-auth"], "verbs": ["get", "list", "watch"]}]
+    operator = find(objs, "Role", "fs-operator-nats-auth")["rules"]
+    assert {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["nats-auth"],
+            "verbs": ["get", "patch"]} in operator
+    env = {e["name"]: e.get("value") for e in
+           find(objs, "Deployment", "fs-operator")["spec"]["template"]["spec"]
+           ["containers"][0]["env"]}
+    assert env["FEDSTATS_OPERATOR_NATS_AUTH_SECRET"] == f"{NAMESPACE}/nats-auth"
+    pod = find(objs, "StatefulSet", "nats")["spec"]["template"]["spec"]
+    assert pod["shareProcessNamespace"] is True and pod["serviceAccountName"] == "nats"
+    assert [c["name"] for c in pod["initContainers"]] == ["auth-init"]
+    assert [c["name"] for c in pod["containers"]] == ["nats", "authsync"]
+
+
+def test_production_values_render_the_cluster_tls_and_auth(helm_bin: Path) -> None:
+    values = yaml.safe_load((CHART / "values-production.yaml").read_text())
+    objs = render(helm_bin, {**values, "federation": {"create": True}}, namespace=NAMESPACE)
+    conf = find(objs, "ConfigMap", "nats-config")["data"]["nats.conf"]
+    assert conf.count("nats-headless.fedstats.svc:6222") == 3 and "tls {" in conf
+    assert 'include "../nats-auth/auth.conf"' in conf
+    assert find(objs, "StatefulSet", "nats")["spec"]["replicas"] == 3
+    assert find(objs, "Certificate", "nats-tls")["spec"]["secretName"] == "nats-tls"
+    nats_spec = find(objs, "Federation", "demo")["spec"]["nats"]
+    assert nats_spec == {"url": "tls://nats.fedstats.svc:4222", "replicas": 3,
+                         "tls": {"caSecretRef": {"name": "nats-tls", "key": "ca.crt"}}}
+
+
+def test_an_exposed_nats_without_tls_is_refused_by_the_schema(helm_bin: Path) -> None:
+    done = run_helm(helm_bin, "template", "fs", str(CHART), values={
+        "nats": {"external": {"enabled": True}}}, check=False)
+    assert done.returncode != 0 and "tls" in done.stderr.lower()
