@@ -2,7 +2,8 @@
 
     runner.py      FlowJobs: submit, the FIFO scheduler thread, the state machine, deploy
     sites.py       party id → site (LocalSite here; a cross-party dispatcher plugs in)
-    components.py  the DSL's modules as coordinators over their parties' sites
+    components.py  the DSL's modules by name (context.py, preprocess.py, learners.py):
+                   coordinators over their parties' sites
     ops.py         what a party does with its own rows (the only code that sees rows)
     frames.py      a party's data between components; exact pooled moments
     evaluation.py  FATE's Evaluation metrics (pure)
