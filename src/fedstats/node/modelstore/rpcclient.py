@@ -75,6 +75,7 @@ class RpcClient:
         self.endpoint = endpoint.rstrip("/").removesuffix("/jsonrpc")
         self.apikey = apikey
         self._signer = Signer(apikey, secret)
+        self._urls: dict[str, httpx.URL] = {}
         self._ids = itertools.count(1)
         self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                                   transport=transport)
@@ -183,10 +184,17 @@ class RpcClient:
                                     f"announced {announced['X-Model-Sha256']}")
         return announced
 
+    def _url(self, path: str) -> httpx.URL:
+        """`endpoint + path`, parsed once (httpx parses a URL string on every request)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx.URL(self.endpoint + path)
+        return url
+
     def _post(self, path: str, body: bytes, extra: dict[str, str]) -> httpx.Response:
         headers = {**self._signer.headers(path, body), APIKEY_HEADER: self.apikey, **extra}
         try:
-            return self._http.post(self.endpoint + path, content=body, headers=headers)
+            return self._http.post(self._url(path), content=body, headers=headers)
         except httpx.HTTPError as e:
             raise TransportError(f"{self.endpoint}{path}: {e}") from e
 

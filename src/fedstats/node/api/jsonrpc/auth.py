@@ -33,12 +33,25 @@ from .state import ModelStoreState
 
 APIKEY_HEADER = "APIKey"
 SECRET_HEADER = "Secret"
+_APIKEY, _CUSTOMER, _SECRET, _AUTH = (APIKEY_HEADER.lower(), CUSTOMER_HEADER.lower(),
+                                      SECRET_HEADER.lower(), AUTH_HEADER.lower())
 
 
-def customer_id(request: Request) -> str:
+def headers_of(request: Request) -> dict[str, str]:
+    """The request's headers by lower-case name (the first of a repeated one), read once:
+    a small call looks a dozen up, and each lookup of Starlette's Headers scans them all."""
+    found: dict[str, str] = {}
+    for name, value in request.scope["headers"]:
+        found.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+    return found
+
+
+def customer_id(request: Request, headers: dict[str, str] | None = None) -> str:
     """The customer the request names (`APIKey`, or the REST client's customer header)."""
-    apikey = request.headers.get(APIKEY_HEADER)
-    other = request.headers.get(CUSTOMER_HEADER)
+    if headers is None:
+        headers = headers_of(request)
+    apikey = headers.get(_APIKEY)
+    other = headers.get(_CUSTOMER)
     if apikey and other and apikey != other:
         raise AuthError(f"APIKey {apikey!r} and {CUSTOMER_HEADER} {other!r} name different "
                         "customers")
@@ -99,10 +112,10 @@ async def authenticated_body(request: Request, state: ModelStoreState,
     The body is small (a JSON-RPC request): it is read whole, then checked (`Signatures`);
     what can be refused from the headers alone is refused before it is read."""
     check_declared_length(request, limit)
-    cid = customer_id(request)
-    headers = request.headers
-    secret = headers.get(SECRET_HEADER)
-    if secret is not None and headers.get(AUTH_HEADER) is None:
+    headers = headers_of(request)
+    cid = customer_id(request, headers)
+    secret = headers.get(_SECRET)
+    if secret is not None and headers.get(_AUTH) is None:
         customer = _by_secret(request, state, cid, secret)
         return customer, await read_body(request, limit)
     if not state.signatures.headers_pass(headers, cid):

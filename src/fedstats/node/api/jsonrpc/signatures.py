@@ -29,6 +29,8 @@ from ...security.signing import (
     string_to_sign,
 )
 
+# header names as the server's mappings hold them (HTTP names are case-insensitive)
+_AUTH, _DATE, _MD5 = AUTH_HEADER.lower(), DATE_HEADER.lower(), MD5_HEADER.lower()
 _SYM_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:;(\d{1,9}))?", re.ASCII)
 
 
@@ -80,18 +82,17 @@ class Signatures:
     def headers_pass(self, headers: Mapping[str, str], cid: str) -> bool:
         """Whether what can be checked before the body (customer, Authorization, a sym-date
         inside the window) passes; when not, `Verifier.begin` is asked, to refuse."""
-        date = headers.get(DATE_HEADER)
-        return (cid in self.verifier.customers and bool(headers.get(AUTH_HEADER))
+        date = headers.get(_DATE)
+        return (cid in self.verifier.customers and bool(headers.get(_AUTH))
                 and date is not None and self._when(date) is not None)
 
     def small(self, verb: str, path: str, query: str | None, headers: Mapping[str, str],
               body: bytes, cid: str) -> Customer:
         """The signer of a request whose whole body is `body`; AuthError otherwise
-        (`Verifier.verify`'s arguments; `headers` looked up case-insensitively)."""
+        (`Verifier.verify`'s arguments; `headers` holds, or finds, lower-case names)."""
         v = self.verifier
         customer = v.customers.get(cid)
-        auth, date, md5 = (headers.get(AUTH_HEADER), headers.get(DATE_HEADER),
-                           headers.get(MD5_HEADER))
+        auth, date, md5 = headers.get(_AUTH), headers.get(_DATE), headers.get(_MD5)
         when = self._when(date) if customer is not None and auth and date else None
         if when is not None and (not body or md5 == content_md5(body)):
             assert customer is not None and auth is not None and date is not None
@@ -123,9 +124,9 @@ class UploadSignature:
     def __init__(self, signatures: Signatures, check: SignedRequest, verb: str,
                  headers: Mapping[str, str], path: str, query: str | None) -> None:
         self._verifier, self.customer = signatures.verifier, check.customer
-        self._auth = (headers.get(AUTH_HEADER) or "").strip()
-        self._date = headers.get(DATE_HEADER) or ""
-        self._md5 = headers.get(MD5_HEADER) or ""
+        self._auth = (headers.get(_AUTH) or "").strip()
+        self._date = headers.get(_DATE) or ""
+        self._md5 = headers.get(_MD5) or ""
         self._verb, self._path, self._query = verb, path, query
         head = [self._verb.upper(), self._md5, self.customer.secret_key, self._date,
                 self.customer.id]
