@@ -156,3 +156,27 @@ def test_deploy_and_a_predict_job(flow_bin: Path, trained: tuple[Path, str, np.n
     path.write_text(json.dumps(undeployed))
     refused = _flow(flow_bin, "job", "submit", "-c", str(path), cwd=work)
     assert refused["retcode"] != 0 and "deployed" in refused["retmsg"]
+
+
+def test_a_model_exported_and_imported_again(flow_bin: Path,
+                                             trained: tuple[Path, str, np.ndarray]) -> None:
+    work, job_id, _ = trained
+    wait_for_end(flow_bin, job_id, work)
+    conf = {"role": "guest", "party_id": 9999, "model_id": "arbiter-10000#guest-9999#host-10000#model",
+            "model_version": job_id, "output_path": str(work / "export")}
+    path = work / "export.json"
+    path.write_text(json.dumps(conf))
+    out = _flow(flow_bin, "model", "export", "-c", str(path), cwd=work)
+    assert out["retcode"] == 0, out
+    zipped = Path(out["file"])
+    assert zipped.name == f"guest#9999#arbiter-10000#guest-9999#host-10000#model_{job_id}.zip"
+    imp = work / "import.json"
+    imp.write_text(json.dumps({**conf, "file": str(zipped), "force_update": 0}))
+    refused = _flow(flow_bin, "model", "import", "-c", str(imp), cwd=work)
+    assert refused["retcode"] == 409 and refused["retmsg"] == "Model already exists.", refused
+    imp.write_text(json.dumps({**conf, "file": str(zipped), "force_update": 1}))
+    done = _flow(flow_bin, "model", "import", "-c", str(imp), cwd=work)
+    assert done["retcode"] == 0 and done["data"]["model_version"] == job_id, done
+    model = _flow(flow_bin, "tracking", "output-model", "-j", job_id, "-r", "guest", "-p", "9999",
+                  "-cpn", "homo_lr_0", cwd=work)["data"]
+    assert model["isConverged"] is True

@@ -183,6 +183,31 @@ class FlowJobStore:
                              "job_id=? AND kind=? ORDER BY rowid", (job_id, kind)).fetchall()
         return [(cpn, role, party, json.loads(body)) for cpn, role, party, body in rows]
 
+    def party_outputs(self, job_id: str, role: str, party: str) -> list[tuple[str, str, Any]]:
+        """(component, kind, body) of every output one party keeps of a job."""
+        with self.db.read() as c:
+            rows = c.execute("SELECT component, kind, body FROM flow_outputs WHERE job_id=? AND "
+                             "role=? AND party_id=? ORDER BY rowid",
+                             (job_id, role, str(party))).fetchall()
+        return [(cpn, kind, json.loads(body)) for cpn, kind, body in rows]
+
+    def import_party_model(self, models: Iterable[Mapping[str, Any]],
+                           outputs: Iterable[tuple[str, str, str, str, str, Any]]) -> None:
+        """One transaction: model rows and (job, component, role, party, kind, body) outputs."""
+        now = time.time()
+        with self.db.transaction() as c:
+            for r in models:
+                c.execute(
+                    "INSERT OR REPLACE INTO flow_models (model_id, model_version, role, party_id, "
+                    "job_id, parent, inference_dsl, train_dsl, train_conf, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (r["model_id"], r["model_version"], r["role"], str(r["party_id"]), r["job_id"],
+                     r.get("parent"), json.dumps(r["inference_dsl"]), json.dumps(r["train_dsl"]),
+                     json.dumps(r["train_conf"]), now))
+            for job_id, cpn, role, party, kind, body in outputs:
+                c.execute("INSERT OR REPLACE INTO flow_outputs VALUES (?, ?, ?, ?, ?, ?)",
+                          (job_id, cpn, role, str(party), kind, json.dumps(body)))
+
     def put_metric(self, job_id: str, component: str, role: str, party: str, namespace: str,
                    name: str, meta: Mapping[str, Any], data: list[list[Any]]) -> None:
         with self.db.transaction() as c:

@@ -70,7 +70,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 def verify(headers: Mapping[str, str], path_url: str, body: bytes,
            customers: Mapping[str, Customer], nonces: NonceCache,
-           now: float | None = None) -> Customer:
+           now: float | None = None, form: Mapping[str, str] | None = None) -> Customer:
     """The customer a signed request comes from, or FlowError(109) saying what is wrong."""
     values = {h: _header(headers, h) for h in HEADERS}
     missing = [h for h, v in values.items() if v is None]
@@ -92,7 +92,7 @@ def verify(headers: Mapping[str, str], path_url: str, body: bytes,
     if customer is None:
         raise FlowError(AUTHENTICATION_ERROR, "Unknown APP_KEY")
     try:
-        want = signature(customer.secret_key, ts, nonce, app_key, path_url, body)
+        want = signature(customer.secret_key, ts, nonce, app_key, path_url, body, form)
     except UnicodeEncodeError:
         raise FlowError(AUTHENTICATION_ERROR, "signature authentication failed") from None
     if not hmac.compare_digest(want, sig):

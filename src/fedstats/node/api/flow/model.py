@@ -1,9 +1,13 @@
 """The `/v1/model/...` routes (§2.5): deploy (a child version), query, predict DSL and conf,
-load and bind (recorded on the model: serving predictions by service id is not offered yet).
+load and bind (recorded on the model: serving predictions by service id is not offered yet),
+export (a zip of one party's model: its rows and its components' model outputs) and
+import (that zip, as a signed multipart form).
 """
 
 from __future__ import annotations
 
+import io
+import zipfile
 from typing import Any
 
 import orjson
@@ -12,9 +16,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from ...service.flowjobs import JobNotFound, dag
-from .envelope import ARGUMENT_ERROR, EXCEPTION_ERROR, respond
+from .envelope import ARGUMENT_ERROR, EXCEPTION_ERROR, FlowError, of_error, respond
 from .jobs import attachment, error_response, jobs_of
-from .routes import flow_handler, new_job_id, require
+from .routes import flow_handler, new_job_id, read_form, require
 from .rows import model_row
 
 router = APIRouter(prefix="/v1", tags=["fate-flow"])
@@ -140,3 +144,77 @@ async def bind(request: Request, conf: dict[str, Any]) -> Response:
         return respond(ARGUMENT_ERROR, "failed: no such model")
     jobs_of(request).store.update_models(*key, service=str(conf["service_id"]))
     return respond(retmsg=f"service id is {conf['service_id']}")
+
+
+EXPORT_KINDS = ("model", "model_meta", "summary")
+MAX_MODEL_JSON = 64 << 20
+
+
+@router.api_route("/model/export", methods=["GET", "POST"])
+@flow_handler
+async def export(request: Request, conf: dict[str, Any]) -> Response:
+    require(conf, "role", "party_id", "model_id", "model_version")
+    role, party = str(conf["role"]), str(conf["party_id"])
+    model_id, version = str(conf["model_id"]), str(conf["model_version"])
+    store = jobs_of(request).store
+    rows = store.models({"model_id": model_id, "model_version": version, "role": role,
+                         "party_id": party})
+    if not rows:
+        return error_response(404, f"model {role}#{party}#{model_id} {version} not found")
+    outputs = [{"component": c, "kind": k, "body": b}
+               for c, k, b in store.party_outputs(rows[0]["job_id"], role, party)
+               if k in EXPORT_KINDS]
+    doc = {"format": "fedstats-flow-model/1", "models": rows, "outputs": outputs}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("model.json", orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    return attachment(buf.getvalue(), f"{role}#{party}#{model_id}_{version}.zip",
+                      "application/zip")
+
+
+@router.post("/model/import")
+async def import_model(request: Request) -> Response:
+    """A zip `model/export` wrote, as FATE's client sends it: form fields and a file."""
+    try:
+        fields, files = await read_form(request)
+        for key in ("role", "party_id", "model_id", "model_version"):
+            if not fields.get(key):
+                return error_response(400, f"required parameter {key} is missing")
+        if "file" not in files:
+            return error_response(400, "no file part: the model zip is missing")
+        doc = _read_zip(files["file"])
+        role, party = fields["role"], str(fields["party_id"])
+        model_id, version = fields["model_id"], fields["model_version"]
+        mine = [m for m in doc["models"] if m["role"] == role and str(m["party_id"]) == party
+                and m["model_id"] == model_id and m["model_version"] == version]
+        if not mine:
+            return error_response(400, f"the zip holds no model {role}#{party}#{model_id} "
+                                  f"{version}")
+        store = jobs_of(request).store
+        exists = store.models({"model_id": model_id, "model_version": version, "role": role,
+                               "party_id": party})
+        if exists and str(fields.get("force_update", "0")) not in ("1", "true", "True"):
+            return error_response(409, "Model already exists.")
+        job_id = str(mine[0]["job_id"])
+        outputs = [(job_id, o["component"], role, party, o["kind"], o["body"])
+                   for o in doc["outputs"] if o["kind"] in EXPORT_KINDS]
+        await run_in_threadpool(store.import_party_model, mine, outputs)
+        return respond(data={"job_id": new_job_id(), "role": role, "party_id": party,
+                             "model_id": model_id, "model_version": version}, job_id=job_id)
+    except FlowError as e:
+        return of_error(e)
+
+
+def _read_zip(data: bytes) -> dict[str, Any]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            info = z.getinfo("model.json")
+            if info.file_size > MAX_MODEL_JSON:
+                raise FlowError(ARGUMENT_ERROR, "model.json in the zip is too large")
+            doc: dict[str, Any] = orjson.loads(z.read(info))
+    except (zipfile.BadZipFile, KeyError, orjson.JSONDecodeError) as e:
+        raise FlowError(ARGUMENT_ERROR, f"the file is not a model zip of this node: {e}") from None
+    if doc.get("format") != "fedstats-flow-model/1" or not isinstance(doc.get("models"), list) \
+            or not isinstance(doc.get("outputs"), list):
+        raise FlowError(ARGUMENT_ERROR, "the file is not a model zip of this node (format)")
+    return doc

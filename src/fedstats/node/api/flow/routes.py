@@ -10,6 +10,8 @@ HTTP 200), and unknown `/v1/table/...` paths with FATE's catch-all success.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import itertools
 import re
 import sys
@@ -62,10 +64,34 @@ def _path_url(request: Request) -> str:
     return (raw + (b"?" + query if query else b"")).decode("latin-1")
 
 
-def _authenticate(request: Request, state: FlowState, signed_body: bytes) -> None:
+def _authenticate(request: Request, state: FlowState, signed_body: bytes,
+                  form: dict[str, str] | None = None) -> None:
     if state.config.auth:
         verify(request.headers, _path_url(request), signed_body,
-               state.customers, state.nonces)
+               state.customers, state.nonces, form=form)
+
+
+async def read_form(request: Request) -> tuple[dict[str, str], dict[str, bytes]]:
+    """A signed multipart form (model/import): its fields (signed) and its files."""
+    state = flow_state(request)
+    body = await _read(request, state.max_body)
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("multipart/form-data"):
+        raise FlowError(ARGUMENT_ERROR, "expected a multipart/form-data body")
+    msg = email.message_from_bytes(f"Content-Type: {ctype}\r\n\r\n".encode("latin-1") + body,
+                                   policy=email.policy.HTTP)
+    fields: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    for part in msg.iter_parts() if msg.is_multipart() else []:
+        name = part.get_param("name", header="content-disposition")
+        raw = part.get_payload(decode=True)
+        payload = raw if isinstance(raw, bytes) else b""
+        if part.get_filename() is not None:
+            files[str(name)] = payload
+        elif name is not None:
+            fields[str(name)] = payload.decode("utf-8", "replace")
+    _authenticate(request, state, b"", fields)
+    return fields, files
 
 
 def flow_handler(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
