@@ -24,8 +24,9 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import numpy as np
@@ -38,7 +39,7 @@ from fedstats.node.api.flow.auth import signature
 from fedstats.node.engine.glm import fit_glm, round_stats
 from fedstats.node.security.keys import new_secret_key
 from fedstats.node.settings import Settings
-from fedstats_harness.inprocess import serve
+from fedstats_harness.inprocess import Node, serve
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "flow" / "data"
 
@@ -96,7 +97,8 @@ def main() -> None:
         (d / "data").mkdir()
         key = new_secret_key()
         os.environ.update(FEDSTATS_FLOW_PARTY_ID="9999", FEDSTATS_FLOW_LOCAL_PARTIES="10000 10001")
-        gen = serve(Settings(data_dir=d / "data", max_body_bytes=1 << 34), {"b": key})
+        gen = cast(Generator[Node, None, None],
+                   serve(Settings(data_dir=d / "data", max_body_bytes=1 << 34), {"b": key}))
         node = next(gen)
         try:
             port = node.url.rsplit(":", 1)[1]

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Generator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from fedstats.cli import main as fedstats_main
 from fedstats.node.security.keys import new_secret_key
 from fedstats.node.settings import Settings
-from fedstats_harness.inprocess import serve
+from fedstats_harness.inprocess import Node, serve
 
 
 def _call(capsys: pytest.CaptureFixture[str], url: str, cid: str, key: str, *args: str) -> dict:
@@ -35,7 +37,7 @@ def test_the_flow_function_cli_and_a_restart(tmp_path: Path,
     conf.write_text(json.dumps({"file": str(csv), "head": 1, "partition": 2,
                                 "namespace": "cli", "table_name": "t"}))
     os.environ.pop("FEDSTATS_FLOW_ROOT", None)
-    gen = serve(Settings(data_dir=data), keys)
+    gen = cast(Generator[Node, None, None], serve(Settings(data_dir=data), keys))
     node = next(gen)
     try:
         up = _call(capsys, node.url, "c1", keys["c1"], "-f", "upload", "-c", str(conf))
@@ -46,7 +48,7 @@ def test_the_flow_function_cli_and_a_restart(tmp_path: Path,
         assert bad["retcode"] == 109
     finally:
         gen.close()
-    gen = serve(Settings(data_dir=data), keys)
+    gen = cast(Generator[Node, None, None], serve(Settings(data_dir=data), keys))
     node = next(gen)
     try:
         info = _call(capsys, node.url, "c1", keys["c1"], "-f", "table_info", "-n", "cli", "-t", "t")
