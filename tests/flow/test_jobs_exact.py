@@ -181,3 +181,21 @@ def test_fedstats_classifiers_and_pcr_run_as_homo_components(
     auc = dict(_flow(flow_bin, "tracking", "metric-all", "-j", sub["jobId"], "-r", "guest", "-p",
                      "9999", "-cpn", "evaluation_0", cwd=work)["data"]["train"]["lda_0"]["data"])
     assert auc["auc"] > 0.9
+
+
+def test_a_failed_job_is_fixed_by_parameter_update_and_rerun(
+        flow_bin: Path, diabetes: tuple[Path, np.ndarray, np.ndarray]) -> None:
+    work, x, y = diabetes
+    row = _submit(flow_bin, work, _conf(ridge_0={"alpha": -1}))
+    assert row["f_status"] == "failed" and "ridge_0" in row["f_reason"], row
+    job_id = row["f_job_id"]
+    update = work / "update.json"
+    update.write_text(json.dumps({"component_parameters": {"common": {"ridge_0": {"alpha": 2.0}}}}))
+    out = _flow(flow_bin, "job", "parameter-update", "-j", job_id, "-c", str(update), cwd=work)
+    assert out["retcode"] == 0 and out["data"]["components"] == ["ridge_0"], out
+    assert _flow(flow_bin, "job", "rerun", "-j", job_id, cwd=work)["retcode"] == 0
+    assert wait_for_end(flow_bin, job_id, work)["f_status"] == "success"
+    ref = Ridge(alpha=2.0).fit(MinMaxScaler().fit_transform(x), y)
+    m = _model(flow_bin, work, job_id, "ridge_0")
+    np.testing.assert_allclose([m["weight"][f"x{j}"] for j in range(x.shape[1])], ref.coef_,
+                               rtol=1e-8, atol=1e-8)

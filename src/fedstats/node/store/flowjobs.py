@@ -162,6 +162,14 @@ class FlowJobStore:
                           "role=? AND party_id=?",
                           [*fields.values(), job_id, component, role, str(party)])
 
+    def set_task_params(self, job_id: str, params: Iterable[tuple[str, str, str, Any]]) -> None:
+        """(component, role, party, params) rows, in one transaction."""
+        with self.db.transaction() as c:
+            for cpn, role, party, value in params:
+                c.execute("UPDATE flow_tasks SET params=?, updated=? WHERE job_id=? AND "
+                          "component=? AND role=? AND party_id=?",
+                          (json.dumps(value), time.time(), job_id, cpn, role, str(party)))
+
     # -- tracking ---------------------------------------------------------------------
     def put_output(self, job_id: str, component: str, role: str, party: str, kind: str,
                    body: Any) -> None:

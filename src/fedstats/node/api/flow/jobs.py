@@ -324,3 +324,15 @@ async def data_view(request: Request, conf: dict[str, Any]) -> Response:
     if not rows:
         return respond(ARGUMENT_ERROR, "find data view failed")
     return respond(data=rows)
+
+
+@router.post("/job/parameter/update")
+@flow_handler
+async def parameter_update(request: Request, conf: dict[str, Any]) -> Response:
+    """Change a finished job's parameters; `job/rerun` then runs it with them."""
+    require(conf, "job_id")
+    jp, cp = conf.get("job_parameters"), conf.get("component_parameters")
+    if not isinstance(jp or {}, dict) or not isinstance(cp or {}, dict):
+        raise FlowError(ARGUMENT_ERROR, "job_parameters and component_parameters must be objects")
+    data = await run_in_threadpool(jobs_of(request).update_parameters, str(conf["job_id"]), jp, cp)
+    return respond(data=data)

@@ -192,6 +192,37 @@ class FlowJobs:
         self.logs.schedule(job_id, "rerun: every component runs again")
         self._queue.put(job_id)
 
+    def update_parameters(self, job_id: str, job_parameters: Mapping[str, Any] | None,
+                          component_parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Merge new parameters into a job that is not waiting or running (then rerun it)."""
+        job = self.job(job_id)
+        if job["status"] in ("waiting", "running"):
+            raise JobRefused(f"job {job_id} is {job['status']}: its parameters cannot change now")
+        conf = dict(job["conf"])
+        if job_parameters:
+            conf["job_parameters"] = confs.merge(conf.get("job_parameters") or {}, job_parameters)
+        if component_parameters:
+            conf["component_parameters"] = confs.merge(conf.get("component_parameters") or {},
+                                                       component_parameters)
+        names = set((component_parameters or {}).get("common") or {})
+        for by_index in ((component_parameters or {}).get("role") or {}).values():
+            for block in (by_index or {}).values():
+                names |= set(block or {})
+        unknown = sorted(names - set(job["dsl"]["components"]))
+        if unknown:
+            raise JobRefused(f"component_parameters name {unknown}, not components of the job")
+        tasks, _ = self.store.tasks({"job_id": job_id})
+        updates = []
+        for t in tasks:
+            index = [str(p) for p in job["roles"][t["role"]]].index(t["party_id"])
+            updates.append((t["component"], t["role"], t["party_id"],
+                            confs.component_params(conf, t["component"], t["role"], index)))
+        self.store.set_task_params(job_id, updates)
+        self.store.set_job(job_id, conf=conf)
+        return {"job_parameters": conf.get("job_parameters") or {},
+                "component_parameters": conf.get("component_parameters") or {},
+                "components": sorted(names)}
+
     # -- the scheduler ------------------------------------------------------------------
     def _loop(self) -> None:
         while True:
