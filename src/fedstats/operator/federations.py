@@ -125,7 +125,7 @@ def joined_peers(info: FedInfo) -> list[str]:
 
 # How long a reconcile keeps asking an admin node that is up (its pod ready) but has not
 # created the federation yet (its bootstrap runs in the background), before kopf retries.
-BOOTSTRAP_WAIT_S = 10.0
+BOOTSTRAP_WAIT_S = 30.0
 
 
 async def _info_once_bootstrapped(api: nodeapi.NodeApi, pid: str, node_up: bool) -> FedInfo:

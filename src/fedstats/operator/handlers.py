@@ -71,6 +71,7 @@ def _plain(body: kopf.Body) -> Obj:
 
 async def _run(kind: str, reconcile: Reconcile, body: kopf.Body, patch: kopf.Patch,
                memo: kopf.Memo, *, retry_until_ready: bool) -> None:
+    since = readiness.CHANGES.version(_keys(kind, body))  # a change during the reconcile counts
     with timed(kind):
         out = await reconcile(memo.kube, _plain(body))
         generation = body.metadata.get("generation", 0)
@@ -96,7 +97,7 @@ async def _run(kind: str, reconcile: Reconcile, body: kopf.Body, patch: kopf.Pat
     # Event-driven: wait for a change of the resource's own (its node's Deployment), at most
     # the error's delay, then retry at once; the status patch above is kopf's to apply.
     delay = out.error.delay if isinstance(out.error, kopf.TemporaryError) else NOT_READY_DELAY
-    await readiness.CHANGES.wait(_keys(kind, body), delay or NOT_READY_DELAY)
+    await readiness.CHANGES.wait(_keys(kind, body), delay or NOT_READY_DELAY, since)
     message = (str(out.error) if out.error is not None
                else f"not Ready yet: {(ready or {}).get('message', '')}")
     raise RetryLater(message, delay=RETRY_AT_ONCE) from out.error

@@ -174,7 +174,7 @@ def last_sync(stats: SyncStats) -> str | None:
 
 # How long a reconcile waits, its node up, for the admin node to list the peer (it joins
 # over NATS by itself), before it lets kopf retry.
-JOIN_WAIT_S = 10.0
+JOIN_WAIT_S = 30.0
 
 
 async def _joined(kube: Kube, peer: Body, fed: Body | None, out: Outcome,
@@ -193,8 +193,11 @@ async def _joined(kube: Kube, peer: Body, fed: Body | None, out: Outcome,
                 known = {me: {}}
             if me not in known:
                 msg = f"the admin node does not list peer {me} yet"
+                # its node up, the wait for its joining goes on at once (no event would end
+                # a retry delay); its node not up, the Deployment's change ends the delay
+                delay = 0.1 if node_up else nodeapi.RETRY_SECONDS
                 return out.fail(Condition("Joined", "False", "NotJoined", msg),
-                                WaitingFor(msg, delay=nodeapi.RETRY_SECONDS))
+                                WaitingFor(msg, delay=delay))
             where = f"federation {names.federation_name(fed)}"
         own = await nodeapi.of_node(kube, peer)
         project = names.federation_name(fed) if fed is not None else None

@@ -18,32 +18,46 @@ The resync timers stay, only to undo drift.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .errors import RetryLater
 from .nodeapi import NodeApi
+
+log = logging.getLogger("fedstats.operator.readiness")
 
 Key = tuple[str, str, str]  # (namespace, kind, name): "Federation" / "Peer" / "PeersOf"
 POLL_S = 0.2  # how often a waited-on node is asked again
 
 
 class Changes:
-    """Wakes reconciles waiting for a change of something of theirs."""
+    """Wakes reconciles waiting for a change of something of theirs.
+
+    Each key counts its changes, so a change that came while the reconcile was still
+    running (before it started to wait) ends the wait at once instead of being missed.
+    """
 
     def __init__(self) -> None:
         self._waiting: dict[Key, set[asyncio.Event]] = {}
+        self._counts: dict[Key, int] = {}
+
+    def version(self, keys: Iterable[Key]) -> tuple[int, ...]:
+        """Where the changes of `keys` stand now: pass it to `wait` as `since`."""
+        return tuple(self._counts.get(key, 0) for key in keys)
 
     def changed(self, keys: Iterable[Key]) -> None:
         for key in keys:
+            self._counts[key] = self._counts.get(key, 0) + 1
             for event in self._waiting.get(key, ()):
                 event.set()
 
-    async def wait(self, keys: Iterable[Key], timeout: float) -> bool:
-        """True when woken by a change, False after `timeout` seconds."""
-        event = asyncio.Event()
+    async def wait(self, keys: Iterable[Key], timeout: float,
+                   since: tuple[int, ...] | None = None) -> bool:
+        """True when woken by a change (or one came after `since`), False after `timeout`."""
         keys = list(keys)
+        if since is not None and self.version(keys) != since:
+            return True
+        event = asyncio.Event()
         for key in keys:
             self._waiting.setdefault(key, set()).add(event)
         try:
@@ -111,8 +125,11 @@ class Membership:
     async def _run(self, key: tuple[str, str], poll: _Poll) -> None:
         try:
             while poll.waiters:
-                with contextlib.suppress(RetryLater):  # the node restarting: ask again
+                try:
                     info = await poll.api.fed_info(poll.pid)
+                except Exception as e:  # the node restarting or slow: ask again, keep going
+                    log.debug("membership of %s: %s", poll.pid, e)
+                else:
                     known = set(info.get("peersInfo") or {})
                     for peer in [p for p in poll.waiters if p in known]:
                         for future in poll.waiters.pop(peer):
