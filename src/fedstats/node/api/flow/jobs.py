@@ -201,7 +201,8 @@ async def job_config(request: Request, conf: dict[str, Any]) -> Response:
                                         "model_version": job["model_version"]}})
 
 
-@router.api_route("/job/log/download", methods=["GET", "POST"])
+@router.get("/job/log/download")  # FATE sends both: one route each (their own OpenAPI ids)
+@router.post("/job/log/download")
 @flow_handler
 async def job_log(request: Request, conf: dict[str, Any]) -> Response:
     require(conf, "job_id")

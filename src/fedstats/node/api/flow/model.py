@@ -150,7 +150,8 @@ EXPORT_KINDS = ("model", "model_meta", "summary")
 MAX_MODEL_JSON = 64 << 20
 
 
-@router.api_route("/model/export", methods=["GET", "POST"])
+@router.get("/model/export")  # FATE sends both: one route each (their own OpenAPI ids)
+@router.post("/model/export")
 @flow_handler
 async def export(request: Request, conf: dict[str, Any]) -> Response:
     require(conf, "role", "party_id", "model_id", "model_version")

@@ -119,7 +119,8 @@ async def output_data(request: Request, conf: dict[str, Any]) -> Response:
     return respond(data=[rows], meta={"header": [header], "total": [total], "names": ["data"]})
 
 
-@router.api_route("/tracking/component/output/data/download", methods=["GET", "POST"])
+@router.get("/tracking/component/output/data/download")  # FATE sends both: one route each (their own OpenAPI ids)
+@router.post("/tracking/component/output/data/download")
 @flow_handler
 async def output_data_download(request: Request, conf: dict[str, Any]) -> Response:
     meta, name = _data_meta(jobs_of(request).store, conf)
@@ -149,7 +150,8 @@ async def output_data_table(request: Request, conf: dict[str, Any]) -> Response:
                                              f"{conf['component_name']}_0"}])
 
 
-@router.api_route("/tracking/component/summary/download", methods=["GET", "POST"])
+@router.get("/tracking/component/summary/download")  # FATE sends both: one route each (their own OpenAPI ids)
+@router.post("/tracking/component/summary/download")
 @flow_handler
 async def summary(request: Request, conf: dict[str, Any]) -> Response:
     store = jobs_of(request).store
