@@ -11,7 +11,9 @@ X. Rows go through in chunks small enough for the cache: for binomial and Poisso
 compiled pass (numba; rows in parallel on machines of 4 cores or more, `PARALLEL`: on
 fewer, numba's threads and BLAS's, and those of other node processes, fight over the
 cores and a round measured 5x slower) reads each row once for η, μ, the loss and the
-residual and writes it scaled by √(sW) into the scratch; without numba (and for the
+residual and writes it scaled by √(sW) into the scratch (the d data columns only: the
+intercept's Hessian row is a gemv of the same cached rows, since BLAS runs a 21st column
+of ones ~20% slower than it is worth); without numba (and for the
 multinomial) numpy calls do the same. The Hessian is a BLAS `syrk` of the scratch (a
 gemm for the multinomial's off-diagonal blocks) and the gradient a gemv of the
 residuals over the cached chunk — so X is read from memory once, and the rest runs at
@@ -83,6 +85,9 @@ def round_stats(
     step = max(1, chunk) if xp is np else n
     scratch = xp.empty((min(step, n), d + 1))
     resid_buf = np.empty(min(step, n))
+    sw_buf = np.empty(min(step, n))
+    fused = xp is np and NUMBA and family != "multinomial"
+    gram = np.empty((min(step, n), d)) if fused else None  # the scaled rows, C-contiguous
     grad = xp.zeros((k, d + 1))
     hess = np.zeros((p, p), order="F") if xp is np else xp.zeros((p, p))
     loss = 0.0
@@ -96,12 +101,19 @@ def round_stats(
             eta = xc @ coef[:, :d].T + coef[:, d]  # (rows, K)
             part, resid = _multinomial(xp, xc, yc, eta, wc, z, hess, d)
         elif xp is np and NUMBA:
-            # one compiled pass: η, μ, the loss, the residuals and the scaled rows
-            r = resid_buf[: hi - lo]
+            # one compiled pass: η, μ, the loss, the residuals, √(sW) and the scaled rows
+            r, sw = resid_buf[: hi - lo], sw_buf[: hi - lo]
             g = np.zeros(d + 1)  # serial: the pass sums the gradient too (x is in cache)
+            assert gram is not None
+            zx = gram[: hi - lo]
             part = _kernel()(xc, yc, np.ones(0) if wc is None else wc, coef[0],
-                             family == "poisson", z, r, g, not PARALLEL)
-            _syrk_into(xp, hess, z, 0, 0)
+                             family == "poisson", zx, sw, r, g, not PARALLEL)
+            # the Gram of the d scaled columns by syrk (BLAS kernels run a column of ones
+            # more slowly than it is worth: 21 columns cost 20% more than 20), the
+            # intercept's row by a gemv of the same cached rows, its corner by a dot
+            _syrk_into(xp, hess, zx, 0, 0)
+            hess[:d, d] += sw @ zx
+            hess[d, d] += sw @ sw
             loss += part
             total += float(hi - lo) if wc is None else float(np.sum(wc))
             if PARALLEL:  # rows in parallel cannot share one gradient: a gemv after
@@ -224,10 +236,11 @@ def _kernel() -> Callable[..., Any]:
 
 
 def _one_pass(
-    x: Any, y: Any, s: Any, coef: Any, poisson: bool, z: Any, r: Any, g: Any, fuse: bool
+    x: Any, y: Any, s: Any, coef: Any, poisson: bool, z: Any, q: Any, r: Any, g: Any,
+    fuse: bool,
 ) -> float:  # pragma: no cover - compiled; the numpy path computes the same sums
-    """Σ loss; r = the weighted residuals; z = [x, 1]·√(sW); with `fuse` (serial only)
-    g += Σ r·[x, 1], the gradient."""
+    """Σ loss; r = the weighted residuals; q = √(sW); z = x·q (row-wise); with `fuse`
+    (serial only) g += Σ r·[x, 1], the gradient."""
     n, d = x.shape
     weighted = s.shape[0] > 0
     loss = 0.0
@@ -253,9 +266,9 @@ def _one_pass(
         loss += li
         r[i] = ri
         sw = math.sqrt(wt)
+        q[i] = sw
         for j in range(d):
             z[i, j] = x[i, j] * sw
-        z[i, d] = sw
         if fuse:
             for j in range(d):
                 g[j] += ri * x[i, j]
