@@ -403,6 +403,11 @@ class Verifier:
                             f"{self.future_s:g} accepted; check the client's clock (UTC)")
         return when
 
+    def record(self, customer_id: str, signature: str, when: float) -> None:
+        """Record a signature another checker of this node's scheme verified (the model
+        store's fast path), in the same replay window: AuthError if it was seen."""
+        self._remember(customer_id, signature, when)
+
     def _remember(self, customer_id: str, signature: str, when: float) -> None:
         """Record a signature; AuthError if it was seen inside the window.
 

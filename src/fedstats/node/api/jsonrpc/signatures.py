@@ -105,7 +105,7 @@ class Signatures:
             mac.update(_utf8(path + "\n" + (query + "\n" if query else "")))
             sent = auth.strip()
             if hmac.compare_digest(base64.b64encode(mac.digest()).decode("ascii"), sent):
-                v._remember(customer.id, sent, when)  # the node's replay window
+                v.record(customer.id, sent, when)  # the node's replay window
                 return customer
         return v.verify(verb, path, query, headers, body, cid)
 
@@ -153,7 +153,6 @@ class UploadSignature:
                                    .encode() if self._size else None, self._path, self._query)
             raise SignatureMismatch(shown)
         # The replay window is the verifier's, shared with every other signed request.
-        # (security.signing has no public way to record a signature checked elsewhere.)
-        self._verifier._remember(self.customer.id, self._auth,
+        self._verifier.record(self.customer.id, self._auth,
                                  parse_sym_date(self._date).timestamp())
         return self.customer
