@@ -28,6 +28,8 @@ from starlette.responses import Response
 
 from ...service.flowjobs import FlowJobError, JobNotFound, JobRefused
 from ...store.flow_sql import mysql_blocks
+from ..auth import note_verified, read_body
+from ..errors import PayloadTooLarge
 from .auth import verify
 from .envelope import (
     ARGUMENT_ERROR,
@@ -69,6 +71,7 @@ def _authenticate(request: Request, state: FlowState, signed_body: bytes,
     if state.config.auth:
         verify(request.headers, _path_url(request), signed_body,
                state.customers, state.nonces, form=form)
+        note_verified(request)  # the transport trusts this address's next bodies
 
 
 async def read_form(request: Request) -> tuple[dict[str, str], dict[str, bytes]]:
@@ -121,13 +124,12 @@ def job_error(e: FlowJobError) -> FlowError:
 
 
 async def _read(request: Request, limit: int) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise FlowError(ARGUMENT_ERROR, f"the request body is over {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    """The body, its bytes held on the node's transport gate while read (the same
+    bytes-in-flight budget and unsigned-address share as every facade: 503 over them)."""
+    try:
+        return await read_body(request, limit)
+    except PayloadTooLarge:
+        raise FlowError(ARGUMENT_ERROR, f"the request body is over {limit} bytes") from None
 
 
 def _json(body: bytes) -> dict[str, Any]:
