@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,11 @@ def _node(args: argparse.Namespace) -> int:
     from .node.api.server import run
     from .node.settings import Settings
 
+    if args.party_id:
+        if not args.party_id.isdigit():
+            raise SystemExit(f"fedstats node: --party-id takes a FATE party id (digits), "
+                             f"not {args.party_id!r}")
+        os.environ["FEDSTATS_FLOW_PARTY_ID"] = args.party_id  # read by the flow facade
     settings = Settings.from_env(
         host=args.host, port=args.port,
         data_dir=Path(args.data_dir) if args.data_dir else None,
@@ -92,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="snapshot a project every N learned batches (default 64)")
     node.add_argument("--limit", action="append", metavar="NAME=VALUE",
                       help="change one data limit (docs/limits.md), e.g. max_categories=500")
+    node.add_argument("--party-id", help="this node's FATE party id for the /v1 job API "
+                      "(default: $FEDSTATS_FLOW_PARTY_ID)")
     node.add_argument("--log-level", default="info")
     node.set_defaults(run=_node)
 

@@ -1,12 +1,16 @@
 """`fedstats flow -f <function> ...`: FATE-Flow's reference CLI syntax against a node's /v1.
 
 The functions of `fate_flow_client.py -f` for tables (`upload`, `upload_history`,
-`table_info`, `table_delete`, `table_bind` answered by the server, `version`) with its
-flags (`-c -n -t -limit -j -drop`). The server is `--ip/--port` or FEDSTATS_FLOW_URL,
+`table_info`, `table_delete`, `table_bind`, `version`), jobs (`submit_job` with `-c conf
+-d dsl`, `query_job`, `stop_job`, `rerun_job`, `job_config`, `job_log` and
+`component_output_data` written as tar.gz into `-o`, `query_task`, `list_jobs`),
+tracking (`component_parameters`, `component_metric_all`, `component_metrics`,
+`component_output_model`, `component_summary`, `component_list`) and models (`deploy`,
+`query_model`, `load`, `bind`) with its flags (`-c -d -n -t -limit -j -drop -r -p -cpn
+-o -m -v`). The server is `--ip/--port` or FEDSTATS_FLOW_URL,
 the app key and secret a customer's id and key (`--app-key/--secret-key` or
 FEDSTATS_FLOW_APP_KEY / FEDSTATS_FLOW_SECRET_KEY); every request is signed as
 fate-client signs it. The answer is printed as JSON indented by 4, as FATE's CLI does.
-Job, tracking and model functions are not served yet (docs/flow.md).
 """
 
 from __future__ import annotations
@@ -27,7 +31,25 @@ from .node.api.flow.auth import signature
 
 ENDPOINTS = {"upload": "data/upload", "upload_history": "data/upload/history",
              "table_info": "table/table_info", "table_delete": "table/delete",
-             "table_bind": "table/bind", "version": "server/version/get"}
+             "table_bind": "table/bind", "version": "server/version/get",
+             "submit_job": "job/submit", "query_job": "job/query", "stop_job": "job/stop",
+             "rerun_job": "job/rerun", "job_config": "job/config",
+             "job_log": "job/log/download", "query_task": "job/task/query",
+             "list_jobs": "job/list/job",
+             "component_parameters": "tracking/component/parameters",
+             "component_metric_all": "tracking/component/metric/all",
+             "component_metrics": "tracking/component/metrics",
+             "component_output_model": "tracking/component/output/model",
+             "component_output_data": "tracking/component/output/data/download",
+             "component_summary": "tracking/component/summary/download",
+             "component_list": "tracking/component/list",
+             "deploy": "model/deploy", "query_model": "model/query", "load": "model/load",
+             "bind": "model/bind"}
+DOWNLOADS = {"job_log": "job_{job_id}_log.tar.gz",
+             "component_output_data": "job_{job_id}_{component_name}_{role}_{party_id}"
+                                      "_output_data.tar.gz"}
+FLAGS = ("namespace", "table_name", "job_id", "limit", "drop", "role", "party_id",
+         "component_name", "model_id", "model_version")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,6 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--job_id", "--job-id", dest="job_id")
     p.add_argument("-limit", "--limit", type=int)
     p.add_argument("-drop", "--drop", type=int, choices=(0, 1))
+    p.add_argument("-d", "--dsl", help="the DSL file of submit_job (JSON)")
+    p.add_argument("-r", "--role")
+    p.add_argument("-p", "--party_id", "--party-id", dest="party_id")
+    p.add_argument("-cpn", "--component_name", "--component-name", dest="component_name")
+    p.add_argument("-m", "--model_id", "--model-id", dest="model_id")
+    p.add_argument("-v", "--model_version", "--model-version", dest="model_version")
+    p.add_argument("-o", "--output_path", "--output-path", dest="output_path",
+                   help="folder the tar.gz of job_log / component_output_data goes to")
     p.add_argument("--ip", default=None)
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--app-key", default=os.environ.get("FEDSTATS_FLOW_APP_KEY"))
@@ -52,14 +82,18 @@ def _base(args: argparse.Namespace) -> str:
     return os.environ.get("FEDSTATS_FLOW_URL", "http://127.0.0.1:9380").rstrip("/") + "/v1"
 
 
-def _send(client: httpx.Client, request: httpx.Request, args: argparse.Namespace,
-          signed_body: bytes) -> dict[str, Any]:
+def _sign(request: httpx.Request, args: argparse.Namespace, signed_body: bytes) -> None:
     if args.app_key and args.secret_key:
         ts, nonce = str(round(time.time() * 1000)), str(uuid.uuid1())
         path_url = request.url.raw_path.decode("ascii")
         request.headers.update({"TIMESTAMP": ts, "NONCE": nonce, "APP_KEY": args.app_key,
                                 "SIGNATURE": signature(args.secret_key, ts, nonce, args.app_key,
                                                        path_url, signed_body)})
+
+
+def _send(client: httpx.Client, request: httpx.Request, args: argparse.Namespace,
+          signed_body: bytes) -> dict[str, Any]:
+    _sign(request, args, signed_body)
     try:
         r = client.send(request)
     except httpx.ConnectError:
@@ -76,7 +110,12 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
     """The server's answer to one `-f` call."""
     args = _parser().parse_args(list(argv))
     conf: dict[str, Any] = json.loads(Path(args.config).read_text()) if args.config else {}
-    for key in ("namespace", "table_name", "job_id", "limit", "drop"):
+    if args.function == "submit_job":
+        if not args.dsl:
+            return {"retcode": 100, "retmsg": "submit_job needs -d, the job's DSL file"}
+        conf = {"job_runtime_conf": conf,
+                "job_dsl": json.loads(Path(args.dsl).read_text())}
+    for key in FLAGS:
         if getattr(args, key) is not None:
             conf[key] = getattr(args, key)
     url = f"{_base(args)}/{ENDPOINTS[args.function]}"
@@ -93,7 +132,33 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
         body = json.dumps(conf).encode()
         req = client.build_request("POST", url, content=body,
                                    headers={"Content-Type": "application/json"})
+        if args.function in DOWNLOADS:
+            return _download(client, req, args, body, conf)
         return _send(client, req, args, body)
+
+
+def _download(client: httpx.Client, request: httpx.Request, args: argparse.Namespace,
+              body: bytes, conf: dict[str, Any]) -> dict[str, Any]:
+    """A tar.gz answer written into `-o` (FATE's CLI does the same); a JSON answer (an
+    error) returned as it is."""
+    if not args.output_path:
+        return {"retcode": 100, "retmsg": f"{args.function} needs -o, the output folder"}
+    _sign(request, args, body)
+    try:
+        r = client.send(request)
+    except httpx.ConnectError:
+        return {"retcode": 100, "retmsg": "Connection refused. Please check if the fate flow "
+                "service is started."}
+    if "json" in r.headers.get("content-type", ""):
+        answer: dict[str, Any] = r.json()
+        return answer
+    names = {k: conf.get(k, "") for k in ("job_id", "component_name", "role", "party_id")}
+    folder = Path(args.output_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / DOWNLOADS[args.function].format(**names)
+    target.write_bytes(r.content)
+    return {"retcode": 0, "retmsg": f"download successfully, please check {target}",
+            "directory": str(target)}
 
 
 def main(argv: Sequence[str]) -> int:
