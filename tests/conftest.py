@@ -7,6 +7,8 @@
 - `control_plane` (etcd + kube-apiserver, the CRDs applied) and `cluster` (plus
   controller-manager, scheduler and kwok's fake nodes), once per session; tests taking
   them are marked `slow`, and skipped with the reason where the binaries cannot be built.
+- `spawn`: starts a `fedstats node` process (again) on one data directory, each time on a
+  new port, with a client of customer `c1`; every one killed at teardown (crash tests).
 - `unreachable_port`: a loopback port where connections are refused for the whole test.
 - `namespace`: a fresh namespace per test, so tests never see each other's resources.
 - An autouse check that fails an async test leaving asyncio tasks behind (as kopf's
@@ -27,8 +29,10 @@ from typing import Any
 
 import pytest
 
+from fedstats.node.client import Client
+from fedstats.node.security.keys import new_secret_key
 from fedstats_harness.controlplane import REPO, ControlPlane, ControlPlaneUnavailable, binaries
-from fedstats_harness.localnet import LocalNodes
+from fedstats_harness.localnet import LocalNodes, NodeProcess
 from fedstats_harness.natsproc import NatsServer
 from fedstats_harness.ports import refusing_port
 
@@ -157,3 +161,23 @@ async def _asyncio_tasks_finished() -> AsyncIterator[None]:
         for task in left:
             task.cancel()
         pytest.fail("the test left asyncio tasks pending:\n  " + "\n  ".join(names))
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[[], tuple[NodeProcess, Client]]]:
+    """Starts the node (again) on the same data directory, each time on a new port."""
+    key = new_secret_key()
+    procs: list[NodeProcess] = []
+    clients: list[Client] = []
+
+    def start() -> tuple[NodeProcess, Client]:
+        p = NodeProcess("node", tmp_path, {"c1": key}, args=["--checkpoint-every", "7"])
+        procs.append(p.start())
+        clients.append(Client(p.url, "c1", key, timeout=10))
+        return p, clients[-1]
+
+    yield start
+    for c in clients:
+        c.close()
+    for p in procs:
+        p.kill()

@@ -91,14 +91,25 @@ def _sign(request: httpx.Request, args: argparse.Namespace, signed_body: bytes) 
                                                        path_url, signed_body)})
 
 
-def _send(client: httpx.Client, request: httpx.Request, args: argparse.Namespace,
-          signed_body: bytes) -> dict[str, Any]:
+REFUSED = {"retcode": 100, "retmsg": "Connection refused. Please check if the fate flow "
+           "service is started."}
+
+
+def _post(client: httpx.Client, request: httpx.Request, args: argparse.Namespace,
+          signed_body: bytes) -> httpx.Response | None:
+    """The signed request's response; None when the server cannot be reached."""
     _sign(request, args, signed_body)
     try:
-        r = client.send(request)
+        return client.send(request)
     except httpx.ConnectError:
-        return {"retcode": 100, "retmsg": "Connection refused. Please check if the fate flow "
-                "service is started."}
+        return None
+
+
+def _send(client: httpx.Client, request: httpx.Request, args: argparse.Namespace,
+          signed_body: bytes) -> dict[str, Any]:
+    r = _post(client, request, args, signed_body)
+    if r is None:
+        return dict(REFUSED)
     try:
         out: dict[str, Any] = r.json()
     except ValueError:
@@ -143,12 +154,9 @@ def _download(client: httpx.Client, request: httpx.Request, args: argparse.Names
     error) returned as it is."""
     if not args.output_path:
         return {"retcode": 100, "retmsg": f"{args.function} needs -o, the output folder"}
-    _sign(request, args, body)
-    try:
-        r = client.send(request)
-    except httpx.ConnectError:
-        return {"retcode": 100, "retmsg": "Connection refused. Please check if the fate flow "
-                "service is started."}
+    r = _post(client, request, args, body)
+    if r is None:
+        return dict(REFUSED)
     if "json" in r.headers.get("content-type", ""):
         answer: dict[str, Any] = r.json()
         return answer

@@ -4,38 +4,16 @@ rows and the statistics agree, and hold every acknowledged batch exactly once.""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from fedstats.node.client import ApiError, Client
-from fedstats.node.security.keys import new_secret_key
 from fedstats_harness.frames import frame
 from fedstats_harness.localnet import NodeProcess
 
 ROWS = 10  # per batch
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[[], tuple[NodeProcess, Client]]]:
-    """Starts the node (again) on the same data directory, each time on a new port."""
-    key = new_secret_key()
-    procs: list[NodeProcess] = []
-    clients: list[Client] = []
-
-    def start() -> tuple[NodeProcess, Client]:
-        p = NodeProcess("node", tmp_path, {"c1": key}, args=["--checkpoint-every", "7"])
-        procs.append(p.start())
-        clients.append(Client(p.url, "c1", key, timeout=10))
-        return p, clients[-1]
-
-    yield start
-    for c in clients:
-        c.close()
-    for p in procs:
-        p.kill()
 
 
 def batch(i: int) -> np.ndarray:

@@ -4,41 +4,16 @@ was running read as failed. The node runs as a separate `fedstats node` process 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fedstats.node.client import ApiError, Client
-from fedstats.node.security.keys import new_secret_key
+from fedstats.node.client import ApiError
 from fedstats.node.settings import Settings
 from fedstats.node.store import JobStore, open_database
 from fedstats_harness.frames import frame
-from fedstats_harness.localnet import NodeProcess
 
 ROWS = 10  # per batch
-
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[[], tuple[NodeProcess, Client]]]:
-    """Starts the node (again) on the same data directory, each time on a new port."""
-    key = new_secret_key()
-    procs: list[NodeProcess] = []
-    clients: list[Client] = []
-
-    def start() -> tuple[NodeProcess, Client]:
-        p = NodeProcess("node", tmp_path, {"c1": key}, args=["--checkpoint-every", "7"])
-        procs.append(p.start())
-        clients.append(Client(p.url, "c1", key, timeout=10))
-        return p, clients[-1]
-
-    yield start
-    for c in clients:
-        c.close()
-    for p in procs:
-        p.kill()
 
 
 def _batch(i: int) -> np.ndarray:
