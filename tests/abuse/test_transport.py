@@ -269,3 +269,17 @@ def test_websocket_bytes_of_an_unsigned_address_are_bounded(node: Node) -> None:
     with node.ws("c2").connect("learn", ["wsp"]) as ws:
         ws.send(ROWS)
         assert ws.recv(10)["values"]["rows"] == 6
+
+
+def test_the_header_timeout_holds_on_a_kept_alive_connection(node: Node) -> None:
+    sock = _connect(node)
+    with sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while b"\r\n\r\n" not in first:
+            first += sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Never: ends")  # the next one stalls
+        answer = _until_closed(sock)
+    tail = answer[answer.find(b"HTTP/1.1 408"):]
+    _refusal(tail, 408, "header_timeout_s")

@@ -111,7 +111,11 @@ class GuardedHttp(HttpToolsProtocol):
         self._cancel_timers()
         log.info("refused %s: %s=%s", self._address, refusal.limit, refusal.value)
         if not self.transport.is_closing():
-            self.transport.write(refusal_bytes(refusal))
+            # an answer already begun (an early 401 while its body still trickles in) is
+            # not followed by a second one: the connection is only closed
+            cycle = self.cycle
+            if cycle is None or not cycle.response_started or cycle.response_complete:
+                self.transport.write(refusal_bytes(refusal))
             self.transport.close()
 
     def _cancel_timers(self) -> None:
