@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
 
-from fedstats.node.client import Client
+from fedstats.node.client import ApiError, Client
 
 from .ports import free_port
 from .process import ChildProcess, stop_all
@@ -153,3 +154,31 @@ class LocalNodes:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def kill_mid_stream(node: NodeProcess, client: Client, pid: str,
+                    frame_of: Callable[[int], Mapping[str, object]], acked_first: int = 40
+                    ) -> list[int]:
+    """Learn batch 0, 1, 2, ... into `pid` from a thread and kill -9 the node once
+    `acked_first` were acknowledged, while the stream still sends; the batches the node
+    acknowledged (each once: a crash test checks none is lost or doubled)."""
+    acked: list[int] = []
+    enough = threading.Event()
+
+    def stream() -> None:
+        for i in range(10_000):
+            try:
+                client.learn(pid, frame_of(i))
+            except (ConnectionError, ApiError):
+                return
+            acked.append(i)
+            if len(acked) == acked_first:
+                enough.set()
+
+    t = threading.Thread(target=stream)
+    t.start()
+    if not enough.wait(120):
+        raise TimeoutError(f"the node acknowledged only {len(acked)} batches in 120 s")
+    node.kill()
+    t.join(30)
+    return acked

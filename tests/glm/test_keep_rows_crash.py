@@ -3,15 +3,14 @@ rows and the statistics agree, and hold every acknowledged batch exactly once.""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from fedstats.node.client import ApiError, Client
+from fedstats.node.client import Client
 from fedstats_harness.frames import frame
-from fedstats_harness.localnet import NodeProcess
+from fedstats_harness.localnet import NodeProcess, kill_mid_stream
 
 ROWS = 10  # per batch
 
@@ -27,24 +26,7 @@ def test_sigkill_mid_learn_on_kept_rows_loses_and_doubles_nothing(
         spawn: Callable[[], tuple[NodeProcess, Client]]) -> None:
     node, client = spawn()
     client.request("POST", client._rest("projects"), params={"pid": "p", "keepRows": "true"})
-    acked: list[int] = []
-    enough = threading.Event()
-
-    def stream() -> None:
-        for i in range(10_000):
-            try:
-                client.learn("p", frame(batch(i), ["a", "b", "y"], "CCB"))
-            except (ConnectionError, ApiError):
-                return
-            acked.append(i)
-            if len(acked) == 40:
-                enough.set()
-
-    t = threading.Thread(target=stream)
-    t.start()
-    assert enough.wait(120)
-    node.kill()  # while the stream is still sending
-    t.join(30)
+    acked = kill_mid_stream(node, client, "p", lambda i: frame(batch(i), ["a", "b", "y"], "CCB"))
 
     _, again = spawn()
     n = again.project_info("p")["rows"]

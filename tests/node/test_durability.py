@@ -3,8 +3,6 @@ was running read as failed. The node runs as a separate `fedstats node` process 
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
@@ -12,6 +10,7 @@ from fedstats.node.client import ApiError
 from fedstats.node.settings import Settings
 from fedstats.node.store import JobStore, open_database
 from fedstats_harness.frames import frame
+from fedstats_harness.localnet import kill_mid_stream
 
 ROWS = 10  # per batch
 
@@ -25,24 +24,7 @@ def _batch(i: int) -> np.ndarray:
 def test_sigkill_during_acknowledged_learns_loses_and_doubles_nothing(spawn, tmp_path) -> None:  # type: ignore[no-untyped-def]
     node, client = spawn()
     client.create_project("p")
-    acked: list[int] = []
-    enough = threading.Event()
-
-    def stream() -> None:
-        for i in range(10_000):
-            try:
-                client.learn("p", frame(_batch(i), ["a", "b"]))
-            except (ConnectionError, ApiError):
-                return
-            acked.append(i)
-            if len(acked) == 40:
-                enough.set()
-
-    t = threading.Thread(target=stream)
-    t.start()
-    assert enough.wait(120)
-    node.kill()  # while the stream is still sending
-    t.join(30)
+    acked = kill_mid_stream(node, client, "p", lambda i: frame(_batch(i), ["a", "b"]))
 
     _, client2 = spawn()
     uni = client2.explore("p", "uni", {})

@@ -204,14 +204,7 @@ class FlowJobStore:
         """One transaction: model rows and (job, component, role, party, kind, body) outputs."""
         now = time.time()
         with self.db.transaction() as c:
-            for r in models:
-                c.execute(
-                    "INSERT OR REPLACE INTO flow_models (model_id, model_version, role, party_id, "
-                    "job_id, parent, inference_dsl, train_dsl, train_conf, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (r["model_id"], r["model_version"], r["role"], str(r["party_id"]), r["job_id"],
-                     r.get("parent"), json.dumps(r["inference_dsl"]), json.dumps(r["train_dsl"]),
-                     json.dumps(r["train_conf"]), now))
+            _insert_models(c, models, now)
             for job_id, cpn, role, party, kind, body in outputs:
                 c.execute("INSERT OR REPLACE INTO flow_outputs VALUES (?, ?, ?, ?, ?, ?)",
                           (job_id, cpn, role, str(party), kind, json.dumps(body)))
@@ -237,14 +230,7 @@ class FlowJobStore:
     def put_models(self, rows: Iterable[Mapping[str, Any]]) -> None:
         now = time.time()
         with self.db.transaction() as c:
-            for r in rows:
-                c.execute(
-                    "INSERT OR REPLACE INTO flow_models (model_id, model_version, role, party_id, "
-                    "job_id, parent, inference_dsl, train_dsl, train_conf, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (r["model_id"], r["model_version"], r["role"], str(r["party_id"]), r["job_id"],
-                     r.get("parent"), json.dumps(r["inference_dsl"]), json.dumps(r["train_dsl"]),
-                     json.dumps(r["train_conf"]), now))
+            _insert_models(c, rows, now)
 
     def models(self, where: Mapping[str, Any]) -> list[dict[str, Any]]:
         sql, args = _where(where, MODEL_COLUMNS)
@@ -281,3 +267,15 @@ def _where(where: Mapping[str, Any], columns: tuple[str, ...]) -> tuple[str, lis
             parts.append(f"{k}=?")
             args.append(v)
     return (" WHERE " + " AND ".join(parts) if parts else ""), args
+
+
+def _insert_models(c: Any, rows: Iterable[Mapping[str, Any]], now: float) -> None:
+    """Model rows (a party's model of one version) written in the caller's transaction."""
+    for r in rows:
+        c.execute(
+            "INSERT OR REPLACE INTO flow_models (model_id, model_version, role, party_id, "
+            "job_id, parent, inference_dsl, train_dsl, train_conf, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (r["model_id"], r["model_version"], r["role"], str(r["party_id"]), r["job_id"],
+             r.get("parent"), json.dumps(r["inference_dsl"]), json.dumps(r["train_dsl"]),
+             json.dumps(r["train_conf"]), now))

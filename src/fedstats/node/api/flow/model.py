@@ -56,6 +56,13 @@ def _models(request: Request, conf: dict[str, Any]) -> list[dict[str, Any]]:
     return jobs_of(request).store.models(where)
 
 
+def _named_model(request: Request, conf: dict[str, Any]) -> dict[str, Any] | None:
+    """The first model row of the conf's model_id and model_version (both required)."""
+    require(conf, "model_id", "model_version")
+    rows = _models(request, {k: conf[k] for k in ("model_id", "model_version")})
+    return rows[0] if rows else None
+
+
 @router.post("/model/query")
 @flow_handler
 async def query(request: Request, conf: dict[str, Any]) -> Response:
@@ -78,11 +85,10 @@ async def query(request: Request, conf: dict[str, Any]) -> Response:
 @router.post("/model/get/predict/dsl")
 @flow_handler
 async def predict_dsl(request: Request, conf: dict[str, Any]) -> Response:
-    require(conf, "model_id", "model_version")
-    rows = _models(request, {k: conf[k] for k in ("model_id", "model_version")})
-    if not rows:
+    m = _named_model(request, conf)
+    if m is None:
         return error_response(210, "No model found")
-    dsl = rows[0]["inference_dsl"]
+    dsl = m["inference_dsl"]
     if conf.get("filename"):
         return attachment(orjson.dumps(dsl, option=orjson.OPT_INDENT_2), str(conf["filename"]),
                           "application/json")
@@ -92,11 +98,9 @@ async def predict_dsl(request: Request, conf: dict[str, Any]) -> Response:
 @router.post("/model/get/predict/conf")
 @flow_handler
 async def predict_conf(request: Request, conf: dict[str, Any]) -> Response:
-    require(conf, "model_id", "model_version")
-    rows = _models(request, {k: conf[k] for k in ("model_id", "model_version")})
-    if not rows:
+    m = _named_model(request, conf)
+    if m is None:
         return error_response(210, "No model found")
-    m = rows[0]
     readers = [n for n, c in m["inference_dsl"]["components"].items() if c["module"] == "Reader"]
     body = dag.predict_conf(m["train_conf"]["role"], m["train_conf"]["initiator"],
                             m["model_id"], m["model_version"], readers)
