@@ -21,8 +21,6 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from ..engine.errors import ModelError
 from ..engine.glm import RoundStats, round_stats
 from ..engine.models import ROW_ALGORITHMS, MLContext
@@ -30,7 +28,7 @@ from ..engine.models.glm import GlmModel, GlmProblem, build_glm
 from ..engine.xp import array_module
 from ..store.rows import Snapshot
 from . import rules
-from .errors import BadRequest, no_project
+from .errors import BadRequest
 
 if TYPE_CHECKING:
     from .projects import ProjectService
@@ -153,13 +151,5 @@ def build_local(service: ProjectService, cid: str, pid: str, model_id: str, algo
 
 def store_model(service: ProjectService, cid: str, pid: str, model_id: str, algo: str,
                 model: GlmModel | Any) -> dict[str, Any]:
-    """Store (durably) and register a built model, as `ProjectService.build` does; modelInfo."""
-    rules.check_id(model_id, "model id")
-    project = service._registry.get(cid, pid)  # the service's own package: its registry
-    body = orjson.dumps(model.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)
-    with project.lock:
-        if project.deleted:
-            raise no_project(cid, pid)
-        service.models_store.put(cid, pid, model_id, algo, body)
-        project.models[model_id] = model
-    return {"id": model_id, **model.info()}
+    """Store (durably) and register a built model: `ProjectService.store_model`."""
+    return service.store_model(cid, pid, model_id, algo, model)

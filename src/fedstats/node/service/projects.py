@@ -214,7 +214,15 @@ class ProjectService:
 
         rules.check_id(model_id, "model id")
         project = self._registry.get(cid, pid)
-        model = build_model(algo, self._merged.of(project), context)
+        return self.store_model(cid, pid, model_id, algo,
+                                build_model(algo, self._merged.of(project), context))
+
+    def store_model(self, cid: str, pid: str, model_id: str, algo: str,
+                    model: Any) -> dict[str, Any]:
+        """Store (durably) and register a model built here or elsewhere (a GLM's rounds);
+        its modelInfo. A project deleted meanwhile is refused, nothing stored."""
+        rules.check_id(model_id, "model id")
+        project = self._registry.get(cid, pid)
         body = orjson.dumps(model.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)
         with project.lock:
             if project.deleted:
