@@ -58,10 +58,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
-    await readiness.MEMBERSHIP.aclose()
-    kube = getattr(memo, "kube", None)
-    if kube is not None:
-        await kube.aclose()
+    try:
+        await readiness.MEMBERSHIP.aclose()
+    finally:  # the API connection is closed even when the pollers' closing fails
+        kube = getattr(memo, "kube", None)
+        if kube is not None:
+            await kube.aclose()
 
 
 def _plain(body: kopf.Body) -> Obj:
