@@ -7,24 +7,23 @@
 Sums (never means) of the unpenalized per-row losses, so batches and sites add. The
 parameter vector is x̃ = [x, 1] per class (intercept last), classes one after another;
 the intercept's column of ones is written into a per-chunk scratch, never into a copy of
-X. Rows go through in chunks small enough for the cache: for binomial and Poisson one
-compiled pass (numba; rows in parallel on machines of 4 cores or more, `PARALLEL`: on
-fewer, numba's threads and BLAS's, and those of other node processes, fight over the
-cores and a round measured 5x slower) reads each row once for η, μ, the loss and the
-residual and writes it scaled by √(sW) into the scratch (the d data columns only: the
-intercept's Hessian row is a gemv of the same cached rows, since BLAS runs a 21st column
-of ones ~20% slower than it is worth); without numba (and for the
-multinomial) numpy calls do the same. The Hessian is a BLAS `syrk` of the scratch (a
-gemm for the multinomial's off-diagonal blocks) and the gradient a gemv of the
-residuals over the cached chunk — so X is read from memory once, and the rest runs at
-the BLAS rate (bench/glm_local.py measures it against `X.T @ X`). On CuPy arrays (`gpu`
-projects) the same code runs with one chunk and cuBLAS products.
+X. Rows go through in chunks small enough for the cache (`CHUNK`), each read from memory
+once. For binomial and Poisson with numba: η is a BLAS gemv of the chunk, the one
+transcendental per row a numpy SIMD call (a = e^{−|η|/2}, or e^{η/2} for Poisson: then
+e^{−|η|} = a², √W = a/(1 + a²), and the loss's log(1 + e^{−|η|}) is one more SIMD log),
+and one compiled loop (`_tail`) does the rest per row — μ, the residual, the row scaled
+by √(sW) into the scratch, the gradient and the intercept's Hessian row, summed as it
+goes. Scalar libm exp/log1p per row in the loop cost as much as the whole syrk; so did
+the gemv's dot product as a serial chain of adds. The Hessian is then a BLAS `syrk` of
+the scratch's d data columns (a 21st column of ones costs BLAS ~20% more than it is
+worth). Without numba (and for the multinomial) numpy calls do the same, with a gemm
+for the multinomial's off-diagonal blocks; bench/glm_local.py measures a round against
+`X.T @ X`. On CuPy arrays (`gpu` projects) the same code runs with one chunk and cuBLAS
+products.
 """
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -37,10 +36,8 @@ from ..xp import module_of, to_numpy
 from .stats import RoundStats
 
 FAMILIES = ("binomial", "multinomial", "poisson")
-CHUNK = 16384  # rows per chunk: a 16384 × 21 scratch is ~2.7 MB, in cache on most machines
+CHUNK = 8192  # rows per chunk: the chunk and its 8192 × 20 scratch (~1.3 MB each) stay in cache
 _fused: Callable[..., Any] | None = None
-prange = range  # numba.prange once the kernel is compiled (numba reads it as a global)
-PARALLEL = (os.cpu_count() or 1) >= 4
 
 
 def round_stats(
@@ -83,11 +80,13 @@ def round_stats(
     if n == 0:
         return out
     step = max(1, chunk) if xp is np else n
-    scratch = xp.empty((min(step, n), d + 1))
-    resid_buf = np.empty(min(step, n))
-    sw_buf = np.empty(min(step, n))
     fused = xp is np and NUMBA and family != "multinomial"
-    gram = np.empty((min(step, n), d)) if fused else None  # the scaled rows, C-contiguous
+    scratch = None if fused else xp.empty((min(step, n), d + 1))
+    if fused:
+        eta_buf, a_buf = np.empty(min(step, n)), np.empty(min(step, n))
+        gram = np.empty((min(step, n), d))  # the scaled rows, C-contiguous
+        h_row = np.zeros(d)  # the intercept's Hessian row, summed by the compiled loop
+        h_corner = 0.0
     grad = xp.zeros((k, d + 1))
     hess = np.zeros((p, p), order="F") if xp is np else xp.zeros((p, p))
     loss = 0.0
@@ -96,30 +95,32 @@ def round_stats(
         hi = min(n, lo + step)
         xc, yc = x[lo:hi], y[lo:hi]
         wc = None if w is None else w[lo:hi]
-        z = scratch[: hi - lo]
+        z = None if scratch is None else scratch[: hi - lo]
         if family == "multinomial":
             eta = xc @ coef[:, :d].T + coef[:, d]  # (rows, K)
             part, resid = _multinomial(xp, xc, yc, eta, wc, z, hess, d)
-        elif xp is np and NUMBA:
-            # one compiled pass: η, μ, the loss, the residuals, √(sW) and the scaled rows
-            r, sw = resid_buf[: hi - lo], sw_buf[: hi - lo]
-            g = np.zeros(d + 1)  # serial: the pass sums the gradient too (x is in cache)
-            assert gram is not None
-            zx = gram[: hi - lo]
-            part = _kernel()(xc, yc, np.ones(0) if wc is None else wc, coef[0],
-                             family == "poisson", zx, sw, r, g, not PARALLEL)
-            # the Gram of the d scaled columns by syrk (BLAS kernels run a column of ones
-            # more slowly than it is worth: 21 columns cost 20% more than 20), the
-            # intercept's row by a gemv of the same cached rows, its corner by a dot
+        elif fused:
+            g = grad[0]
+            et, av, zx = eta_buf[: hi - lo], a_buf[: hi - lo], gram[: hi - lo]
+            np.dot(xc, coef[0, :d], out=et)
+            et += coef[0, d]
+            poisson = family == "poisson"
+            if poisson:
+                np.multiply(et, 0.5, out=av)
+            else:
+                np.abs(et, out=av)
+                av *= -0.5
+            np.exp(av, out=av)  # e^{η/2} or e^{−|η|/2}
+            s = np.ones(0) if wc is None else wc
+            root = np.ones(0) if wc is None else np.sqrt(wc)
+            part, corner = _kernel()(xc, yc, et, av, s, root, poisson, zx, g, h_row)
+            if not poisson:  # av now holds 1 + e^{−|η|}: the loss's log term
+                np.log(av, out=av)
+                part += float(av.sum()) if wc is None else float(av @ wc)
+            h_corner += corner
             _syrk_into(xp, hess, zx, 0, 0)
-            hess[:d, d] += sw @ zx
-            hess[d, d] += sw @ sw
             loss += part
             total += float(hi - lo) if wc is None else float(np.sum(wc))
-            if PARALLEL:  # rows in parallel cannot share one gradient: a gemv after
-                g[:d] = r @ xc
-                g[d] = r.sum()
-            grad[0] += g
             continue
         else:
             eta = xc @ coef[:, :d].T + coef[:, d]
@@ -131,6 +132,9 @@ def round_stats(
         total += float(hi - lo) if wc is None else float(xp.sum(wc))
         grad[:, :d] += resid.T @ xc
         grad[:, d] += resid.sum(axis=0)
+    if fused:
+        hess[:d, d] += h_row
+        hess[d, d] += h_corner
     hess = to_numpy(hess)
     iu = np.triu_indices(p, 1)
     hess.T[iu] = hess[iu]  # syrk filled the upper triangle
@@ -223,54 +227,55 @@ def _gemm_into(xp: ModuleType, hess: Any, left: Any, right: Any, r: int, c: int)
 
 
 def _kernel() -> Callable[..., Any]:
-    global _fused, prange
+    global _fused
     if _fused is None:
         import numba
 
-        prange = numba.prange
-
-        _fused = numba.njit(cache=True, nogil=True, boundscheck=False, parallel=PARALLEL)(
-            _one_pass
-        )
+        _fused = numba.njit(cache=True, nogil=True, boundscheck=False)(_tail)
     return _fused
 
 
-def _one_pass(
-    x: Any, y: Any, s: Any, coef: Any, poisson: bool, z: Any, q: Any, r: Any, g: Any,
-    fuse: bool,
-) -> float:  # pragma: no cover - compiled; the numpy path computes the same sums
-    """Σ loss; r = the weighted residuals; q = √(sW); z = x·q (row-wise); with `fuse`
-    (serial only) g += Σ r·[x, 1], the gradient."""
+def _tail(
+    x: Any, y: Any, eta: Any, a: Any, s: Any, root: Any, poisson: bool, z: Any, g: Any,
+    h: Any,
+) -> tuple[float, float]:  # pragma: no cover - compiled; the numpy path computes the same sums
+    """One chunk's rows after η and a = e^{η/2} (Poisson) or e^{−|η|/2} (binomial).
+
+    Returns (Σ loss without the binomial's log term, Σ sW: the intercept's Hessian
+    corner); z = x·√(sW) row-wise, g += Σ r·[x, 1] with r = s(μ − y), h += Σ √(sW)·z.
+    For the binomial, `a` is overwritten with 1 + e^{−|η|}, whose log the caller sums.
+    `s` (and `root` = √s) are the row weights, empty when there are none."""
     n, d = x.shape
     weighted = s.shape[0] > 0
     loss = 0.0
-    for i in prange(n):
-        eta = coef[d]
-        for j in range(d):
-            eta += x[i, j] * coef[j]
+    corner = 0.0
+    for i in range(n):
+        ai = a[i]
+        et = eta[i]
         if poisson:
-            mu = math.exp(eta)
-            li = mu - y[i] * eta
-            wt = mu
+            mu = ai * ai
+            sw = ai
+            li = mu - y[i] * et
         else:
-            e = math.exp(-abs(eta))
+            e = ai * ai
             one = 1.0 + e
-            mu = 1.0 / one if eta >= 0.0 else e / one
-            li = max(eta, 0.0) + math.log1p(e) - y[i] * eta
-            wt = e / (one * one)
+            inv = 1.0 / one
+            sw = ai * inv  # √(μ(1 − μ)) without cancellation at either tail
+            mu = inv if et >= 0.0 else e * inv
+            li = max(et, 0.0) - y[i] * et
+            a[i] = one
         ri = mu - y[i]
         if weighted:
             li *= s[i]
             ri *= s[i]
-            wt *= s[i]
+            sw *= root[i]
         loss += li
-        r[i] = ri
-        sw = math.sqrt(wt)
-        q[i] = sw
+        corner += sw * sw
         for j in range(d):
-            z[i, j] = x[i, j] * sw
-        if fuse:
-            for j in range(d):
-                g[j] += ri * x[i, j]
-            g[d] += ri
-    return loss
+            v = x[i, j]
+            zij = v * sw
+            z[i, j] = zij
+            g[j] += ri * v
+            h[j] += sw * zij
+        g[d] += ri
+    return loss, corner
