@@ -267,6 +267,17 @@ def test_the_peers_credentials_of_one_kind_pass() -> None:
 
 
 # ------------------------------------------------------------------ the admin's answer
+@pytest.mark.parametrize(("sent", "recorded"), [
+    ([10000, 9999, 9999], [9999, 10000]), ([], []), (None, []), ("9999", []), ([True], []),
+    (["9999"], []), ([-1], []), ([1.5], []), (list(range(17)), []), ([2**63], [])])
+def test_a_join_records_the_fate_party_ids_it_announces_only_when_well_formed(
+        sent: object, recorded: list[int]) -> None:
+    book, config = TokenBook(MemoryTokenStore()), admin()
+    request = {"token": issued(book, config, "p1"), "peer": "p1", "flow_parties": sent}
+    assert answer_join(config, book, request)["ok"]  # never refused for it
+    assert config.peers["p1"]["flow_parties"] == recorded
+
+
 def issued(book: TokenBook, config: FedConfig, peer: str) -> str:
     token = book.issue(60, "join:f", peer=peer, merges=True)
     config.invites[peer] = token_digest(token)
@@ -278,7 +289,8 @@ def test_a_join_with_the_newest_invitation_records_the_peer_once() -> None:
     token = issued(book, config, "p1")
     answer = answer_join(config, book, {"token": token, "peer": "p1"}, now=5.0)
     assert answer["ok"] and answer["sync_sched"] == "h1" and answer["contract"] == ["COUNT(a) > 9"]
-    assert config.peers["p1"] == {"joined_at": 5.0, "merges": True} and "p1" not in config.invites
+    assert config.peers["p1"] == {"joined_at": 5.0, "merges": True, "flow_parties": []}
+    assert "p1" not in config.invites
     again = answer_join(config, book, {"token": token, "peer": "p1"})
     assert not again["ok"]  # the one-time token is spent
 

@@ -77,7 +77,7 @@ def _big() -> tuple[dict[str, Any], dict[str, Any]]:
         "table"].update(name="nope"), 103, "experiment.nope of host 10000 does not exist",
         id="unknown-table"),
     pytest.param(lambda c, d: c["role"].update(host=[12345]), 103,
-                 "party 12345 is not served by this node", id="party-not-served"),
+                 "party 12345 is not in the federation", id="party-not-served"),
     pytest.param(lambda c, d: d["components"]["homo_lr_0"].update(module="HeteroSecureBoost"),
                  101, "HeteroSecureBoost", id="hetero-module"),
     pytest.param(lambda c, d: d.update(components=[]), 101, "job_dsl must be", id="malformed-dsl"),

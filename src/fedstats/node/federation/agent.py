@@ -76,6 +76,7 @@ class Agent:
         chunk_size: int = DEFAULT_CHUNK,
         site: Any = None,
         model_sink: rounds.ModelSink | None = None,
+        flow: Any = None,
     ) -> None:
         self.cid, self.pid, self.config, self.state = cid, pid, config, state
         self.local = local
@@ -100,6 +101,7 @@ class Agent:
         self._generation = 0  # bumped on every reconnect: consumers are then rebuilt
         self._contract = psr.parse_contract(config.contract)
         self.model_sink = model_sink
+        self.flow = flow  # flowlink.FlowLink: FATE-Flow jobs across parties
         self.coordinator = rounds.Coordinator(self) if config.is_admin else None
         self.member = None if config.is_admin else rounds.RoundMember(self, site)
 
@@ -133,6 +135,8 @@ class Agent:
             await self.nc.subscribe(self.names.glm_replies, cb=self.coordinator.on_reply)
         if self.member is not None:
             await self.nc.subscribe(self.names.glm_ask, cb=self.member.on_ask)
+        if self.flow is not None:
+            await self.flow.attach(self)
         self._tasks.append(asyncio.create_task(self._consume("ctl"), name="fed-ctl"))
         if self.reads_stats:
             self._tasks.append(asyncio.create_task(self._consume("stats"), name="fed-stats"))

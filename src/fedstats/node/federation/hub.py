@@ -50,6 +50,7 @@ class Hub:
         self._starting: set[asyncio.Task[None]] = set()
         self._agents_changed = asyncio.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.flow: Any = None  # a flowlink.FlowLink when the node serves FATE-Flow jobs
         service.register_peer_source(self.peer_accumulators)
 
     # ------------------------------------------------------------ lifecycle
@@ -137,6 +138,7 @@ class Hub:
             join_handler=self._join_handler(cid, pid) if config.is_admin else None,
             site=site_glm.SiteRows(self.service, cid, pid),  # type: ignore[arg-type]
             model_sink=self._model_sink(cid, pid),
+            flow=self.flow,
         )
 
     def _model_sink(self, cid: str, pid: str) -> rounds.ModelSink:
@@ -274,7 +276,8 @@ class Hub:
         config = options.peer_config(opts, self.default_engine, self.limits)
 
         async def ask_admin(agent: Agent) -> dict[str, Any]:
-            answer = await agent.request_join(str(opts["fed_req_token"]), {})
+            parties = {"flow_parties": self.flow.party_ids} if self.flow is not None else {}
+            answer = await agent.request_join(str(opts["fed_req_token"]), parties)
             refused = joining.refusal(answer)
             if refused is not None:
                 raise refused

@@ -97,6 +97,18 @@ def already_joined(config: FedConfig, peer: Any) -> str | None:
     return None
 
 
+MAX_FLOW_PARTIES = 16
+
+
+def flow_parties(value: Any) -> list[int]:
+    """The FATE party ids a joining node announces (`flowlink`): at most 16 non-negative
+    integers; anything else announces none (the join itself is not refused for it)."""
+    if not isinstance(value, list) or len(value) > MAX_FLOW_PARTIES:
+        return []
+    ids = [v for v in value if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63]
+    return sorted(set(ids)) if len(ids) == len(value) else []
+
+
 def answer_join(config: FedConfig, tokens: TokenBook, request: Mapping[str, Any],
                 now: float | None = None) -> dict[str, Any]:
     """The admin's answer to a join request; on `ok` the new peer is recorded in `config`
@@ -129,6 +141,7 @@ def answer_join(config: FedConfig, tokens: TokenBook, request: Mapping[str, Any]
     config.peers[peer] = {
         "joined_at": time.time() if now is None else now,
         "merges": bool(meta.get("merges")),
+        "flow_parties": flow_parties(request.get("flow_parties")),
     }
     config.joined_with[peer] = token_digest(join_token)
     return {

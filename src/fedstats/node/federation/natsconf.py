@@ -9,6 +9,9 @@ The topology is enforced here, by the server, not by the agents' good manners:
 
 GLM rounds: every member reads the admin's round requests and publishes its contribution
 on its own reply subject, which only the admin may read, whatever the topology.
+FATE-Flow jobs: a member requests the admin on its own `flow.req.<peer>`; the admin calls one member on
+that member's own `flow.ask.<peer>`, which no other member may read; both answer on the
+asker's inbox (`allow_responses`: only a message received may be answered, once).
 
 JetStream reads go through API subjects that name the stream, so "may read statistics"
 is "may create and pull consumers on the statistics stream". Replies come back on a
@@ -64,7 +67,7 @@ def permissions(names: Names, user: User) -> dict[str, Any]:
     if user.admin:
         return {
             "publish": {"allow": [f"{names.prefix}.>", "$JS.API.>", "$JS.ACK.>"]},
-            "subscribe": {"allow": [names.join, names.glm_replies, inbox]},
+            "subscribe": {"allow": [names.join, names.glm_replies, names.flow_reqs, inbox]},
             "allow_responses": True,  # answer join requests on the joiner's inbox
         }
     publish = [
@@ -72,18 +75,20 @@ def permissions(names: Names, user: User) -> dict[str, Any]:
         names.sync(user.peer),
         names.join,
         names.glm_reply(user.peer),
+        names.flow_req(user.peer),
         "$JS.API.INFO",
         f"$JS.API.STREAM.CREATE.{names.ctl_stream}",
         *_stream_reader(names.ctl_stream, names.durable(user.peer, "ctl")),
     ]
-    subscribe = [inbox, names.glm_ask]
+    subscribe = [inbox, names.glm_ask, names.flow_ask(user.peer)]
     if user.merges:
         # only a node that reads statistics may (re)create their stream: a peer that could
         # create it could also configure it to republish everything to its own inbox
         publish += [f"$JS.API.STREAM.CREATE.{names.stats_stream}",
                     *_stream_reader(names.stats_stream, names.durable(user.peer, "stats"))]
         subscribe.append(names.stats_all)
-    return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
+    return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe},
+            "allow_responses": True}  # answer the admin's flow calls on its inbox
 
 
 def federation_users(

@@ -17,6 +17,11 @@ and the core subjects of GLM rounds (`rounds.py`):
     fedstats.<fed>.glm.reply.<peer>        one member's contribution (only the admin reads it)
     fedstats.<fed>.stats.<admin>.model.<id> a finished GLM, on the statistics stream: exactly
                                            the members that may merge (and so build) read it
+
+and those of FATE-Flow jobs across parties (`flowlink.py`):
+
+    fedstats.<fed>.flow.req.<peer>         a member's job request to the admin (answered)
+    fedstats.<fed>.flow.ask.<peer>         the admin's call on one member's party (answered)
 Each user gets its own inbox prefix `_INBOX_<user>`, so no one can read others' replies.
 """
 
@@ -108,6 +113,16 @@ class Names:
     @property
     def glm_replies(self) -> str:
         return f"{self.prefix}.glm.reply.*"
+
+    def flow_req(self, peer: str) -> str:
+        return f"{self.prefix}.flow.req.{token(peer)}"
+
+    @property
+    def flow_reqs(self) -> str:
+        return f"{self.prefix}.flow.req.*"
+
+    def flow_ask(self, peer: str) -> str:
+        return f"{self.prefix}.flow.ask.{token(peer)}"
 
     def model(self, peer: str, model_id: str) -> str:
         """Where `peer` (the admin) publishes a finished GLM `model_id` (newest kept)."""

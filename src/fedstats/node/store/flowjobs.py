@@ -5,6 +5,8 @@
     flow_outputs  a task's tracking outputs by kind (model, model_meta, summary, params, data_meta)
     flow_metrics  a task's metrics by (namespace, name): meta and [[key, value], ...]
     flow_models   trained and deployed models per (model_id, model_version, role, party)
+    flow_forwarded  jobs and model versions this node sent to its federation's admin, which
+                  runs them: requests about them are forwarded there (`api/flow/remote.py`)
 
 Everything a client may ask after a restart is here, so a finished job is never lost; a
 job that was waiting or running when the node stopped is marked failed, with that reason,
@@ -44,6 +46,8 @@ _SCHEMA = (
     "inference_dsl TEXT NOT NULL, train_dsl TEXT NOT NULL, train_conf TEXT NOT NULL, "
     "created REAL NOT NULL, loaded_times INTEGER NOT NULL DEFAULT 0, services TEXT NOT NULL "
     "DEFAULT '[]', PRIMARY KEY (model_id, model_version, role, party_id))",
+    "CREATE TABLE IF NOT EXISTS flow_forwarded (key TEXT PRIMARY KEY, kind TEXT NOT NULL, "
+    "created REAL NOT NULL)",
 )
 ACTIVE = ("waiting", "running")
 JOB_COLUMNS = ("job_id", "status", "progress", "tag", "job_type", "dsl", "conf", "roles",
@@ -227,6 +231,22 @@ class FlowJobStore:
         return [(ns, n, json.loads(m), json.loads(d)) for ns, n, m, d in rows]
 
     # -- models -----------------------------------------------------------------------
+    def forwarded(self, key: str) -> bool:
+        """Whether `key` (a job id or a model version) was sent to the federation's admin."""
+        with self.db.read() as c:
+            return c.execute("SELECT 1 FROM flow_forwarded WHERE key = ?", (key,)).fetchone() \
+                is not None
+
+    def forwarded_jobs(self) -> list[str]:
+        with self.db.read() as c:
+            return [r[0] for r in c.execute(
+                "SELECT key FROM flow_forwarded WHERE kind = 'job' ORDER BY created")]
+
+    def put_forwarded(self, key: str, kind: str) -> None:
+        with self.db.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO flow_forwarded VALUES (?, ?, ?)",
+                      (key, kind, time.time()))
+
     def put_models(self, rows: Iterable[Mapping[str, Any]]) -> None:
         now = time.time()
         with self.db.transaction() as c:

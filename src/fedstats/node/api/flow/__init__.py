@@ -12,6 +12,8 @@
     tracking.py  tracking/component/*: list, metrics, parameters, output model/data, summary
     model.py     model/deploy, query, get/predict/{dsl,conf}, load, bind
     rows.py      job, task and model records in FATE's `f_` shape (pure)
+    remote.py    jobs across parties on other nodes: forwarded to the federation's admin,
+                 which calls each member's parties (federation/flowlink.py)
 
 The jobs run in the service below (service/flowjobs). The composition root mounts the
 package with one call, `mount(app)`, after the node's state is on `app.state`, and
@@ -24,7 +26,7 @@ from fastapi import FastAPI
 
 from ...service.flowjobs import FlowJobs, Sites
 from ...store.flowjobs import FlowJobStore
-from . import jobs, model, tracking
+from . import jobs, model, remote, tracking
 from .routes import fallback, router
 from .state import FlowConfig, FlowState
 from .tables import Tables
@@ -37,11 +39,13 @@ def mount(app: FastAPI, config: FlowConfig | None = None) -> FlowState:
     st = app.state
     config = config if config is not None else FlowConfig.from_env()
     tables = Tables(st.db, st.settings.data_dir)
-    flow_jobs = FlowJobs(FlowJobStore(st.db), Sites(config.party_ids, tables),
+    link = remote.link_for(app, config.party_ids, config.federation, config.call_timeout)
+    flow_jobs = FlowJobs(FlowJobStore(st.db), Sites(config.party_ids, tables, link.site_for),
                          st.settings.data_dir)
+    remote.wire(app, link, flow_jobs, flow_jobs.jobs_dir)
     state = FlowState(config=config, customers=st.customers, tables=tables,
                       data_dir=st.settings.data_dir, max_body=st.settings.max_body_bytes,
-                      jobs=flow_jobs)
+                      jobs=flow_jobs, link=link)
     st.flow = state
     for r in (router, jobs.router, tracking.router, model.router, fallback):
         app.include_router(r)

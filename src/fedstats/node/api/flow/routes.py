@@ -30,6 +30,7 @@ from ...service.flowjobs import FlowJobError, JobNotFound, JobRefused
 from ...store.flow_sql import mysql_blocks
 from ..auth import note_verified, read_body
 from ..errors import PayloadTooLarge
+from . import remote
 from .auth import verify
 from .envelope import (
     ARGUMENT_ERROR,
@@ -103,8 +104,15 @@ def flow_handler(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
         state = flow_state(request)
         try:
             body = await _read(request, state.max_body)
-            _authenticate(request, state, body)
-            return await fn(request, _json(body))
+            member = request.scope.get(remote.PEER)  # a member's request, via the federation
+            if member is None:
+                _authenticate(request, state, body)
+            conf = _json(body)
+            if member is None and remote.should_forward(state.jobs, state.link,
+                                                         request.url.path, conf):
+                assert state.jobs is not None and state.link is not None
+                return await remote.forward(request, state.link, state.jobs, body, conf)
+            return await fn(request, conf)
         except FlowError as e:
             return of_error(e)
         except FlowJobError as e:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...federation.flowlink import FlowLink
 from ...security.customers import Customer
 from ...service.flowjobs import FlowJobs
 from .auth import NonceCache
@@ -25,6 +26,8 @@ class FlowConfig:
     party_id: int = 0
     local_parties: tuple[int, ...] = ()  # more party ids served here, FATE-standalone style
     sql_hosts: frozenset[str] = frozenset()  # "host:port" a MYSQL table/bind may read from
+    federation: tuple[str, str] | None = None  # FEDSTATS_FLOW_FEDERATION=<customer>/<project>
+    call_timeout: float = 120.0  # FEDSTATS_FLOW_CALL_TIMEOUT: one call on another party
 
     @property
     def party_ids(self) -> tuple[int, ...]:
@@ -46,8 +49,24 @@ class FlowConfig:
                              f"{local!r}") from None
         hosts = frozenset(h.strip() for h in env.get("FEDSTATS_FLOW_SQL_HOSTS", "").split(",")
                           if h.strip())
+        fed = env.get("FEDSTATS_FLOW_FEDERATION", "").strip()
+        federation = None
+        if fed:
+            cid, sep, pid = fed.partition("/")
+            if not sep or not cid or not pid or "/" in pid:
+                raise ValueError(f"FEDSTATS_FLOW_FEDERATION must be <customer>/<project>, got "
+                                 f"{fed!r}")
+            federation = (cid, pid)
+        try:
+            call_timeout = float(env.get("FEDSTATS_FLOW_CALL_TIMEOUT", "120"))
+        except ValueError:
+            call_timeout = -1.0
+        if not 0 < call_timeout < 86400:
+            raise ValueError("FEDSTATS_FLOW_CALL_TIMEOUT must be seconds above 0, got "
+                             f"{env.get('FEDSTATS_FLOW_CALL_TIMEOUT')!r}")
         return cls(auth=auth == "on", root=Path(root).resolve() if root else None,
-                   party_id=party, local_parties=parties, sql_hosts=hosts)
+                   party_id=party, local_parties=parties, sql_hosts=hosts,
+                   federation=federation, call_timeout=call_timeout)
 
 
 @dataclass
@@ -58,6 +77,7 @@ class FlowState:
     data_dir: Path
     max_body: int
     jobs: FlowJobs | None = None
+    link: FlowLink | None = None  # jobs across parties on other nodes (federation/flowlink)
     nonces: NonceCache = field(default_factory=NonceCache)
 
     async def shutdown(self) -> None:

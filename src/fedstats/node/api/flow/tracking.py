@@ -16,8 +16,10 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from ...service.flowjobs import FlowJobs
 from ...service.flowjobs.frames import output_csv, output_rows
 from ...store.flowjobs import FlowJobStore
+from . import remote
 from .envelope import ARGUMENT_ERROR, EXCEPTION_ERROR, FlowError, respond
 from .jobs import attachment, error_response, jobs_of, tar_gz
 from .routes import flow_handler, require
@@ -102,16 +104,25 @@ async def output_model(request: Request, conf: dict[str, Any]) -> Response:
     return respond(data=model, meta=meta)
 
 
-def _data_meta(store: FlowJobStore, conf: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    job_id, cpn, role, party, _ = _task(store, conf)
-    return store.output(job_id, cpn, role, party, "data_meta"), \
-        f"job_{job_id}_{cpn}_{role}_{party}_output_data"
+def _data_meta(jobs: FlowJobs, conf: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    store = jobs.store
+    if remote.output_here(jobs, conf):
+        # a job the federation's admin ran: this party's output data was written here,
+        # beside its rows, and is served from here (the admin holds only its size)
+        job_id, cpn, role, party = (str(conf[k]) for k in ("job_id", "component_name", "role",
+                                                           "party_id"))
+        path = jobs.jobs_dir / job_id / role / party / cpn / "data.arrow"
+        meta = {"path": str(path)} if path.is_file() else None
+    else:
+        job_id, cpn, role, party, _ = _task(store, conf)
+        meta = store.output(job_id, cpn, role, party, "data_meta")
+    return meta, f"job_{job_id}_{cpn}_{role}_{party}_output_data"
 
 
 @router.post("/tracking/component/output/data")
 @flow_handler
 async def output_data(request: Request, conf: dict[str, Any]) -> Response:
-    meta, _ = _data_meta(jobs_of(request).store, conf)
+    meta, _ = _data_meta(jobs_of(request), conf)
     if meta is None or not Path(meta["path"]).is_file():
         return respond(retmsg="no data", data=[])
     limit = int(conf.get("limit", 100) or 100)
@@ -123,7 +134,7 @@ async def output_data(request: Request, conf: dict[str, Any]) -> Response:
 @router.post("/tracking/component/output/data/download")
 @flow_handler
 async def output_data_download(request: Request, conf: dict[str, Any]) -> Response:
-    meta, name = _data_meta(jobs_of(request).store, conf)
+    meta, name = _data_meta(jobs_of(request), conf)
     limit = int(conf.get("limit", -1) if conf.get("limit") is not None else -1)
     if limit == 0:
         return error_response(210, "limit is 0")
@@ -142,7 +153,7 @@ async def output_data_download(request: Request, conf: dict[str, Any]) -> Respon
 @flow_handler
 async def output_data_table(request: Request, conf: dict[str, Any]) -> Response:
     require(conf, "job_id", "role", "party_id", "component_name")
-    meta, _ = _data_meta(jobs_of(request).store, conf)
+    meta, _ = _data_meta(jobs_of(request), conf)
     if meta is None:
         return respond(EXCEPTION_ERROR, "No found table, please check if the parameters are correct")
     return respond(data=[{"data_name": "data", "table_name": "data",

@@ -2,15 +2,15 @@
 
 `Sites` maps every party id a job names to a `Site`. This node's own party ids (its
 `FEDSTATS_FLOW_PARTY_ID`, plus any `FEDSTATS_FLOW_LOCAL_PARTIES` it serves FATE-standalone
-style) map to a `LocalSite`; a cross-party dispatcher plugs in by registering a site
-for a member's party id that sends `call`s over the federation. A party id nobody serves
-refuses the job at submit, naming it.
+style) map to a `LocalSite`; any other party id is asked of `remote` (the federation's
+`flowlink`: at the admin, a site whose calls go to the member that announced the party),
+and a party id nobody serves refuses the job at submit, naming it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -91,8 +91,11 @@ class LocalSite:
 class Sites:
     """The party id → site map a job's parties are resolved through."""
 
-    def __init__(self, local: Iterable[int], tables: TableSource) -> None:
+    def __init__(self, local: Iterable[int], tables: TableSource,
+                 remote: Callable[[int], Site | None] | None = None) -> None:
         self._sites: dict[int, Any] = {p: LocalSite(p, tables) for p in local}
+        self._local = set(self._sites)
+        self.remote = remote
 
     def register(self, party_id: int, site: Site) -> None:
         """Plug a site in for a party id (a cross-party dispatcher's remote member)."""
@@ -102,11 +105,25 @@ class Sites:
     def party_ids(self) -> list[int]:
         return sorted(self._sites)
 
+    def serves(self, party_id: int | str) -> bool:
+        """Whether this node itself serves the party (its own rows)."""
+        return int(party_id) in self._local
+
+    def local_site(self, party_id: int | str) -> LocalSite:
+        """This node's own site for the party (a member answering the admin's calls)."""
+        if not self.serves(party_id):
+            raise JobRefused(f"party {party_id} is not served by this node (it serves "
+                             f"{', '.join(map(str, sorted(self._local))) or 'none'})")
+        site: LocalSite = self._sites[int(party_id)]
+        return site
+
     def site(self, party_id: int | str) -> Any:
-        try:
-            return self._sites[int(party_id)]
-        except KeyError:
+        pid = int(party_id)
+        site = self._sites.get(pid)
+        if site is None and self.remote is not None:
+            site = self.remote(pid)
+        if site is None:
             raise JobRefused(
-                f"party {party_id} is not served by this node (it serves party id(s) "
-                f"{', '.join(map(str, self.party_ids)) or 'none'}); cross-party jobs over the "
-                "federation are not offered yet") from None
+                f"party {party_id} is not in the federation: no member announced it and this "
+                f"node serves party id(s) {', '.join(map(str, sorted(self._local))) or 'none'}")
+        return site
