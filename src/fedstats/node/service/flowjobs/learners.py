@@ -52,14 +52,14 @@ def _not_needed(prm: dict[str, Any]) -> dict[str, Any]:
 
 
 def homo_lr(ctx: Context) -> None:
+    """Binary: one exact fit. More classes: FATE's one-vs-rest, one exact binary fit of each
+    class against the others (scikit-learn's `OneVsRestClassifier` on the pooled rows)."""
     parties = ctx.data_parties()
     modelled = [p for p in parties if p.model is not None]
     if modelled:
         model = modelled[0].model
         assert model is not None
-        for p in parties:
-            p.call(ctx, "predict_lr", weight=[model["weight"][h] for h in model["header"]],
-                   intercept=model["intercept"], kind="test")
+        _predict(ctx, parties, model, "test")
         return
     if not parties:
         raise ComponentFailed(f"{ctx.component}: no guest or host party has training data")
@@ -80,48 +80,89 @@ def homo_lr(ctx: Context) -> None:
     if str(prm.get("multi_class", "ovr")) != "ovr":
         raise ComponentFailed(f"{ctx.component}: multi_class {prm['multi_class']!r} is not offered")
     labels = sorted({v for p in parties for v in p.call(ctx, "labels", output=False)})
-    if not set(labels) <= {0.0, 1.0}:
-        raise ComponentFailed(f"{ctx.component}: HomoLR fits a binary 0/1 label; the label has "
-                              f"values {labels[:10]}")
+    if len(labels) < 2:
+        raise ComponentFailed(f"{ctx.component}: the label has one value only ({labels}): "
+                              "nothing to classify")
+    binary = set(labels) <= {0.0, 1.0}
     header = header_of(ctx, parties)
 
-    def round_fn(coef: np.ndarray) -> Any:
-        ctx.check()
-        total = None
-        for p in parties:
-            part = p.call(ctx, "glm_round", output=False, coef=coef, family="binomial")
-            total = part if total is None else total.add(part)
-        return total
+    def fit_one(positive: float | None) -> dict[str, Any]:
+        def round_fn(coef: np.ndarray) -> Any:
+            ctx.check()
+            total = None
+            for p in parties:
+                part = p.call(ctx, "glm_round", output=False, coef=coef, family="binomial",
+                              positive=positive)
+                total = part if total is None else total.add(part)
+            return total
 
-    try:
-        fit = fit_glm(round_fn, len(header), "binomial", penalty, alpha, fit_intercept, tol,
-                      max_iter)
-    except GlmNotConverged as e:
-        raise ComponentFailed(f"{ctx.component}: the fit failed: {e}") from None
-    weight = {h: float(w) for h, w in zip(header, fit.coef[0], strict=True)}
-    intercept = float(fit.intercept[0])
+        try:
+            fit = fit_glm(round_fn, len(header), "binomial", penalty, alpha, fit_intercept, tol,
+                          max_iter)
+        except GlmNotConverged as e:
+            raise ComponentFailed(f"{ctx.component}: the fit failed: {e}") from None
+        return {"header": header,
+                "weight": {h: float(w) for h, w in zip(header, fit.coef[0], strict=True)},
+                "intercept": float(fit.intercept[0]), "iters": fit.iterations,
+                "isConverged": bool(fit.converged), "lossHistory": list(fit.losses),
+                "bestIteration": -1, "rounds": fit.rounds, "n": fit.n}
+
     not_needed = _not_needed(prm)
-    model = {"header": header, "weight": weight, "intercept": intercept, "iters": fit.iterations,
-             "isConverged": bool(fit.converged), "lossHistory": list(fit.losses),
-             "bestIteration": -1, "needOneVsRest": False, "encryptedWeight": {},
-             "rounds": fit.rounds, "n": fit.n}
     meta = {"penalty": penalty, "alpha": alpha, "tol": tol, "maxIter": max_iter,
             "fitIntercept": fit_intercept, "method": "exact Newton rounds (pooled optimum)",
             "objective": "mean log-loss + alpha/2 ||w||^2 (L2) | alpha ||w||_1 (L1)",
-            "notNeeded": not_needed, "needOneVsRest": False}
+            "notNeeded": not_needed, "needOneVsRest": not binary}
+    if binary:
+        model = {**fit_one(None), "needOneVsRest": False, "encryptedWeight": {}}
+        losses = model["lossHistory"]
+        summary = {"coef": model["weight"], "intercept": model["intercept"],
+                   "is_converged": model["isConverged"], "iters": model["iters"]}
+    else:
+        fits = [fit_one(c) for c in labels]
+        model = {"header": header, "needOneVsRest": True, "encryptedWeight": {},
+                 "one_vs_rest_result": {"completed_models": fits,
+                                        "one_vs_rest_classes": [_class(c) for c in labels]},
+                 "isConverged": all(f["isConverged"] for f in fits),
+                 "iters": max(f["iters"] for f in fits)}
+        losses = [sum(v) for v in zip(*(_padded(f["lossHistory"], model["iters"] + 1)
+                                        for f in fits), strict=True)]
+        summary = {"one_vs_rest_classes": [_class(c) for c in labels],
+                   "coef": [f["weight"] for f in fits],
+                   "intercept": [f["intercept"] for f in fits],
+                   "is_converged": model["isConverged"], "iters": model["iters"]}
     ctx.model_everywhere(model, meta)
-    ctx.summary_everywhere({"coef": weight, "intercept": intercept, "is_converged": fit.converged,
-                            "iters": fit.iterations, "best_iteration": -1, "one_vs_rest": False,
+    ctx.summary_everywhere({**summary, "best_iteration": -1, "one_vs_rest": not binary,
                             "not_needed": sorted(not_needed)})
     for p in ctx.parties:
         if p.need_run:
             ctx.record.metric(p.role, p.party_id, "train", "loss",
                               {"name": "train", "metric_type": "LOSS", "unit_name": "iters",
-                               "curve_name": "loss", "Best": min(fit.losses)},
-                              [[i, v] for i, v in enumerate(fit.losses)])
+                               "curve_name": "loss", "Best": min(losses)},
+                              [[i, v] for i, v in enumerate(losses)])
+    _predict(ctx, parties, model, kind_of(ctx))
+
+
+def _class(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def _padded(values: list[float], n: int) -> list[float]:
+    """A loss history held at its last value to `n` entries (fits that ended early)."""
+    return values + [values[-1]] * (n - len(values)) if values else [0.0] * n
+
+
+def _predict(ctx: Context, parties: list[PartyTask], model: dict[str, Any], kind: str) -> None:
+    header = model["header"]
+    ovr = model.get("one_vs_rest_result")
     for p in parties:
-        p.call(ctx, "predict_lr", weight=list(weight.values()), intercept=intercept,
-               kind=kind_of(ctx))
+        if ovr:
+            fits = ovr["completed_models"]
+            p.call(ctx, "predict_ovr", weights=[[f["weight"][h] for h in header] for f in fits],
+                   intercepts=[f["intercept"] for f in fits],
+                   classes=[float(c) for c in ovr["one_vs_rest_classes"]], kind=kind)
+        else:
+            p.call(ctx, "predict_lr", weight=[model["weight"][h] for h in header],
+                   intercept=model["intercept"], kind=kind)
 
 
 # -- fedstats' exact homo models ---------------------------------------------------------

@@ -86,9 +86,13 @@ def labels(frame: Frame) -> tuple[None, Any]:
     return None, values.tolist()
 
 
-def glm_round(frame: Frame, *, coef: np.ndarray, family: str) -> tuple[None, RoundStats]:
+def glm_round(frame: Frame, *, coef: np.ndarray, family: str,
+              positive: float | None = None) -> tuple[None, RoundStats]:
+    """A round's sums at `coef`; with `positive`, of the binary label `label == positive`
+    (one class against the rest)."""
     assert frame.label is not None
-    return None, round_stats(frame.x, frame.label, coef, family)
+    y = frame.label if positive is None else (frame.label == float(positive)).astype(float)
+    return None, round_stats(frame.x, y, coef, family)
 
 
 def accumulate(frame: Frame, *, binary_label: bool) -> tuple[None, Accumulator]:
@@ -106,6 +110,22 @@ def predict_lr(frame: Frame, *, weight: Sequence[float], intercept: float,
     score = special.expit(frame.x @ np.asarray(weight) + intercept)
     result = (score >= threshold).astype(float)
     return _predictions(frame, result, score, {"0": 1.0 - score, "1": score}, kind)
+
+
+def predict_ovr(frame: Frame, *, weights: Sequence[Sequence[float]],
+                intercepts: Sequence[float], classes: Sequence[float],
+                kind: str) -> tuple[Frame, Any]:
+    """One against the rest: each class's own probability; the most probable class wins."""
+    w = np.asarray(weights, dtype=float)
+    scores = special.expit(frame.x @ w.T + np.asarray(intercepts, dtype=float))
+    best = np.argmax(scores, axis=1)
+    result = np.asarray(classes, dtype=float)[best]
+    detail = {_class_key(c): scores[:, j] for j, c in enumerate(classes)}
+    return _predictions(frame, result, scores[np.arange(frame.n), best], detail, kind)
+
+
+def _class_key(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def predict_model(frame: Frame, *, model: dict[str, Any], kind: str) -> tuple[Frame, Any]:
@@ -154,5 +174,5 @@ def describe(frame: Frame) -> tuple[None, Any]:
 
 
 OPS: dict[str, Op] = {f.__name__: f for f in (transform, moments, scale, labels, glm_round,
-                                             accumulate, predict_lr, predict_model, evaluate,
+                                             accumulate, predict_lr, predict_ovr, predict_model, evaluate,
                                              save, describe)}
