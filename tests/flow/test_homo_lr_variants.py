@@ -126,3 +126,36 @@ def test_three_classes_are_one_vs_rest_each_exact(flow_bin: Path, work: Path) ->
     detail = json.loads(first[4].rsplit(",", 1)[0].strip('"').replace('""', '"'))
     assert set(detail) == {"0", "1", "2"}
     assert float(first[2]) == float(max(detail, key=lambda k: float(detail[k])))
+
+
+def test_a_model_stored_and_restored_through_the_database_flags(
+        flow_bin: Path, work: Path, job_node: Node) -> None:
+    job_id = _run(flow_bin, work, "cancer", {"tol": 1e-10}, "binary")
+    model_id = "arbiter-10000#guest-9999#host-10000#model"
+    key = {"role": "guest", "party_id": 9999, "model_id": model_id, "model_version": job_id}
+    conf = work / "store.json"
+    conf.write_text(json.dumps(key))
+    stored = _cli(flow_bin, work, "model", "export", "-c", str(conf), "--to-database")
+    assert stored["retcode"] == 0 and len(stored["data"]["sha256"]) == 64, stored
+    again = _cli(flow_bin, work, "model", "export", "-c", str(conf), "--to-database")
+    assert again["retcode"] == 103 and "force_update" in again["retmsg"], again
+    before = _model(flow_bin, work, job_id)
+    # the party's model rows and outputs go; the restore brings exactly them back
+    with job_node.app.state.db.transaction() as c:
+        c.execute("DELETE FROM flow_outputs WHERE job_id = ? AND role = 'guest'", (job_id,))
+    assert _model(flow_bin, work, job_id) != before
+    restored = _cli(flow_bin, work, "model", "import", "-c", str(conf), "--from-database")
+    assert restored["retcode"] == 0 and restored["data"]["sha256"] == stored["data"]["sha256"]
+    assert _model(flow_bin, work, job_id) == before
+    conf.write_text(json.dumps({**key, "sha256": "0" * 64}))
+    wrong = _cli(flow_bin, work, "model", "import", "-c", str(conf), "--from-database")
+    assert wrong["retcode"] == 101 and "is not the stored model's" in wrong["retmsg"], wrong
+    with job_node.app.state.db.transaction() as c:  # corrupted in the storage: refused
+        c.execute("UPDATE flow_model_store SET doc = CAST('{}' AS BLOB) WHERE model_version = ?",
+                  (job_id,))
+    conf.write_text(json.dumps(key))
+    bad = _cli(flow_bin, work, "model", "import", "-c", str(conf), "--from-database")
+    assert bad["retcode"] == 103 and "does not match its SHA-256" in bad["retmsg"], bad
+    conf.write_text(json.dumps({**key, "model_version": "nope"}))
+    missing = _cli(flow_bin, work, "model", "import", "-c", str(conf), "--from-database")
+    assert missing["retcode"] == 102 and "not in the model storage" in missing["retmsg"]

@@ -5,6 +5,8 @@
     flow_outputs  a task's tracking outputs by kind (model, model_meta, summary, params, data_meta)
     flow_metrics  a task's metrics by (namespace, name): meta and [[key, value], ...]
     flow_models   trained and deployed models per (model_id, model_version, role, party)
+    flow_model_store  party models stored by `model/store` (FATE's model storage): the
+                  export document and its SHA-256, brought back by `model/restore`
     flow_forwarded  jobs and model versions this node sent to its federation's admin, which
                   runs them: requests about them are forwarded there (`api/flow/remote.py`)
 
@@ -46,6 +48,9 @@ _SCHEMA = (
     "inference_dsl TEXT NOT NULL, train_dsl TEXT NOT NULL, train_conf TEXT NOT NULL, "
     "created REAL NOT NULL, loaded_times INTEGER NOT NULL DEFAULT 0, services TEXT NOT NULL "
     "DEFAULT '[]', PRIMARY KEY (model_id, model_version, role, party_id))",
+    "CREATE TABLE IF NOT EXISTS flow_model_store (model_id TEXT NOT NULL, model_version TEXT "
+    "NOT NULL, role TEXT NOT NULL, party_id TEXT NOT NULL, sha256 TEXT NOT NULL, doc BLOB NOT "
+    "NULL, stored REAL NOT NULL, PRIMARY KEY (model_id, model_version, role, party_id))",
     "CREATE TABLE IF NOT EXISTS flow_forwarded (key TEXT PRIMARY KEY, kind TEXT NOT NULL, "
     "created REAL NOT NULL)",
 )
@@ -231,6 +236,19 @@ class FlowJobStore:
         return [(ns, n, json.loads(m), json.loads(d)) for ns, n, m, d in rows]
 
     # -- models -----------------------------------------------------------------------
+    def store_model_doc(self, key: tuple[str, str, str, str], sha256: str, doc: bytes) -> None:
+        """Keep one party's exported model (`key`: model id, version, role, party)."""
+        with self.db.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO flow_model_store VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (*key, sha256, doc, time.time()))
+
+    def stored_model_doc(self, key: tuple[str, str, str, str]) -> tuple[str, bytes] | None:
+        """(recorded SHA-256, document) of a stored model, or None."""
+        with self.db.read() as c:
+            row = c.execute("SELECT sha256, doc FROM flow_model_store WHERE model_id = ? AND "
+                            "model_version = ? AND role = ? AND party_id = ?", key).fetchone()
+        return None if row is None else (str(row[0]), bytes(row[1]))
+
     def forwarded(self, key: str) -> bool:
         """Whether `key` (a job id or a model version) was sent to the federation's admin."""
         with self.db.read() as c:

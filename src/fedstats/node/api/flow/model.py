@@ -1,11 +1,13 @@
 """The `/v1/model/...` routes (§2.5): deploy (a child version), query, predict DSL and conf,
 load and bind (recorded on the model: serving predictions by service id is not offered yet),
-export (a zip of one party's model: its rows and its components' model outputs) and
-import (that zip, as a signed multipart form).
+export (a zip of one party's model: its rows and its components' model outputs),
+import (that zip, as a signed multipart form), store and restore (the same document kept
+in, and brought back from, the node's model storage: its SQLite, checked by SHA-256).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from typing import Any
@@ -16,7 +18,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from ...service.flowjobs import JobNotFound, dag
-from .envelope import ARGUMENT_ERROR, EXCEPTION_ERROR, FlowError, of_error, respond
+from ...store.flowjobs import FlowJobStore
+from .envelope import (
+    ARGUMENT_ERROR,
+    DATA_ERROR,
+    EXCEPTION_ERROR,
+    OPERATING_ERROR,
+    FlowError,
+    of_error,
+    respond,
+)
 from .jobs import attachment, error_response, jobs_of
 from .routes import flow_handler, new_job_id, read_form, require
 from .rows import model_row
@@ -154,27 +165,94 @@ EXPORT_KINDS = ("model", "model_meta", "summary")
 MAX_MODEL_JSON = 64 << 20
 
 
+def _export_doc(store: FlowJobStore, role: str, party: str, model_id: str,
+                version: str) -> dict[str, Any] | None:
+    """One party's model as `model/export` writes it (and `model/store` keeps it)."""
+    rows = store.models({"model_id": model_id, "model_version": version, "role": role,
+                         "party_id": party})
+    if not rows:
+        return None
+    outputs = [{"component": c, "kind": k, "body": b}
+               for c, k, b in store.party_outputs(rows[0]["job_id"], role, party)
+               if k in EXPORT_KINDS]
+    return {"format": "fedstats-flow-model/1", "models": rows, "outputs": outputs}
+
+
+def _key(conf: dict[str, Any]) -> tuple[str, str, str, str]:
+    require(conf, "role", "party_id", "model_id", "model_version")
+    return (str(conf["model_id"]), str(conf["model_version"]), str(conf["role"]),
+            str(conf["party_id"]))
+
+
 @router.get("/model/export")  # FATE sends both: one route each (their own OpenAPI ids)
 @router.post("/model/export")
 @flow_handler
 async def export(request: Request, conf: dict[str, Any]) -> Response:
-    require(conf, "role", "party_id", "model_id", "model_version")
-    role, party = str(conf["role"]), str(conf["party_id"])
-    model_id, version = str(conf["model_id"]), str(conf["model_version"])
-    store = jobs_of(request).store
-    rows = store.models({"model_id": model_id, "model_version": version, "role": role,
-                         "party_id": party})
-    if not rows:
+    model_id, version, role, party = _key(conf)
+    doc = _export_doc(jobs_of(request).store, role, party, model_id, version)
+    if doc is None:
         return error_response(404, f"model {role}#{party}#{model_id} {version} not found")
-    outputs = [{"component": c, "kind": k, "body": b}
-               for c, k, b in store.party_outputs(rows[0]["job_id"], role, party)
-               if k in EXPORT_KINDS]
-    doc = {"format": "fedstats-flow-model/1", "models": rows, "outputs": outputs}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("model.json", orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     return attachment(buf.getvalue(), f"{role}#{party}#{model_id}_{version}.zip",
                       "application/zip")
+
+
+@router.post("/model/store")
+@flow_handler
+async def store_model(request: Request, conf: dict[str, Any]) -> Response:
+    """`flow model export --to-database`: the party's model kept in the node's model storage
+    (its SQLite, with the document's SHA-256), replaced only with `force_update`."""
+    key = _key(conf)
+    model_id, version, role, party = key
+    store = jobs_of(request).store
+    doc = _export_doc(store, role, party, model_id, version)
+    if doc is None:
+        raise FlowError(DATA_ERROR, f"model {role}#{party}#{model_id} {version} not found")
+    if store.stored_model_doc(key) is not None and not _forced(conf):
+        raise FlowError(OPERATING_ERROR, f"model {role}#{party}#{model_id} {version} is already "
+                        "stored: set force_update to replace it")
+    body = orjson.dumps(doc)
+    digest = hashlib.sha256(body).hexdigest()
+    await run_in_threadpool(store.store_model_doc, key, digest, body)
+    job_id = new_job_id()
+    return respond(data={"job_id": job_id, "model_id": model_id, "model_version": version,
+                         "role": role, "party_id": party, "sha256": digest}, job_id=job_id)
+
+
+@router.post("/model/restore")
+@flow_handler
+async def restore_model(request: Request, conf: dict[str, Any]) -> Response:
+    """`flow model import --from-database`: the stored model back in place (its SHA-256
+    checked, and against `sha256` when the request names one)."""
+    key = _key(conf)
+    model_id, version, role, party = key
+    store = jobs_of(request).store
+    stored = store.stored_model_doc(key)
+    if stored is None:
+        raise FlowError(DATA_ERROR, f"model {role}#{party}#{model_id} {version} is not in the "
+                        "model storage (model/store it first)")
+    digest, body = stored
+    if hashlib.sha256(body).hexdigest() != digest:
+        raise FlowError(OPERATING_ERROR, f"the stored model {role}#{party}#{model_id} {version} "
+                        "does not match its SHA-256: refused")
+    if conf.get("sha256") not in (None, "") and str(conf["sha256"]) != digest:
+        raise FlowError(ARGUMENT_ERROR, f"sha256 {conf['sha256']} is not the stored model's "
+                        f"({digest})")
+    doc = orjson.loads(body)
+    mine = [m for m in doc["models"] if m["role"] == role and str(m["party_id"]) == party]
+    job_of = str(mine[0]["job_id"])
+    outputs = [(job_of, o["component"], role, party, o["kind"], o["body"])
+               for o in doc["outputs"] if o["kind"] in EXPORT_KINDS]
+    await run_in_threadpool(store.import_party_model, mine, outputs)
+    job_id = new_job_id()
+    return respond(data={"job_id": job_id, "model_id": model_id, "model_version": version,
+                         "role": role, "party_id": party, "sha256": digest}, job_id=job_id)
+
+
+def _forced(conf: dict[str, Any]) -> bool:
+    return str(conf.get("force_update", "0")).strip().lower() in ("1", "true", "yes")
 
 
 @router.post("/model/import")
@@ -198,7 +276,7 @@ async def import_model(request: Request) -> Response:
         store = jobs_of(request).store
         exists = store.models({"model_id": model_id, "model_version": version, "role": role,
                                "party_id": party})
-        if exists and str(fields.get("force_update", "0")) not in ("1", "true", "True"):
+        if exists and not _forced(fields):
             return error_response(409, "Model already exists.")
         job_id = str(mine[0]["job_id"])
         outputs = [(job_id, o["component"], role, party, o["kind"], o["body"])
