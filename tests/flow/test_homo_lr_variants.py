@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 
+from fedstats.node.client import ksvs_columns
 from fedstats_harness.inprocess import Node
 
 DATA = Path(__file__).parent / "data"
@@ -159,3 +160,33 @@ def test_a_model_stored_and_restored_through_the_database_flags(
     conf.write_text(json.dumps({**key, "model_version": "nope"}))
     missing = _cli(flow_bin, work, "model", "import", "-c", str(conf), "--from-database")
     assert missing["retcode"] == 102 and "not in the model storage" in missing["retmsg"]
+
+
+def test_a_bound_service_id_serves_predictions_on_raw_rows(flow_bin: Path, work: Path,
+                                                           job_node: Node) -> None:
+    job_id = _run(flow_bin, work, "cancer", {"tol": 1e-12}, "binary")
+    model_id = "arbiter-10000#guest-9999#host-10000#model"
+    conf = json.loads((DATA / "homo_lr_train_conf.json").read_text())
+    bind = {"service_id": "cancer-svc", "initiator": conf["initiator"], "role": conf["role"],
+            "job_parameters": {"model_id": model_id, "model_version": job_id}}
+    path = work / "bind.json"
+    path.write_text(json.dumps(bind))
+    out = _cli(flow_bin, work, "model", "bind", "-c", str(path))
+    assert out["retcode"] == 0 and out["retmsg"] == "service id is cancer-svc", out
+    x, y = load_breast_cancer(return_X_y=True)
+    frame = {"attributeNames": [f"x{j}" for j in range(30)], "attributeTypes": ["C"] * 30,
+             "data": [[repr(float(v)) for v in row] for row in x[:50]]}
+    got = ksvs_columns(job_node.client().predict("cancer-svc", "cancer-svc", frame)["values"]
+                       ["KSVSMap"])
+    scaler = StandardScaler().fit(x)  # the pooled FeatureScale, folded into the weights
+    ref = LogisticRegression(C=1 / (0.01 * len(y)), tol=1e-14, max_iter=10_000,
+                             solver="newton-cholesky").fit(scaler.transform(x), y)
+    np.testing.assert_allclose([float(v) for v in got["proba_1"]],
+                               ref.predict_proba(scaler.transform(x[:50]))[:, 1],
+                               rtol=1e-8, atol=1e-12)
+    assert got["res"] == [str(int(v)) for v in ref.predict(scaler.transform(x[:50]))]
+    ovr = _run(flow_bin, work, "wine", {"tol": 1e-10}, "multi")
+    path.write_text(json.dumps({**bind, "service_id": "wine-svc", "job_parameters": {
+        "model_id": model_id, "model_version": ovr}}))
+    refused = _cli(flow_bin, work, "model", "bind", "-c", str(path))
+    assert refused["retcode"] == 103 and "one-vs-rest" in refused["retmsg"], refused

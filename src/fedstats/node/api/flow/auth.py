@@ -61,7 +61,7 @@ class NonceCache:
             return True
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def header(headers: Mapping[str, str], name: str) -> str | None:
     value = headers.get(name)
     if value is None and "_" in name:
         value = headers.get(name.replace("_", "-"))
@@ -72,7 +72,7 @@ def verify(headers: Mapping[str, str], path_url: str, body: bytes,
            customers: Mapping[str, Customer], nonces: NonceCache,
            now: float | None = None, form: Mapping[str, str] | None = None) -> Customer:
     """The customer a signed request comes from, or FlowError(109) saying what is wrong."""
-    values = {h: _header(headers, h) for h in HEADERS}
+    values = {h: header(headers, h) for h in HEADERS}
     missing = [h for h, v in values.items() if v is None]
     if missing:
         raise FlowError(AUTHENTICATION_ERROR,

@@ -1,5 +1,6 @@
 """The `/v1/model/...` routes (§2.5): deploy (a child version), query, predict DSL and conf,
-load and bind (recorded on the model: serving predictions by service id is not offered yet),
+load, bind (the service id recorded on the model, and this node's part of the model served
+under it by the node's own predict endpoints),
 export (a zip of one party's model: its rows and its components' model outputs),
 import (that zip, as a signed multipart form), store and restore (the same document kept
 in, and brought back from, the node's model storage: its SQLite, checked by SHA-256).
@@ -7,6 +8,7 @@ in, and brought back from, the node's model storage: its SQLite, checked by SHA-
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import zipfile
@@ -17,8 +19,11 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from ...service.flowjobs import JobNotFound, dag
+from ...service.errors import BadRequest, Conflict
+from ...service.flowjobs import JobNotFound, JobRefused, dag
+from ...service.flowjobs.serving import serving_model
 from ...store.flowjobs import FlowJobStore
+from .auth import header
 from .envelope import (
     ARGUMENT_ERROR,
     DATA_ERROR,
@@ -29,7 +34,7 @@ from .envelope import (
     respond,
 )
 from .jobs import attachment, error_response, jobs_of
-from .routes import flow_handler, new_job_id, read_form, require
+from .routes import flow_handler, flow_state, new_job_id, read_form, require
 from .rows import model_row
 
 router = APIRouter(prefix="/v1", tags=["fate-flow"])
@@ -152,13 +157,46 @@ async def load(request: Request, conf: dict[str, Any]) -> Response:
 @router.post("/model/bind")
 @flow_handler
 async def bind(request: Request, conf: dict[str, Any]) -> Response:
+    """Record the service id on the model and serve this node's part of it under that id:
+    project and model `<service_id>` of the binding customer, through the node's REST and
+    WebSocket predict endpoints (service/flowjobs/serving.py)."""
     if not conf.get("service_id"):
         return respond(ARGUMENT_ERROR, "no service id")
+    service_id = str(conf["service_id"])
     key = _model_key(request, conf)
-    if not key or not _models(request, {"model_id": key[0], "model_version": key[1]}):
+    rows = _models(request, {"model_id": key[0], "model_version": key[1]}) if key else []
+    if not key or not rows:
         return respond(ARGUMENT_ERROR, "failed: no such model")
-    jobs_of(request).store.update_models(*key, service=str(conf["service_id"]))
-    return respond(retmsg=f"service id is {conf['service_id']}")
+    jobs = jobs_of(request)
+    customer = header(request.headers, "APP_KEY")
+    if not flow_state(request).config.auth or customer is None:
+        jobs.store.update_models(*key, service=service_id)
+        return respond(retmsg=f"service id is {service_id} (not served here: a request "
+                       "without APP_KEY names no customer to serve it for)")
+    mine = [r for r in rows if r["role"] != "arbiter" and jobs.sites.serves(r["party_id"])]
+    if not mine:
+        return respond(ARGUMENT_ERROR, f"no party of model {key[0]} {key[1]} is served here")
+    part = mine[0]
+    try:
+        model = await run_in_threadpool(serving_model, jobs.store, key[0], key[1],
+                                        part["role"], str(part["party_id"]))
+        await run_in_threadpool(_serve, request.app.state.service, customer, service_id, model)
+    except JobRefused as e:
+        return respond(OPERATING_ERROR, f"service id {service_id}: {e}")
+    except BadRequest as e:
+        return respond(ARGUMENT_ERROR, f"service id {service_id}: {e}")
+    jobs.store.update_models(*key, service=service_id)
+    return respond(retmsg=f"service id is {service_id}",
+                   data={"service_id": service_id, "role": part["role"],
+                         "party_id": str(part["party_id"]),
+                         "predict": f"/symetry/rest/{customer}/projects/{service_id}/predict/"
+                                    f"{service_id}"})
+
+
+def _serve(service: Any, customer: str, service_id: str, model: Any) -> None:
+    with contextlib.suppress(Conflict):  # bound before: the new model replaces the old one
+        service.create_project(customer, service_id)
+    service.store_model(customer, service_id, service_id, "lr", model)
 
 
 EXPORT_KINDS = ("model", "model_meta", "summary")
