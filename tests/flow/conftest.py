@@ -11,16 +11,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Generator, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
-import numpy as np
 import pytest
-from sklearn.datasets import load_breast_cancer
 
 from fedstats.node.security.keys import new_secret_key
 from fedstats.node.settings import Settings
+from fedstats_harness.fateflow import serve_job_node
 from fedstats_harness.inprocess import Node, serve
 
 VENV = Path(os.environ.get("FEDSTATS_FATE_VENV",
@@ -62,36 +60,6 @@ def flow_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     gen.close()
 
 
-@contextmanager
-def _env(**values: str) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def job_node_env(root: Path) -> dict[str, str]:
-    """FATE's standalone layout: this node serves guest 9999 and host/arbiter 10000."""
-    return {"FEDSTATS_FLOW_ROOT": str(root), "FEDSTATS_FLOW_PARTY_ID": "9999",
-            "FEDSTATS_FLOW_LOCAL_PARTIES": "10000"}
-
-
-def serve_job_node(data: Path, root: Path, keys: dict[str, str]) -> Iterator[Node]:
-    with _env(**job_node_env(root)):
-        gen = cast(Generator[Node, None, None], serve(Settings(data_dir=data), keys))
-        node = next(gen)
-    try:
-        yield node
-    finally:
-        gen.close()
-
-
 @pytest.fixture(scope="module")
 def job_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     """A node running FATE jobs for party ids 9999 and 10000 (FATE standalone style)."""
@@ -99,16 +67,3 @@ def job_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     (d / "root").mkdir()
     (d / "data").mkdir()
     yield from serve_job_node(d / "data", d / "root", {"c1": new_secret_key()})
-
-
-def breast_split(directory: Path) -> tuple[Path, Path, np.ndarray]:
-    """scikit-learn's breast cancer rows (id, y, x0..x29) split between guest and host."""
-    x, y = load_breast_cancer(return_X_y=True)
-    rows = np.column_stack([np.arange(len(y)), y, x])
-    header = "id,y," + ",".join(f"x{j}" for j in range(x.shape[1]))
-    paths = []
-    for name, part in (("breast_homo_guest", rows[:300]), ("breast_homo_host", rows[300:])):
-        path = directory / f"{name}.csv"
-        np.savetxt(path, part, delimiter=",", header=header, comments="", fmt="%.17g")
-        paths.append(path)
-    return paths[0], paths[1], rows

@@ -26,10 +26,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from fedstats.node.security.keys import new_secret_key
+from fedstats_harness.fateflow import breast_split
 from fedstats_harness.localnet import LocalNodes, NodeProcess
 from fedstats_harness.natsproc import NatsServer
-
-from .conftest import breast_split
 
 pytestmark = pytest.mark.slow
 DATA = Path(__file__).parent / "data"

@@ -69,7 +69,7 @@ def test_the_flow_function_cli_runs_a_job(tmp_path: Path, capsys: pytest.Capture
     import tarfile
     import time
 
-    from .conftest import breast_split, serve_job_node
+    from fedstats_harness.fateflow import breast_split, serve_job_node
 
     data, root = tmp_path / "data", tmp_path / "root"
     data.mkdir()

@@ -8,42 +8,17 @@ standardized rows (FATE's objective: mean log-loss + alpha/2 ||w||^2, so C = 1/(
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from fedstats_harness.fateflow import breast_split, flow_cli, wait_for_end
 from fedstats_harness.inprocess import Node
 
-from .conftest import breast_split
-
 DATA = Path(__file__).parent / "data"
-
-
-def _flow(flow_bin: Path, *args: str, cwd: Path) -> dict[str, Any]:
-    r = subprocess.run([str(flow_bin), *args], capture_output=True, text=True, cwd=cwd,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
-    out: dict[str, Any] = json.loads(r.stdout[r.stdout.index("{"):])
-    return out
-
-
-def wait_for_end(flow_bin: Path, job_id: str, cwd: Path, limit: float = 120) -> dict[str, Any]:
-    """`flow job query` until the job ends, as FATE's own pollers do."""
-    end = time.monotonic() + limit
-    while True:
-        q = _flow(flow_bin, "job", "query", "-j", job_id, "-r", "guest", "-p", "9999", cwd=cwd)
-        row: dict[str, Any] = q["data"][0]
-        if row["f_status"] in ("success", "failed", "canceled", "timeout"):
-            return row
-        assert row["f_status"] in ("waiting", "running")
-        assert time.monotonic() < end, f"job {job_id} still {row['f_status']}"
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +26,15 @@ def trained(flow_bin: Path, job_node: Node, tmp_path_factory: pytest.TempPathFac
             ) -> tuple[Path, str, np.ndarray]:
     work = tmp_path_factory.mktemp("work")
     port = job_node.url.rsplit(":", 1)[1]
-    assert _flow(flow_bin, "init", "--ip", "127.0.0.1", "--port", port, "--app-key", "c1",
+    assert flow_cli(flow_bin, "init", "--ip", "127.0.0.1", "--port", port, "--app-key", "c1",
                  "--secret-key", job_node.keys["c1"], cwd=work)["retcode"] == 0
     guest, host, rows = breast_split(work)
     for path in (guest, host):
         conf = work / f"upload_{path.stem}.json"
         conf.write_text(json.dumps({"file": str(path), "head": 1, "partition": 4,
                                     "namespace": "experiment", "table_name": path.stem}))
-        assert _flow(flow_bin, "data", "upload", "-c", str(conf), cwd=work)["retcode"] == 0
-    sub = _flow(flow_bin, "job", "submit", "-c", str(DATA / "homo_lr_train_conf.json"),
+        assert flow_cli(flow_bin, "data", "upload", "-c", str(conf), cwd=work)["retcode"] == 0
+    sub = flow_cli(flow_bin, "job", "submit", "-c", str(DATA / "homo_lr_train_conf.json"),
                 "-d", str(DATA / "homo_lr_train_dsl.json"), cwd=work)
     assert sub["retcode"] == 0, sub
     assert sub["data"]["model_info"]["model_id"] == "arbiter-10000#guest-9999#host-10000#model"
@@ -72,11 +47,11 @@ def test_the_homo_lr_example_runs_to_success(flow_bin: Path, trained: tuple[Path
     row = wait_for_end(flow_bin, job_id, work)
     assert row["f_status"] == "success", row
     assert row["f_progress"] == 100
-    tasks = _flow(flow_bin, "task", "query", "-j", job_id, cwd=work)["data"]
+    tasks = flow_cli(flow_bin, "task", "query", "-j", job_id, cwd=work)["data"]
     status = {(t["f_component_name"], t["f_role"]): t["f_status"] for t in tasks}
     assert status[("homo_lr_0", "guest")] == "success"
     assert status[("evaluation_0", "host")] == "pass"  # need_run: false in FATE's conf
-    comps = _flow(flow_bin, "component", "list", "-j", job_id, cwd=work)["data"]["components"]
+    comps = flow_cli(flow_bin, "component", "list", "-j", job_id, cwd=work)["data"]["components"]
     assert comps == ["reader_0", "data_transform_0", "scale_0", "homo_lr_0", "evaluation_0"]
 
 
@@ -84,7 +59,7 @@ def test_homo_lr_equals_scikit_learn_on_the_pooled_rows(
         flow_bin: Path, trained: tuple[Path, str, np.ndarray]) -> None:
     work, job_id, rows = trained
     wait_for_end(flow_bin, job_id, work)
-    out = _flow(flow_bin, "tracking", "output-model", "-j", job_id, "-r", "guest", "-p", "9999",
+    out = flow_cli(flow_bin, "tracking", "output-model", "-j", job_id, "-r", "guest", "-p", "9999",
                 "-cpn", "homo_lr_0", cwd=work)
     model = out["data"]
     assert model["isConverged"] is True
@@ -95,7 +70,7 @@ def test_homo_lr_equals_scikit_learn_on_the_pooled_rows(
     weights = np.array([model["weight"][f"x{j}"] for j in range(x.shape[1])])
     np.testing.assert_allclose(weights, ref.coef_[0], rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(model["intercept"], ref.intercept_[0], rtol=1e-8, atol=1e-10)
-    host = _flow(flow_bin, "tracking", "output-model", "-j", job_id, "-r", "arbiter", "-p",
+    host = flow_cli(flow_bin, "tracking", "output-model", "-j", job_id, "-r", "arbiter", "-p",
                  "10000", "-cpn", "homo_lr_0", cwd=work)["data"]
     assert host["weight"] == model["weight"]  # the arbiter holds the global model
 
@@ -104,24 +79,24 @@ def test_metrics_output_data_and_the_log(flow_bin: Path, trained: tuple[Path, st
                                          ) -> None:
     work, job_id, _ = trained
     wait_for_end(flow_bin, job_id, work)
-    loss = _flow(flow_bin, "tracking", "metric-all", "-j", job_id, "-r", "guest", "-p", "9999",
+    loss = flow_cli(flow_bin, "tracking", "metric-all", "-j", job_id, "-r", "guest", "-p", "9999",
                  "-cpn", "homo_lr_0", cwd=work)["data"]["train"]["loss"]
     assert loss["meta"]["metric_type"] == "LOSS" and len(loss["data"]) >= 2
-    ev = _flow(flow_bin, "tracking", "metric-all", "-j", job_id, "-r", "guest", "-p", "9999",
+    ev = flow_cli(flow_bin, "tracking", "metric-all", "-j", job_id, "-r", "guest", "-p", "9999",
                "-cpn", "evaluation_0", cwd=work)["data"]["train"]
     summary = dict(ev["homo_lr_0"]["data"])
     assert summary["auc"] > 0.99 and set(summary) >= {"ks", "accuracy", "precision", "recall"}
     assert ev["homo_lr_0_roc"]["data"][0] == [0.0, 0.0]
-    got = _flow(flow_bin, "tracking", "output-data", "-j", job_id, "-r", "guest", "-p", "9999",
+    got = flow_cli(flow_bin, "tracking", "output-data", "-j", job_id, "-r", "guest", "-p", "9999",
                 "-cpn", "homo_lr_0", "-o", str(work / "out"), cwd=work)
     assert got["retcode"] == 0, got
     csv = next(Path(got["directory"]).glob("*.csv")).read_text().splitlines()
     assert csv[0] == "id,label,predict_result,predict_score,predict_detail,type"
     assert len(csv) == 1 + 300
-    view = _flow(flow_bin, "job", "view", "-j", job_id, "-r", "host", "-p", "10000", cwd=work)
+    view = flow_cli(flow_bin, "job", "view", "-j", job_id, "-r", "host", "-p", "10000", cwd=work)
     assert {v["f_component_name"] for v in view["data"]} == {
         "reader_0", "data_transform_0", "scale_0", "homo_lr_0"}
-    logs = _flow(flow_bin, "job", "log", "-j", job_id, "-o", str(work / "logs"), cwd=work)
+    logs = flow_cli(flow_bin, "job", "log", "-j", job_id, "-o", str(work / "logs"), cwd=work)
     assert logs["retcode"] == 0, logs
     info = (Path(logs["directory"]) / "guest" / "9999" / "INFO.log").read_text()
     assert "homo_lr_0 (HomoLR): success" in info
@@ -131,7 +106,7 @@ def test_deploy_and_a_predict_job(flow_bin: Path, trained: tuple[Path, str, np.n
     work, job_id, _ = trained
     wait_for_end(flow_bin, job_id, work)
     model_id = "arbiter-10000#guest-9999#host-10000#model"
-    dep = _flow(flow_bin, "model", "deploy", "--model-id", model_id, "--model-version", job_id,
+    dep = flow_cli(flow_bin, "model", "deploy", "--model-id", model_id, "--model-version", job_id,
                 cwd=work)
     assert dep["retcode"] == 0, dep
     version = dep["data"]["model_version"]
@@ -141,20 +116,20 @@ def test_deploy_and_a_predict_job(flow_bin: Path, trained: tuple[Path, str, np.n
                                          "model_version": version}}
     path = work / "predict_conf.json"
     path.write_text(json.dumps(conf))
-    dsl = _flow(flow_bin, "model", "get-predict-dsl", "--model-id", model_id, "--model-version",
+    dsl = flow_cli(flow_bin, "model", "get-predict-dsl", "--model-id", model_id, "--model-version",
                 version, "-o", str(work / "pdsl"), cwd=work)
     assert dsl["retcode"] == 0, dsl
-    sub = _flow(flow_bin, "job", "submit", "-c", str(path), cwd=work)
+    sub = flow_cli(flow_bin, "job", "submit", "-c", str(path), cwd=work)
     assert sub["retcode"] == 0, sub
     row = wait_for_end(flow_bin, sub["jobId"], work)
     assert row["f_status"] == "success", row
-    out = _flow(flow_bin, "tracking", "metric-all", "-j", sub["jobId"], "-r", "guest", "-p",
+    out = flow_cli(flow_bin, "tracking", "metric-all", "-j", sub["jobId"], "-r", "guest", "-p",
                 "9999", "-cpn", "evaluation_0", cwd=work)
     assert dict(out["data"]["test"]["homo_lr_0"]["data"])["auc"] > 0.99
     undeployed = conf | {"job_parameters": {"common": {"job_type": "predict", "model_id": model_id,
                                                         "model_version": job_id}}}
     path.write_text(json.dumps(undeployed))
-    refused = _flow(flow_bin, "job", "submit", "-c", str(path), cwd=work)
+    refused = flow_cli(flow_bin, "job", "submit", "-c", str(path), cwd=work)
     assert refused["retcode"] != 0 and "deployed" in refused["retmsg"]
 
 
@@ -166,17 +141,17 @@ def test_a_model_exported_and_imported_again(flow_bin: Path,
             "model_version": job_id, "output_path": str(work / "export")}
     path = work / "export.json"
     path.write_text(json.dumps(conf))
-    out = _flow(flow_bin, "model", "export", "-c", str(path), cwd=work)
+    out = flow_cli(flow_bin, "model", "export", "-c", str(path), cwd=work)
     assert out["retcode"] == 0, out
     zipped = Path(out["file"])
     assert zipped.name == f"guest#9999#arbiter-10000#guest-9999#host-10000#model_{job_id}.zip"
     imp = work / "import.json"
     imp.write_text(json.dumps({**conf, "file": str(zipped), "force_update": 0}))
-    refused = _flow(flow_bin, "model", "import", "-c", str(imp), cwd=work)
+    refused = flow_cli(flow_bin, "model", "import", "-c", str(imp), cwd=work)
     assert refused["retcode"] == 409 and refused["retmsg"] == "Model already exists.", refused
     imp.write_text(json.dumps({**conf, "file": str(zipped), "force_update": 1}))
-    done = _flow(flow_bin, "model", "import", "-c", str(imp), cwd=work)
+    done = flow_cli(flow_bin, "model", "import", "-c", str(imp), cwd=work)
     assert done["retcode"] == 0 and done["data"]["model_version"] == job_id, done
-    model = _flow(flow_bin, "tracking", "output-model", "-j", job_id, "-r", "guest", "-p", "9999",
+    model = flow_cli(flow_bin, "tracking", "output-model", "-j", job_id, "-r", "guest", "-p", "9999",
                   "-cpn", "homo_lr_0", cwd=work)["data"]
     assert model["isConverged"] is True

@@ -16,9 +16,8 @@ from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Lasso, LinearRegression, Ridge
 from sklearn.preprocessing import MinMaxScaler
 
+from fedstats_harness.fateflow import flow_cli, wait_for_end
 from fedstats_harness.inprocess import Node
-
-from .test_jobs_client import _flow, wait_for_end
 
 ROLES = {"guest": [9999], "host": [10000], "arbiter": [10000]}
 
@@ -59,7 +58,7 @@ def diabetes(flow_bin: Path, job_node: Node, tmp_path_factory: pytest.TempPathFa
              ) -> tuple[Path, np.ndarray, np.ndarray]:
     work = tmp_path_factory.mktemp("exact")
     port = job_node.url.rsplit(":", 1)[1]
-    _flow(flow_bin, "init", "--ip", "127.0.0.1", "--port", port, "--app-key", "c1",
+    flow_cli(flow_bin, "init", "--ip", "127.0.0.1", "--port", port, "--app-key", "c1",
           "--secret-key", job_node.keys["c1"], cwd=work)
     x, y = load_diabetes(return_X_y=True)
     x = x * 100.0 + 1e4  # large offsets: the pooled statistics must stay exact
@@ -71,21 +70,21 @@ def diabetes(flow_bin: Path, job_node: Node, tmp_path_factory: pytest.TempPathFa
         conf = work / f"{name}.json"
         conf.write_text(json.dumps({"file": str(path), "head": 1, "partition": 1,
                                     "namespace": "exact", "table_name": name}))
-        assert _flow(flow_bin, "data", "upload", "-c", str(conf), cwd=work)["retcode"] == 0
+        assert flow_cli(flow_bin, "data", "upload", "-c", str(conf), cwd=work)["retcode"] == 0
     return work, x, y
 
 
 def _submit(flow_bin: Path, work: Path, conf: dict[str, Any]) -> dict[str, Any]:
     (work / "conf.json").write_text(json.dumps(conf))
     (work / "dsl.json").write_text(json.dumps(_dsl()))
-    sub = _flow(flow_bin, "job", "submit", "-c", str(work / "conf.json"), "-d",
+    sub = flow_cli(flow_bin, "job", "submit", "-c", str(work / "conf.json"), "-d",
                 str(work / "dsl.json"), cwd=work)
     assert sub["retcode"] == 0, sub
     return wait_for_end(flow_bin, sub["jobId"], work)
 
 
 def _model(flow_bin: Path, work: Path, job_id: str, cpn: str) -> dict[str, Any]:
-    out: dict[str, Any] = _flow(flow_bin, "tracking", "output-model", "-j", job_id, "-r", "host",
+    out: dict[str, Any] = flow_cli(flow_bin, "tracking", "output-model", "-j", job_id, "-r", "host",
                                 "-p", "10000", "-cpn", cpn, cwd=work)["data"]
     return out
 
@@ -114,7 +113,7 @@ def test_scale_statistics_and_linear_models_equal_scikit_learn(
         np.testing.assert_allclose([m["weight"][n] for n in names], ref.coef_, rtol=1e-8,
                                    atol=1e-8, err_msg=cpn)
         np.testing.assert_allclose(m["intercept"], ref.intercept_, rtol=1e-9, err_msg=cpn)
-    ev = _flow(flow_bin, "tracking", "metric-all", "-j", job_id, "-r", "guest", "-p", "9999",
+    ev = flow_cli(flow_bin, "tracking", "metric-all", "-j", job_id, "-r", "guest", "-p", "9999",
                "-cpn", "evaluation_0", cwd=work)["data"]["train"]["ridge_0"]
     assert set(dict(ev["data"])) == {"rmse", "mae", "r2_score", "explained_variance"}
 
@@ -125,7 +124,7 @@ def test_an_unknown_model_parameter_fails_the_job_naming_it(
     row = _submit(flow_bin, work, _conf(ridge_0={"alpha": 1.0, "alhpa": 2}))
     assert row["f_status"] == "failed"
     assert "ridge_0" in row["f_reason"] and "'alhpa'" in row["f_reason"], row["f_reason"]
-    tasks = _flow(flow_bin, "task", "query", "-j", row["f_job_id"], "-cpn", "ridge_0",
+    tasks = flow_cli(flow_bin, "task", "query", "-j", row["f_job_id"], "-cpn", "ridge_0",
                   cwd=work)["data"]
     assert {t["f_status"] for t in tasks} == {"failed"}
     assert "'alhpa'" in tasks[0]["f_error_report"]
@@ -148,7 +147,7 @@ def test_fedstats_classifiers_and_pcr_run_as_homo_components(
         up = work / f"{name}.json"
         up.write_text(json.dumps({"file": str(path), "head": 1, "partition": 1, "drop": 1,
                                   "namespace": "exact", "table_name": name}))
-        assert _flow(flow_bin, "data", "upload", "-c", str(up), cwd=work)["retcode"] == 0
+        assert flow_cli(flow_bin, "data", "upload", "-c", str(up), cwd=work)["retcode"] == 0
     comps: dict[str, Any] = {
         "reader_0": {"module": "Reader", "output": {"data": ["data"]}},
         "data_transform_0": {"module": "DataTransform", "input": {"data": {"data": ["reader_0.data"]}},
@@ -167,18 +166,18 @@ def test_fedstats_classifiers_and_pcr_run_as_homo_components(
                  for r in ("guest", "host")}}
     (work / "conf.json").write_text(json.dumps(conf))
     (work / "dsl.json").write_text(json.dumps({"components": comps}))
-    sub = _flow(flow_bin, "job", "submit", "-c", str(work / "conf.json"), "-d",
+    sub = flow_cli(flow_bin, "job", "submit", "-c", str(work / "conf.json"), "-d",
                 str(work / "dsl.json"), cwd=work)
     assert sub["retcode"] == 0, sub
     row = wait_for_end(flow_bin, sub["jobId"], work)
     assert row["f_status"] == "success", row
     for cpn, ref in (("lda_0", LinearDiscriminantAnalysis()), ("bayes_0", GaussianNB())):
-        got = _flow(flow_bin, "tracking", "output-data", "-j", sub["jobId"], "-r", "guest", "-p",
+        got = flow_cli(flow_bin, "tracking", "output-data", "-j", sub["jobId"], "-r", "guest", "-p",
                     "9999", "-cpn", cpn, "-o", str(work / cpn), cwd=work)
         lines = next(Path(got["directory"]).glob("*.csv")).read_text().splitlines()[1:]
         predicted = np.array([float(line.split(",")[2]) for line in lines])
         np.testing.assert_array_equal(predicted, ref.fit(x, y).predict(x[:250]), err_msg=cpn)
-    auc = dict(_flow(flow_bin, "tracking", "metric-all", "-j", sub["jobId"], "-r", "guest", "-p",
+    auc = dict(flow_cli(flow_bin, "tracking", "metric-all", "-j", sub["jobId"], "-r", "guest", "-p",
                      "9999", "-cpn", "evaluation_0", cwd=work)["data"]["train"]["lda_0"]["data"])
     assert auc["auc"] > 0.9
 
@@ -191,9 +190,9 @@ def test_a_failed_job_is_fixed_by_parameter_update_and_rerun(
     job_id = row["f_job_id"]
     update = work / "update.json"
     update.write_text(json.dumps({"component_parameters": {"common": {"ridge_0": {"alpha": 2.0}}}}))
-    out = _flow(flow_bin, "job", "parameter-update", "-j", job_id, "-c", str(update), cwd=work)
+    out = flow_cli(flow_bin, "job", "parameter-update", "-j", job_id, "-c", str(update), cwd=work)
     assert out["retcode"] == 0 and out["data"]["components"] == ["ridge_0"], out
-    assert _flow(flow_bin, "job", "rerun", "-j", job_id, cwd=work)["retcode"] == 0
+    assert flow_cli(flow_bin, "job", "rerun", "-j", job_id, cwd=work)["retcode"] == 0
     assert wait_for_end(flow_bin, job_id, work)["f_status"] == "success"
     ref = Ridge(alpha=2.0).fit(MinMaxScaler().fit_transform(x), y)
     m = _model(flow_bin, work, job_id, "ridge_0")

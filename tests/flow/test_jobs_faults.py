@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from fedstats.node.security.keys import new_secret_key
+from fedstats_harness.fateflow import breast_split, flow_cli, job_node_env, wait_for_end
 from fedstats_harness.localnet import NodeProcess
 
-from .conftest import breast_split, job_node_env
-from .test_jobs_client import DATA, _flow, wait_for_end
-
 BIG_ROWS = 100_000
+
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def proc(flow_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
     node.start()
     work = d / "work"
     work.mkdir()
-    _flow(flow_bin, "init", "--ip", node.host, "--port", str(node.port), "--app-key", "c1",
+    flow_cli(flow_bin, "init", "--ip", node.host, "--port", str(node.port), "--app-key", "c1",
           "--secret-key", json.loads(node.customers_file.read_text())["c1"], cwd=work)
     guest, host, _ = breast_split(work)
     rng = np.random.default_rng(7)
@@ -44,7 +44,7 @@ def proc(flow_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
         conf = work / f"up_{name}.json"
         conf.write_text(json.dumps({"file": str(path), "head": 1, "partition": 1,
                                     "namespace": "experiment", "table_name": name}))
-        assert _flow(flow_bin, "data", "upload", "-c", str(conf), cwd=work)["retcode"] == 0
+        assert flow_cli(flow_bin, "data", "upload", "-c", str(conf), cwd=work)["retcode"] == 0
     yield node, work
     node.stop()
 
@@ -52,7 +52,7 @@ def proc(flow_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
 def _submit(flow_bin: Path, work: Path, conf: dict[str, Any], dsl: dict[str, Any]) -> dict[str, Any]:
     (work / "c.json").write_text(json.dumps(conf))
     (work / "d.json").write_text(json.dumps(dsl))
-    return _flow(flow_bin, "job", "submit", "-c", str(work / "c.json"), "-d", str(work / "d.json"),
+    return flow_cli(flow_bin, "job", "submit", "-c", str(work / "c.json"), "-d", str(work / "d.json"),
                  cwd=work)
 
 
@@ -94,16 +94,16 @@ def test_a_running_job_is_stopped_then_rerun(flow_bin: Path, proc: tuple[NodePro
     work = proc[1]
     sub = _submit(flow_bin, work, *_big())
     assert sub["retcode"] == 0, sub
-    stop = _flow(flow_bin, "job", "stop", "-j", sub["jobId"], cwd=work)
+    stop = flow_cli(flow_bin, "job", "stop", "-j", sub["jobId"], cwd=work)
     assert stop["retcode"] == 0, stop
     row = wait_for_end(flow_bin, sub["jobId"], work)
     assert row["f_status"] == "canceled" and "stopped" in row["f_reason"]
-    again = _flow(flow_bin, "job", "stop", "-j", sub["jobId"], cwd=work)
+    again = flow_cli(flow_bin, "job", "stop", "-j", sub["jobId"], cwd=work)
     assert again.get("retcode") == 101 and "already canceled" in again["retmsg"], again
-    rerun = _flow(flow_bin, "job", "rerun", "-j", sub["jobId"], cwd=work)
+    rerun = flow_cli(flow_bin, "job", "rerun", "-j", sub["jobId"], cwd=work)
     assert rerun["retcode"] == 0, rerun
     assert wait_for_end(flow_bin, sub["jobId"], work, limit=300)["f_status"] == "success"
-    tasks = _flow(flow_bin, "task", "query", "-j", sub["jobId"], "-cpn", "homo_lr_0", cwd=work)
+    tasks = flow_cli(flow_bin, "task", "query", "-j", sub["jobId"], "-cpn", "homo_lr_0", cwd=work)
     assert {t["f_task_version"] for t in tasks["data"]} == {1}
 
 
@@ -114,17 +114,17 @@ def test_a_node_killed_mid_job_fails_the_job_and_keeps_the_rest(
     assert wait_for_end(flow_bin, done["jobId"], work)["f_status"] == "success"
     sub = _submit(flow_bin, work, *_big())
     assert sub["retcode"] == 0, sub
-    q = _flow(flow_bin, "job", "query", "-j", sub["jobId"], "-r", "guest", "-p", "9999", cwd=work)
+    q = flow_cli(flow_bin, "job", "query", "-j", sub["jobId"], "-r", "guest", "-p", "9999", cwd=work)
     assert q["data"][0]["f_status"] in ("waiting", "running")
     node.kill()
     node.start()
     row = wait_for_end(flow_bin, sub["jobId"], work)
     assert row["f_status"] == "failed" and "node stopped" in row["f_reason"], row
-    jobs = _flow(flow_bin, "job", "list", "-l", "50", cwd=work)["data"]["jobs"]
+    jobs = flow_cli(flow_bin, "job", "list", "-l", "50", cwd=work)["data"]["jobs"]
     assert {done["jobId"], sub["jobId"]} <= {j["job_id"] for j in jobs}
-    info = _flow(flow_bin, "table", "info", "-n", "experiment", "-t", "big_host", cwd=work)
+    info = flow_cli(flow_bin, "table", "info", "-n", "experiment", "-t", "big_host", cwd=work)
     assert info["data"]["count"] == BIG_ROWS
-    model = _flow(flow_bin, "tracking", "output-model", "-j", done["jobId"], "-r", "guest", "-p",
+    model = flow_cli(flow_bin, "tracking", "output-model", "-j", done["jobId"], "-r", "guest", "-p",
                   "9999", "-cpn", "homo_lr_0", cwd=work)["data"]
     assert model["isConverged"] is True
 

@@ -11,9 +11,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from fedstats_harness.fateflow import breast_split
 from fedstats_harness.inprocess import Node
-
-from .conftest import breast_split
 
 DATA = Path(__file__).parent / "data"
 

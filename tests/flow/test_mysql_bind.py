@@ -17,12 +17,10 @@ import numpy as np
 import pytest
 
 from fedstats.node.security.keys import new_secret_key
+from fedstats_harness.fateflow import flow_cli, scoped_env, serve_job_node
 from fedstats_harness.inprocess import Node
 from fedstats_harness.ports import free_port
 from fedstats_harness.process import ChildProcess
-
-from .conftest import _env, serve_job_node
-from .test_jobs_client import _flow
 
 MARIADBD = shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin:/usr/libexec")
 pymysql = pytest.importorskip("pymysql", reason="PyMySQL is not installed (pip install pymysql)")
@@ -65,7 +63,7 @@ def sql_node(mariadb: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     d = tmp_path_factory.mktemp("sqlnode")
     (d / "root").mkdir()
     (d / "data").mkdir()
-    with _env(FEDSTATS_FLOW_SQL_HOSTS=f"127.0.0.1:{mariadb}"):
+    with scoped_env(FEDSTATS_FLOW_SQL_HOSTS=f"127.0.0.1:{mariadb}"):
         yield from serve_job_node(d / "data", d / "root", {"c1": new_secret_key()})
 
 
@@ -74,7 +72,7 @@ def _bind(flow_bin: Path, work: Path, address: dict[str, Any], name: str,
     conf = work / f"bind_{name}.json"
     conf.write_text(json.dumps({"engine": "MYSQL", "address": address, "namespace": "sql",
                                 "name": name, "head": 1, "partitions": 1, **extra}))
-    return _flow(flow_bin, "table", "bind", "-c", str(conf), cwd=work)
+    return flow_cli(flow_bin, "table", "bind", "-c", str(conf), cwd=work)
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +96,13 @@ def tables(mariadb_server: tuple[int, Path]) -> np.ndarray:
 def test_mysql_bind_reads_the_rows_exactly(flow_bin: Path, sql_node: Node, mariadb: int,
                                            tables: np.ndarray, tmp_path: Path) -> None:
     port = sql_node.url.rsplit(":", 1)[1]
-    _flow(flow_bin, "init", "--ip", "127.0.0.1", "--port", port, "--app-key", "c1",
+    flow_cli(flow_bin, "init", "--ip", "127.0.0.1", "--port", port, "--app-key", "c1",
           "--secret-key", sql_node.keys["c1"], cwd=tmp_path)
     address = {"user": "fate", "passwd": "fate", "host": "127.0.0.1", "port": mariadb,
                "db": "experiment", "name": "breast"}
     out = _bind(flow_bin, tmp_path, address, "breast", id_name="id")
     assert out["retcode"] == 0, out
-    info = _flow(flow_bin, "table", "info", "-n", "sql", "-t", "breast", cwd=tmp_path)["data"]
+    info = flow_cli(flow_bin, "table", "info", "-n", "sql", "-t", "breast", cwd=tmp_path)["data"]
     assert (info["count"], info["origin"]) == (len(tables), "table_bind")
     assert info["schema"] == {"sid": "id", "header": "y,x0,x1,x2,x3"}
     read = sql_node.app.state.flow.tables.read("sql", "breast")
@@ -127,12 +125,12 @@ def test_mysql_bind_refusals_are_named(flow_bin: Path, sql_node: Node, mariadb: 
                                        tables: np.ndarray, tmp_path: Path,
                                        edit: dict[str, Any], words: str) -> None:
     port = sql_node.url.rsplit(":", 1)[1]
-    _flow(flow_bin, "init", "--ip", "127.0.0.1", "--port", port, "--app-key", "c1",
+    flow_cli(flow_bin, "init", "--ip", "127.0.0.1", "--port", port, "--app-key", "c1",
           "--secret-key", sql_node.keys["c1"], cwd=tmp_path)
     address = {"user": "fate", "passwd": "fate", "host": "127.0.0.1", "port": mariadb,
                "db": "experiment", "name": "breast", **edit}
     out = _bind(flow_bin, tmp_path, address, "refused")
     assert out["retcode"] != 0 and words in out["retmsg"], out
     assert "wrong" not in out["retmsg"]  # the password is never echoed
-    info = _flow(flow_bin, "table", "info", "-n", "sql", "-t", "refused", cwd=tmp_path)["data"]
+    info = flow_cli(flow_bin, "table", "info", "-n", "sql", "-t", "refused", cwd=tmp_path)["data"]
     assert info["exist"] == 0
