@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 import httpx
 import jsonrpcclient
 
+from fedstats.node.modelstore.rpcclient import digest_upload_headers
 from fedstats.node.security.signing import CUSTOMER_HEADER, signed_headers
 
 
@@ -43,17 +45,27 @@ def ok(url: str, method: str, params: Any, cid: str, key: str) -> Any:
 
 
 def upload(url: str, method: str, params: dict[str, Any], data: bytes, cid: str, key: str,
-           request_id: Any = None) -> httpx.Response:
+           request_id: Any = None, declare_digest: bool = True) -> httpx.Response:
     """A put as the reference's curl sends it (`-F data=<params> -F file=@model`), the
-    multipart body built by httpx, then signed."""
+    multipart body built by httpx, then signed: by default as fedstats' clients sign it
+    (the file's SHA-256 declared in `X-Model-Sha256` and signed in the file's place),
+    with `declare_digest=False` as a REST client signs any body (Content-MD5, the whole
+    body)."""
     doc: Any = params if request_id is None else {
         "jsonrpc": "2.0", "method": method, "params": params, "id": request_id}
     path = f"/jsonrpc/upload/{method}"
     request = httpx.Request("POST", url + path, data={"data": json.dumps(doc)},
                             files={"file": ("model.bin", data, "application/octet-stream")})
     body = request.read()
-    signed = signed_headers(cid, key, "POST", path, None, body)
-    signed.pop(CUSTOMER_HEADER)
+    if declare_digest:
+        # the file part's content: httpx puts files after the fields, so the last match
+        at = body.rfind(b"\r\n\r\n" + data + b"\r\n--") + 4
+        assert at >= 4, "the file part's content is not where httpx puts it"
+        signed = digest_upload_headers(cid, key, path, body[:at],
+                                       hashlib.sha256(data).hexdigest(), body[at + len(data):])
+    else:
+        signed = signed_headers(cid, key, "POST", path, None, body)
+        signed.pop(CUSTOMER_HEADER)
     request.headers.update({**signed, "APIKey": cid})
     with httpx.Client(timeout=60.0) as client:
         return client.send(request)

@@ -1,7 +1,7 @@
 """Model store tests: real `fedstats node` processes, spoken to over plain HTTP.
 
 `ms_nodes(name, config=None)` starts a node whose model store configuration is `config`
-(FEDSTATS_MODELSTORE), customers `c1` and `c2`; all are stopped when the module ends.
+(FEDSTATS_MODELSTORE), customers `c1` and `c2`, more variables in `env`; all are stopped when the module ends.
 `node` is one such node per module, `c1` its model store admin. `call(node, method,
 params)` / `call_ok(...)` are a third-party client's calls (`fedstats_harness.jsonrpc`).
 """
@@ -31,8 +31,9 @@ def ms_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...,
     root = tmp_path_factory.mktemp("modelstore")
     started: list[NodeProcess] = []
 
-    def start(name: str, config: dict[str, Any] | None = None) -> NodeProcess:
-        env = {"FEDSTATS_MODELSTORE": json.dumps(config or {})}
+    def start(name: str, config: dict[str, Any] | None = None,
+              env: dict[str, str] | None = None) -> NodeProcess:
+        env = {"FEDSTATS_MODELSTORE": json.dumps(config or {}), **(env or {})}
         node = NodeProcess(name, root, KEYS, env=env)
         started.append(node)
         return node.start()

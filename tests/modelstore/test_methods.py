@@ -12,7 +12,7 @@ import httpx
 import jsonrpcclient
 import pytest
 
-from fedstats.node.modelstore.rpcclient import upload_headers
+from fedstats.node.modelstore.rpcclient import digest_upload_headers, upload_headers
 from fedstats.node.security.signing import signed_headers
 from fedstats_harness.jsonrpc import download, post_signed, upload
 
@@ -226,6 +226,65 @@ def test_uploads_are_checked_by_their_hmac_with_or_without_content_md5(node, key
     assert len(call_ok(node, "fl.get_models", ["ddc:hmac"])) == 2
 
 
+def _files(node):
+    root = node.data_dir / "modelstore" / "blobs"
+    return sorted(p.name for p in root.glob("*/*") if p.parent.name != "tmp"), list(
+        (root / "tmp").glob("*"))
+
+
+def test_an_upload_signs_its_files_digest_and_the_file_must_hash_to_it(node, keys, call_ok):
+    path = "/jsonrpc/upload/fl.put_model"
+    call_ok(node, "fl.initialize_model_store", ["ddc:digest"])
+    model = b"the model's bytes " * 1000
+    digest = hashlib.sha256(model).hexdigest()
+    req = _multipart("ddc:digest", model)
+    body, ctype = req.read(), req.headers["Content-Type"]
+    at = body.rindex(model)
+    head, tail = body[:at], body[at + len(model):]
+
+    def send(body: bytes, headers: dict[str, str]) -> httpx.Response:
+        return httpx.post(node.url + path, content=body,
+                          headers={**headers, "APIKey": "c1", "Content-Type": ctype})
+
+    def signed(digest: str = digest, head: bytes = head) -> dict[str, str]:
+        return digest_upload_headers("c1", keys["c1"], path, head, digest, tail)
+
+    good = signed()
+    assert good["X-Model-Sha256"] == digest and "Content-MD5" not in good
+    first = send(body, good)
+    assert first.status_code == 200, first.text
+    assert first.json()["result"]["model_sha256"] == digest
+    assert send(body, good).status_code == 401  # replayed
+    stored = _files(node)[0]
+    assert digest in stored
+
+    # the file changed after signing (its digest signed right): refused, nothing stored
+    other = body.replace(b"bytes", b"bytez", 1)
+    refused = send(other, signed())
+    assert refused.status_code == 400
+    err = refused.json()["error"]
+    assert err["code"] == -32014 and err["data"]["type"] == "DigestMismatch"
+    assert err["data"]["declared_sha256"] == digest
+    assert err["data"]["received_sha256"] == hashlib.sha256(
+        model.replace(b"bytes", b"bytez", 1)).hexdigest()
+    assert _files(node) == (stored, [])  # nor a temporary file left
+    # the declared digest changed after signing (to the changed file's): the signature
+    # no longer holds
+    changed = hashlib.sha256(model.replace(b"bytes", b"bytez", 1)).hexdigest()
+    assert send(other, {**signed(), "X-Model-Sha256": changed}).status_code == 401
+    # a field (the params) changed after signing: the signature covers every byte but the
+    # file's content
+    moved = body.replace(b"ddc:digest", b"ddc:digesx")
+    assert send(moved, signed()).status_code == 401
+    # another key; a digest that is not one
+    assert send(body, digest_upload_headers("c1", keys["c2"], path, head, digest, tail)
+                ).status_code == 401
+    bad = send(body, signed(digest.upper()))
+    assert bad.status_code == 401 and "X-Model-Sha256" in bad.text
+    assert _files(node) == (stored, [])
+    assert len(call_ok(node, "fl.get_models", ["ddc:digest"])) == 1
+
+
 def test_aggregation_and_size_limits_are_clear_errors(node, ms_nodes, keys, call, call_ok):
     call_ok(node, "fl.initialize_model_store", ["ddc:agg"])
     e = _err(call(node, "fedstats.aggregate", ["ddc:agg"]), -32013, "AggregationError")
@@ -253,3 +312,28 @@ def test_aggregation_and_size_limits_are_clear_errors(node, ms_nodes, keys, call
     assert upload(small.url, "fl.put_model", {"model_store_ddc": "ddc:s"}, b"x" * 1000, "c1",
                   keys["c1"]).status_code == 200
     assert len(call_ok(small, "fl.get_models", ["ddc:s"])) == 1
+
+
+def test_a_deleted_model_is_gone_for_get_model_info_though_it_was_read_before(
+        node, keys, call, call_ok):
+    """get_model_info answers a record it read before from memory: every delete (the
+    model, all of the store's, the store) forgets it."""
+    call_ok(node, "fl.initialize_model_store", ["ddc:forget"])
+    mids = [upload(node.url, "fl.put_model", {"model_store_ddc": "ddc:forget"}, data, "c1",
+                   keys["c1"]).json()["result"]["model_id"] for data in (b"a", b"b", b"c")]
+    for mid in mids:  # read twice: the second from memory
+        assert call_ok(node, "fl.get_model_info", ["ddc:forget", mid]) == call_ok(
+            node, "fl.get_model_info", ["ddc:forget", mid])
+    assert call_ok(node, "fl.delete_model", ["ddc:forget", mids[0]]) == 1
+    _err(call(node, "fl.get_model_info", ["ddc:forget", mids[0]]), -32003, "ModelNotFound")
+    assert call_ok(node, "fl.get_model_info", ["ddc:forget", mids[1]])["model_id"] == mids[1]
+    assert call_ok(node, "fl.delete_all_model", ["ddc:forget"]) == 2
+    _err(call(node, "fl.get_model_info", ["ddc:forget", mids[1]]), -32003, "ModelNotFound")
+    mid = upload(node.url, "fl.put_model", {"model_store_ddc": "ddc:forget"}, b"d", "c1",
+                 keys["c1"]).json()["result"]["model_id"]
+    assert call_ok(node, "fl.get_model_info", ["ddc:forget", mid])["model_id"] == mid
+    assert call_ok(node, "fl.delete_store", ["ddc:forget"]) == 1
+    _err(call(node, "fl.get_model_info", ["ddc:forget", mid]), -32001, "StoreNotFound")
+    # another customer never sees it, read or not
+    call_ok(node, "fl.initialize_model_store", ["ddc:forget"])
+    _err(call(node, "fl.get_model_info", ["ddc:forget", mid], "c2"), -32001, "StoreNotFound")

@@ -68,3 +68,31 @@ def test_a_body_cut_before_its_closing_delimiter_is_refused():
     parser.feed(body)
     with pytest.raises(MultipartError):
         parser.close()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_signed_body_is_the_body_with_the_files_content_replaced_by_its_digest(seed):
+    rng = random.Random(100 + seed)
+    model = _model(rng, rng.choice([0, 1, 70, 1 << 20]))
+    head = (encode_fields(BOUNDARY, [("data", b'{"model_store_ddc": "ddc:x"}',
+                                      "application/json")]) + encode_file_head(BOUNDARY))
+    tail = encode_tail(BOUNDARY) + b"an epilogue"
+    body = b"a preamble\r\n" + head + model + tail
+    for _ in range(3):
+        parser = MultipartParser(BOUNDARY, lambda name, filename: lambda mv: None,
+                                 keep_frame=True)
+        at = 0
+        while at < len(body):
+            n = rng.choice([1, 2, 7, 44, 4096, 65536, 300000])
+            parser.feed(body[at:at + n])
+            at += n
+        parser.close()
+        assert parser.signed_body("d" * 64) == b"a preamble\r\n" + head + b"d" * 64 + tail
+
+
+def test_what_besides_the_file_a_signed_body_keeps_is_bounded():
+    parser = MultipartParser(BOUNDARY, lambda name, filename: lambda mv: None,
+                             keep_frame=True, max_field_bytes=1000, max_header_bytes=100)
+    parser.feed(encode_file_head(BOUNDARY) + b"x" * 10 + encode_tail(BOUNDARY))
+    with pytest.raises(MultipartError, match="besides its file"):
+        parser.feed(b"e" * 5000)  # an epilogue past what a signature may cover

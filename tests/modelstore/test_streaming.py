@@ -3,6 +3,7 @@ verified before they are served, durable once acknowledged, gone when never fini
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -154,6 +155,48 @@ def test_an_acknowledged_put_survives_kill_9_and_a_partial_one_leaves_nothing(
     eventually(lambda: _blobs(node)[1] == [], what="the abandoned upload to be removed")
 
 
+def test_an_uploads_bytes_in_flight_are_held_on_the_nodes_gate(ms_nodes, keys, tmp_path):
+    """The blocks an upload holds (received, not yet written) count on the transport's
+    Gate as any body read does: an address that never signed holds at most its share,
+    and a signed one streams a model many times the node's whole budget, the bytes given
+    back as they are written."""
+    node = ms_nodes("gated", env={"FEDSTATS_MAX_UNVERIFIED_BYTES_PER_ADDRESS": str(MiB),
+                                  "FEDSTATS_MAX_BODY_BYTES_READING": str(16 * MiB)})
+    # an address that has not signed: refused past its 1 MiB share, mid-body
+    sock = _half_an_upload(node, keys, 5 * MiB, source="127.0.0.7")
+    try:
+        answer = _answer(sock)
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 503 "), answer[:300]
+    assert b"max_unverified_bytes_per_address" in answer
+    # a model of 64 MiB through a node that holds 16 MiB of bodies at most, from an address
+    # that signed (its first call): the upload holds a few 4 MiB blocks, not the model
+    model = os.urandom(64 * MiB)
+    with _api(node, keys) as api:
+        api.initialize_model_store("ddc:d")
+        info = api.put_model("ddc:d", _write(tmp_path / "m", model))
+        assert info["model_sha256"] == hashlib.sha256(model).hexdigest()
+        assert b"".join(api.load_model("ddc:d", info["model_id"])) == model
+    assert _blobs(node)[1] == []
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """One HTTP answer (its head and its Content-Length of body) read off `sock`."""
+    data = b""
+    while True:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if sep:
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            if len(body) >= length:
+                return data
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 @pytest.mark.slow
 def test_a_2_gib_model_goes_in_and_out_with_the_server_growing_under_64_mb(
         ms_nodes, keys, tmp_path):
@@ -189,9 +232,11 @@ def _signed(keys, body: bytes) -> dict[str, str]:
                                    "/jsonrpc/download/fl.load_model", lambda: [body])
 
 
-def _half_an_upload(node, keys, size: int, close: bool = False) -> socket.socket:
+def _half_an_upload(node, keys, size: int, close: bool = False,
+                    source: str | None = None) -> socket.socket:
     """Send the headers and half the body of a signed upload of `size` bytes, then stop
-    (and with `close`, hang up); the socket is kept open otherwise."""
+    (and with `close`, hang up); the socket is kept open otherwise. From `source`, an
+    address of this host, when given."""
     boundary = new_boundary()
     path = "/jsonrpc/upload/fl.put_model"
     head = (encode_fields(boundary, [("data", b'{"model_store_ddc": "ddc:d"}',
@@ -203,8 +248,12 @@ def _half_an_upload(node, keys, size: int, close: bool = False) -> socket.socket
              f"Content-Type: multipart/form-data; boundary={boundary}",
              f"Content-Length: {body_len}", "APIKey: c1",
              *(f"{k}: {v}" for k, v in headers.items())]
-    sock = socket.create_connection((node.host, node.port))
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + head + b"\0" * (size // 2))
+    sock = socket.create_connection((node.host, node.port), timeout=60,
+                                    source_address=(source, 0) if source else None)
+    # refused before it was all sent, maybe: the answer is the caller's to read
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + head
+                     + b"\0" * (size // 2))
     if close:
         sock.close()
     return sock

@@ -68,6 +68,10 @@ class IntegrityError(ModelStoreError):
     """Bytes whose size or digest differs from the model's record."""
 
 
+class DigestMismatch(ModelStoreError):
+    """An upload whose file does not hash to the SHA-256 it declared (and signed)."""
+
+
 class ModelTooLarge(ModelStoreError):
     """A model over the node's `max_model_bytes`."""
 

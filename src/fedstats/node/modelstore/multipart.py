@@ -6,6 +6,12 @@ sink as soon as they cannot be the start of a boundary; nothing but a part's sma
 headers and a boundary-length tail is ever held. Fields other than files are bounded
 (`max_field_bytes` together), as are headers and the number of parts, so a hostile body
 cannot grow memory. No I/O here: the route feeds it and the sinks write.
+
+With `keep_frame`, the parser also keeps every byte of the body that is not a file
+part's content (boundaries, part headers, fields, epilogue: bounded like them) and where
+the file's content was: `signed_body(digest)` is then the body with the file's content
+replaced by its hex SHA-256, which is what an upload that declares its file's digest
+signs (docs/modelstore.md, "Signing uploads").
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import secrets
 from collections.abc import Callable
 
 Sink = Callable[[memoryview], None]
+# the header by which an upload declares its file part's SHA-256 (hex), which it signs
+DIGEST_HEADER = "X-Model-Sha256"
 
 
 class MultipartError(ValueError):
@@ -62,7 +70,7 @@ class MultipartParser:
 
     def __init__(self, boundary: str, on_file: Callable[[str, str], Sink],
                  max_field_bytes: int = 1 << 20, max_parts: int = 16,
-                 max_header_bytes: int = 16 << 10) -> None:
+                 max_header_bytes: int = 16 << 10, keep_frame: bool = False) -> None:
         self._delim = b"\r\n--" + boundary.encode("latin-1")
         self._on_file = on_file
         self.fields: dict[str, bytes] = {}
@@ -77,13 +85,36 @@ class MultipartParser:
         self._sink: Sink | None = None
         self._field: bytearray | None = None
         self._name = ""
+        # the non-file bytes (the pretended CRLF first) and the file content's place
+        self._frame: bytearray | None = bytearray() if keep_frame else None
+        self._max_frame = max_field_bytes + (max_parts + 2) * max_header_bytes
+        self.file_at: int | None = None
 
     @property
     def done(self) -> bool:
         return self._state == "end"
 
+    def signed_body(self, digest: str) -> bytes:
+        """The body as an upload that declares its file's digest signs it: every byte but
+        the file part's content, which is replaced by `digest` (its hex SHA-256)."""
+        assert self._frame is not None, "signed_body of a parser without keep_frame"
+        frame = self._frame
+        if self.file_at is None:
+            return bytes(frame[2:])
+        return bytes(frame[2:self.file_at]) + digest.encode("ascii") + bytes(
+            frame[self.file_at:])
+
+    def _framed(self, data: bytes | bytearray | memoryview) -> None:
+        frame = self._frame
+        if frame is not None and data:
+            if len(frame) + len(data) > self._max_frame:
+                raise MultipartError(f"the multipart body holds over {self._max_frame} "
+                                     "bytes besides its file")
+            frame += data
+
     def feed(self, data: bytes | memoryview) -> None:
         if self._state == "end":
+            self._framed(data)  # what a signature over the body covers
             return  # the epilogue is ignored, as RFC 2046 says
         if self._state == "body" and len(data) >= 2 * len(self._delim) and self._pass(data):
             return
@@ -128,6 +159,7 @@ class MultipartParser:
                 if len(buf) > self._max_header:
                     raise MultipartError("no multipart boundary where the body starts")
                 return False
+            self._framed(buf[: i + len(delim)])
             del buf[: i + len(delim)]
             self._state = "after_delim"
             return True
@@ -136,10 +168,12 @@ class MultipartParser:
                 return False
             if buf[:2] == b"--":
                 self._state = "end"
+                self._framed(buf)
                 buf.clear()
                 return False
             if buf[:2] != b"\r\n":
                 raise MultipartError("malformed multipart boundary line")
+            self._framed(b"\r\n")
             del buf[:2]
             self._state = "headers"
             return True
@@ -149,6 +183,7 @@ class MultipartParser:
                 if len(buf) > self._max_header:
                     raise MultipartError("multipart part headers are too long")
                 return False
+            self._framed(buf[: i + 4])
             self._begin_part(bytes(buf[:i]))
             del buf[: i + 4]
             self._state = "body"
@@ -157,6 +192,7 @@ class MultipartParser:
         i = buf.find(delim)
         if i >= 0:
             self._emit(memoryview(buf)[:i])
+            self._framed(delim)
             del buf[: i + len(delim)]
             self._end_part()
             self._state = "after_delim"
@@ -185,6 +221,8 @@ class MultipartParser:
         self._name = name
         if "filename" in params:
             self.files.append(name)
+            if self._frame is not None and self.file_at is None:
+                self.file_at = len(self._frame)
             self._sink = self._on_file(name, params["filename"])
             self._field = None
         else:
@@ -202,6 +240,7 @@ class MultipartParser:
         if self._field_total > self._max_field:
             raise MultipartError(f"form fields over {self._max_field} bytes")
         self._field += data
+        self._framed(data)
 
     def _end_part(self) -> None:
         if self._field is not None:

@@ -3,11 +3,12 @@
 One transport for both callers of a model store: the node itself when it talks to its
 upstream (`modelstore.upstream`) and the Python client with the reference's names
 (`fedstats.node.modelstore_client.Api`). Every request is signed as the node's REST
-requests are (`security.signing`), the customer named by the `APIKey` header; an upload's
-body is signed by streaming it once through the signature's HMAC before it is sent once,
-so a model of gigabytes is never held in memory. An upload carries no Content-MD5: the
-string to sign has "" in its place, and the server checks an upload by the HMAC alone
-(docs/modelstore.md, "Signing uploads"). A download verifies the size and SHA-256 the
+requests are (`security.signing`), the customer named by the `APIKey` header. An upload
+declares its file's SHA-256 (`X-Model-Sha256`, one streamed pass over the file before it
+is sent once, so a model of gigabytes is never held in memory) and signs its body with
+that digest in the file's place: the server hashes the file once, for its content address,
+and refuses it unless it hashes to the digest signed. An upload carries no Content-MD5:
+the string to sign has "" in its place (docs/modelstore.md, "Signing uploads"). A download verifies the size and SHA-256 the
 server announces over all the bytes received and resumes a cut transfer with `Range`
 (and `If-Range`, so the bytes resumed are the same model's).
 """
@@ -32,7 +33,7 @@ import orjson
 
 from ..security.keys import decode_key
 from ..security.signing import AUTH_HEADER, DATE_HEADER, MD5_HEADER, content_md5
-from .multipart import encode_fields, encode_file_head, encode_tail, new_boundary
+from .multipart import DIGEST_HEADER, encode_fields, encode_file_head, encode_tail, new_boundary
 
 APIKEY_HEADER = "APIKey"
 CHUNK = 1 << 20
@@ -120,7 +121,7 @@ class RpcClient:
                 yield tail
 
             path = f"/jsonrpc/upload/{method}"
-            headers = self._signer.upload(path, chunks())
+            headers = self._signer.upload(path, head, file_sha256(f), tail)
             headers.update({APIKEY_HEADER: self.apikey,
                             "Content-Type": f"multipart/form-data; boundary={boundary}",
                             "Content-Length": str(len(head) + size + len(tail))})
@@ -236,9 +237,25 @@ class Signer:
         return {AUTH_HEADER: base64.b64encode(mac.digest()).decode("ascii"),
                 DATE_HEADER: date, MD5_HEADER: md5}
 
-    def upload(self, path: str, chunks: Iterable[bytes], sym_date: str | None = None
-               ) -> dict[str, str]:
-        """Authorization and sym-date of an upload whose body is `chunks`, in one pass.
+    def upload(self, path: str, head: bytes, digest: str, tail: bytes,
+               sym_date: str | None = None) -> dict[str, str]:
+        """Authorization, sym-date and `X-Model-Sha256` of an upload whose body is
+        `head`, the file, `tail`, the file's SHA-256 being `digest` (hex).
+
+        The REST string to sign with an empty Content-MD5 (none sent) and, as the body,
+        `head + digest + tail`: the body with the file's content replaced by its digest,
+        which the node checks the file against (docs/modelstore.md, "Signing uploads")."""
+        date = sym_date or self.date()
+        mac = self._mac("", date)
+        mac.update(head + digest.encode("ascii") + tail + b"\n")
+        mac.update(path.encode("utf-8") + b"\n")
+        return {AUTH_HEADER: base64.b64encode(mac.digest()).decode("ascii"), DATE_HEADER: date,
+                DIGEST_HEADER: digest}
+
+    def upload_body(self, path: str, chunks: Iterable[bytes], sym_date: str | None = None
+                    ) -> dict[str, str]:
+        """Authorization and sym-date of an upload signed over its whole body (`chunks`,
+        in one pass), as a client that declares no digest signs it; still accepted.
 
         The REST string to sign with an empty Content-MD5 and no Content-MD5 header: the
         node checks an upload by its HMAC alone (docs/modelstore.md, "Signing uploads")."""
@@ -256,8 +273,25 @@ class Signer:
 
 def upload_headers(apikey: str, secret: str, path: str, chunks: Iterable[bytes],
                    sym_date: str | None = None) -> dict[str, str]:
-    """`Signer(apikey, secret).upload(path, chunks)`: an upload's headers, in one pass."""
-    return Signer(apikey, secret).upload(path, chunks, sym_date)
+    """`Signer(apikey, secret).upload_body(path, chunks)`: the headers of an upload signed
+    over its whole body, in one pass (no digest declared)."""
+    return Signer(apikey, secret).upload_body(path, chunks, sym_date)
+
+
+def digest_upload_headers(apikey: str, secret: str, path: str, head: bytes, digest: str,
+                          tail: bytes, sym_date: str | None = None) -> dict[str, str]:
+    """`Signer(apikey, secret).upload(...)`: the headers of an upload that declares its
+    file's SHA-256 `digest` and signs `head + digest + tail`."""
+    return Signer(apikey, secret).upload(path, head, digest, tail, sym_date)
+
+
+def file_sha256(f: IO[bytes]) -> str:
+    """The hex SHA-256 of a seekable file's whole content, in one pass."""
+    f.seek(0)
+    sha = hashlib.sha256()
+    while block := f.read(CHUNK):
+        sha.update(block)
+    return sha.hexdigest()
 
 
 def _result(resp: httpx.Response, request_id: Any) -> Any:

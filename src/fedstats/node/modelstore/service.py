@@ -3,7 +3,9 @@
 Synchronous and blocking (SQLite commits, file hashing): the facade calls it from worker
 threads, except `get_model`, `exists_model` and `exists_store`, one indexed read each on
 a connection of their own that never waits for a writer (`_Reader`), which the facade
-calls on the event loop. A store belongs to one customer (the `APIKey` that names it), like a project.
+calls on the event loop; `get_model` answers a record it read before from memory
+(`_Records`: a record is never changed once written, only deleted, and every delete
+goes through this service, which forgets them). A store belongs to one customer (the `APIKey` that names it), like a project.
 Files are content-addressed (`store.blobs`), records are rows (`store.modelmeta`); a put
 is acknowledged once both are durable, and a quota is checked inside the transaction
 that records the model, so two concurrent puts cannot both squeeze under it.
@@ -95,6 +97,37 @@ class _ReadMeta(ModelMeta):
         self.db = reader  # type: ignore[assignment]
 
 
+class _Records:
+    """Model records `get_model` read, by (customer, store, model id), at most `size` (the
+    oldest forgotten). Safe because a model's row is written once and never updated, and
+    deleted only through `ModelStoreService` (one node process owns its data directory),
+    which calls `forget` once a delete committed. A read that raced a delete is not kept:
+    `generation` is taken before the read and `keep` stores only if no delete came since
+    (both under one lock, so no forget falls between the check and the store)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._recs: dict[tuple[str, str, str], ModelRecord] = {}
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def get(self, key: tuple[str, str, str]) -> ModelRecord | None:
+        return self._recs.get(key)
+
+    def keep(self, key: tuple[str, str, str], rec: ModelRecord, generation: int) -> None:
+        with self._lock:
+            if generation != self.generation:
+                return
+            if len(self._recs) >= self.size:  # dicts keep insertion order: drop the oldest
+                del self._recs[next(iter(self._recs))]
+            self._recs[key] = rec
+
+    def forget(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._recs.clear()
+
+
 @dataclass
 class PutRequest:
     """What a put records besides its bytes (the upload's params and provenance)."""
@@ -120,6 +153,7 @@ class ModelStoreService:
         self.config = config
         self.meta = ModelMeta(db)
         self.reads = _ReadMeta(_Reader(db.path))  # the event loop's (see _Reader)
+        self.records = _Records()  # get_model's, forgotten on every delete
         self.blobs = BlobStore(Path(data_dir) / "modelstore" / "blobs")
         self.clock = clock
         self.tenant_id = config.tenant_id or self.meta.node_id()
@@ -160,6 +194,7 @@ class ModelStoreService:
         check_store_name(name)
         with self.meta.holding_lock():
             existed, orphans = self.meta.delete_store(cid, name)
+            self.records.forget()
             for digest in orphans:
                 self.blobs.remove(digest)
         if not existed and raise_if_no_exists:
@@ -250,14 +285,23 @@ class ModelStoreService:
 
     # -- reads ---------------------------------------------------------------------------
     def get_model(self, cid: str, store: str, model_id: Any) -> ModelRecord:
+        if isinstance(model_id, str):
+            key = (cid, store, model_id)
+            rec = self.records.get(key)
+            if rec is not None:  # only a valid store name was ever kept
+                return rec
+            check_store_name(store)
+            generation = self.records.generation
+            rec = self.reads.get_model(cid, store, model_id)
+            if rec is not None:
+                self.records.keep(key, rec, generation)
+                return rec
         check_store_name(store)
-        rec = self.reads.get_model(cid, store, model_id) if isinstance(model_id, str) else None
-        if rec is None:  # a model's row implies its store's (a foreign key): look only now
-            if self.reads.get_store(cid, store) is None:
-                raise StoreNotFound(f"no model store {store!r}", model_store_ddc=store)
-            raise ModelNotFound(f"no model {model_id!r} in model store {store!r}",
-                                model_store_ddc=store, model_id=model_id)
-        return rec
+        # a model's row implies its store's (a foreign key): look only now
+        if self.reads.get_store(cid, store) is None:
+            raise StoreNotFound(f"no model store {store!r}", model_store_ddc=store)
+        raise ModelNotFound(f"no model {model_id!r} in model store {store!r}",
+                            model_store_ddc=store, model_id=model_id)
 
     def exists_model(self, cid: str, store: str, model_id: str) -> bool:
         check_store_name(store)
@@ -320,6 +364,7 @@ class ModelStoreService:
         self.require_store(cid, store)
         with self.meta.holding_lock():
             count, orphans = self.meta.delete_models(cid, store, model_id)
+            self.records.forget()
             for digest in orphans:
                 self.blobs.remove(digest)
         if not count and raise_if_no_exists:
@@ -331,6 +376,7 @@ class ModelStoreService:
         self.require_store(cid, store)
         with self.meta.holding_lock():
             count, orphans = self.meta.delete_models(cid, store)
+            self.records.forget()
             for digest in orphans:
                 self.blobs.remove(digest)
         return count

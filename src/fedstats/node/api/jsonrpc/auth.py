@@ -27,7 +27,8 @@ from fastapi import Request
 from ...security.customers import Customer
 from ...security.errors import AuthError
 from ...security.signing import AUTH_HEADER, CUSTOMER_HEADER, SignedRequest, Verifier
-from ..auth import check_declared_length, note_verified, read_body
+from ..auth import note_verified, read_body
+from ..errors import BadRequest, PayloadTooLarge
 from .signatures import UploadSignature
 from .state import ModelStoreState
 
@@ -110,18 +111,25 @@ async def authenticated_body(request: Request, state: ModelStoreState,
     """The caller and the body (at most `limit` bytes), the signature checked over it.
 
     The body is small (a JSON-RPC request): it is read whole, then checked (`Signatures`);
-    what can be refused from the headers alone is refused before it is read."""
-    check_declared_length(request, limit)
+    what can be refused from the headers alone is refused before it is read. The headers
+    are read once (`headers_of`), Content-Length included, and the sym-date parsed once."""
     headers = headers_of(request)
+    length = headers.get("content-length")
+    if length is not None:  # as api.auth.check_declared_length, from the mapping at hand
+        if not length.isdigit():
+            raise BadRequest(f"Content-Length {length!r} is not a number")
+        if int(length) > limit:
+            raise PayloadTooLarge(f"body of {int(length)} bytes exceeds the limit of {limit}")
     cid = customer_id(request, headers)
     secret = headers.get(_SECRET)
     if secret is not None and headers.get(_AUTH) is None:
         customer = _by_secret(request, state, cid, secret)
         return customer, await read_body(request, limit)
-    if not state.signatures.headers_pass(headers, cid):
+    when = state.signatures.headers_pass(headers, cid)
+    if when is None:
         begin(request, state)  # the node's refusal, before the body is read
     body = await read_body(request, limit)
     path, query = _signed_path(request)
-    customer = state.signatures.small(request.method, path, query, headers, body, cid)
+    customer = state.signatures.small(request.method, path, query, headers, body, cid, when)
     note_verified(request)
     return customer, body

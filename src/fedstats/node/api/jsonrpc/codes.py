@@ -1,6 +1,6 @@
 """Which exception becomes which JSON-RPC error (and HTTP status off `/jsonrpc`): one table.
 
-Application errors use the server range -32001…-32013, with `data.type` naming the
+Application errors use the server range -32001…-32014, with `data.type` naming the
 condition and the store, model or upstream concerned beside it. On `/jsonrpc` every
 answer is HTTP 200 (the error is in the envelope: that is JSON-RPC's protocol); the
 upload and download routes, which are not JSON-RPC responses for the client library,
@@ -42,6 +42,7 @@ TABLE: tuple[tuple[type[BaseException], Code], ...] = (
     (ms.Forbidden, Code(-32012, 403)),
     (ms.AggregationError, Code(-32013, 400)),
     (EngineError, Code(-32013, 400)),
+    (ms.DigestMismatch, Code(-32014, 400)),
 )
 
 

@@ -5,12 +5,15 @@
 * `/jsonrpc/upload/fl.put_model` and `/fl.put_aggregated_model`: multipart/form-data, a
   `data` part (the params object, or a whole JSON-RPC request whose id is echoed) and a
   `file` part, streamed to disk while hashed. The body is handed on in blocks of
-  `PIPE_BYTES` (the chunks as received, never joined) to three overlapping stages in
-  worker threads (the signature's HMAC; the parser; the file's SHA-256 and write, a block
-  behind), so the event loop only moves bytes and memory stays a few blocks whatever the
-  model's size.
-  The signature is checked by its HMAC alone (`auth.UploadSignature`: no MD5 pass). A
-  refused upload leaves nothing.
+  `PIPE_BYTES` (the chunks as received, never joined) to overlapping stages in worker
+  threads (the parser; the file's SHA-256 and write, a block behind; and, only for an
+  upload signed over its whole body, the signature's HMAC), so the event loop only moves
+  bytes and memory stays a few blocks whatever the model's size. The blocks received and
+  not yet written are held on the node's transport `Gate`, as every body read is.
+  The signature is checked by its HMAC alone (`auth.UploadSignature`: no MD5 pass); an
+  upload that declares its file's SHA-256 (`X-Model-Sha256`, as fedstats' clients do)
+  signs that digest in the file's place, and its file, hashed once for its content
+  address, must hash to it (`DigestMismatch` otherwise). A refused upload leaves nothing.
 * `/jsonrpc/download/fl.load_model`: a JSON-RPC request answered with the model's bytes
   (`Content-Length`, `X-Model-Id`, `X-Model-Hash`, `X-Model-Sha256`, `ETag`), `Range`
   honoured (one range; `If-Range` with the ETag) so a cut transfer resumes. The file is
@@ -33,14 +36,15 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from ...modelstore.errors import ModelTooLarge
+from ...modelstore.errors import DigestMismatch, ModelTooLarge
 from ...modelstore.events import FlEvents
-from ...modelstore.multipart import MultipartError, MultipartParser, boundary_of
+from ...modelstore.multipart import DIGEST_HEADER, MultipartError, MultipartParser, boundary_of
 from ...modelstore.service import PutRequest
 from ...security.errors import SecurityError
 from ...store.blobs import BlobWriter
 from ..auth import note_verified
 from ..errors import UnsupportedMedia
+from ..transport import Gate, Held
 from . import auth, codes, dispatch, protocol
 from .methods import DOWNLOAD_PARAMS, UPLOAD_DEFAULT_STATE, UPLOAD_PARAMS, Ctx
 from .render import model_info
@@ -114,6 +118,7 @@ async def upload(request: Request, method: str) -> Response:
     try:
         svc.check_declared_size(int(length) if length and length.isdigit() else None)
         customer, check = auth.begin_upload(request, state)
+        declared = check.declared if check is not None else None
 
         segments = _Segments(svc.config.max_model_bytes)
 
@@ -124,10 +129,12 @@ async def upload(request: Request, method: str) -> Response:
             writer = svc.new_writer()
             return segments
 
-        parser = MultipartParser(boundary, on_file)
-        await _receive(request, check, parser, segments, lambda: writer,
-                       svc.config.max_model_bytes)
+        parser = MultipartParser(boundary, on_file, keep_frame=declared is not None)
+        await _receive(request, check if declared is None else None, parser, segments,
+                       lambda: writer, svc.config.max_model_bytes)
         if check is not None:
+            if declared is not None:  # the body as signed: the file's digest in its place
+                check.update(parser.signed_body(declared))
             customer = check.finish(None)
             note_verified(request)
         parser.close()
@@ -137,6 +144,13 @@ async def upload(request: Request, method: str) -> Response:
             raise protocol.ParamsError("the upload has no 'file' part", param="file")
         done: BlobWriter = writer
         await anyio.to_thread.run_sync(done.finish)
+        if declared is not None and done.sha256 != declared:
+            raise DigestMismatch(
+                f"the file part's bytes hash to SHA-256 {done.sha256}, not to the "
+                f"{declared} the upload declared ({DIGEST_HEADER}) and signed: the file "
+                "changed after it was signed, or was cut or corrupted on the way; nothing "
+                "was stored", declared_sha256=declared, received_sha256=done.sha256,
+                received_size=done.size)
         state_value = kwargs["model_state"]
         req = PutRequest(
             kind=kwargs["model_kind"], description=kwargs["model_description"],
@@ -185,16 +199,29 @@ class _Segments:
 async def _receive(request: Request, check: auth.UploadSignature | None,
                    parser: MultipartParser, segments: _Segments,
                    writer: Callable[[], BlobWriter | None], limit: int) -> None:
-    """Feed the body, in blocks, to three stages off the loop that overlap: the signature's
-    HMAC and the parser run on block k in two worker threads while the file bytes the
-    parser found in block k-1 are hashed (SHA-256) and written in a third, and the loop
-    receives block k+1. Each stage is a pass over the block; split so, the longest is one
-    hash and a copy (about a third of a put's work), not the parser's work and a hash."""
+    """Feed the body, in blocks, to stages off the loop that overlap: the parser (and,
+    with `check`, the signature's HMAC over the whole body, in a second thread) runs on
+    block k while the file bytes the parser found in block k-1 are hashed (SHA-256) and
+    written in another worker thread, and the loop receives block k+1. Each stage is a
+    pass over the block; split so, the longest is one hash and a copy, not the parser's
+    work and a hash.
+
+    A block's bytes are held on the node's `Gate` from their arrival until they are
+    written (503 naming the limit when they do not fit, as `api.auth.read_body`), so an
+    upload counts for the two or three blocks it holds, never for the whole model."""
     loop = asyncio.get_running_loop()
     parsing: asyncio.Future[Any] | None = None
     writing: asyncio.Future[Any] | None = None
     blocks: list[bytes] = []
     held = total = 0
+    gate: Gate | None = getattr(request.app.state, "gate", None)
+    address = request.client.host if request.client else ""
+
+    def on_gate() -> Held | None:
+        return Held(gate, address) if gate is not None else None
+
+    # the Gate's share of the block being received, parsed, written
+    receiving, in_parse, in_write = on_gate(), None, None
 
     def each(fn: Any, data: list[Any]) -> None:
         for chunk in data:
@@ -202,13 +229,16 @@ async def _receive(request: Request, check: auth.UploadSignature | None,
 
     async def write_parsed() -> None:
         """Once block k-1 is parsed (and block k-2 written), start writing k-1."""
-        nonlocal parsing, writing
+        nonlocal parsing, writing, in_parse, in_write
         if parsing is not None:
             await parsing
             parsing = None
         if writing is not None:
             await writing
             writing = None
+        if in_write is not None:
+            in_write.release()
+        in_write, in_parse = in_parse, None
         parts = segments.take()
         w = writer()
         if parts and w is not None:
@@ -228,15 +258,19 @@ async def _receive(request: Request, check: auth.UploadSignature | None,
             if total > limit + (1 << 20):
                 raise ModelTooLarge(f"the upload is over this node's limit of {limit} bytes",
                                     max_model_bytes=limit)
+            if receiving is not None:
+                receiving.take(len(chunk))
             blocks.append(chunk)
             held += len(chunk)
             if held >= PIPE_BYTES:
                 await write_parsed()
                 parsing = parse(blocks)
                 blocks, held = [], 0
+                in_parse, receiving = receiving, on_gate()
         await write_parsed()
         if blocks:
             parsing = parse(blocks)
+            in_parse, receiving = receiving, None
             await write_parsed()
         if writing is not None:
             await writing
@@ -245,6 +279,9 @@ async def _receive(request: Request, check: auth.UploadSignature | None,
         running = [f for f in (parsing, writing) if f is not None]
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+        for share in (receiving, in_parse, in_write):
+            if share is not None:
+                share.release()
 
 
 def _upload_params(fields: dict[str, bytes]) -> tuple[Any, dict[str, Any]]:

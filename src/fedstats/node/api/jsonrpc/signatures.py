@@ -1,7 +1,8 @@
 """The node's REST signature as the model store checks it: `Signatures` for small calls
 (the customer's HMAC keyed once, the node's verifier wording every refusal) and
-`UploadSignature` for uploads (the HMAC alone, Content-MD5 as sent: docs/modelstore.md,
-"Signing uploads"). Pure of HTTP: `small` reads a request's headers mapping only.
+`UploadSignature` for uploads (the HMAC alone, Content-MD5 as sent; over the body with
+its file replaced by the file's declared SHA-256 when `X-Model-Sha256` declares it:
+docs/modelstore.md, "Signing uploads"). Pure of HTTP: `small` reads a request's headers mapping only.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ...modelstore.multipart import DIGEST_HEADER
 from ...security.customers import Customer
+from ...security.errors import AuthError
 from ...security.keys import decode_key
 from ...security.signing import (
     AUTH_HEADER,
@@ -31,6 +34,8 @@ from ...security.signing import (
 
 # header names as the server's mappings hold them (HTTP names are case-insensitive)
 _AUTH, _DATE, _MD5 = AUTH_HEADER.lower(), DATE_HEADER.lower(), MD5_HEADER.lower()
+_DIGEST = DIGEST_HEADER.lower()
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}", re.ASCII)
 _SYM_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:;(\d{1,9}))?", re.ASCII)
 
 
@@ -79,21 +84,26 @@ class Signatures:
         now = v.clock()
         return when if now - v.past_s <= when <= now + v.future_s else None
 
-    def headers_pass(self, headers: Mapping[str, str], cid: str) -> bool:
-        """Whether what can be checked before the body (customer, Authorization, a sym-date
-        inside the window) passes; when not, `Verifier.begin` is asked, to refuse."""
+    def headers_pass(self, headers: Mapping[str, str], cid: str) -> float | None:
+        """The sym-date's time when what can be checked before the body (customer,
+        Authorization, a sym-date inside the window) passes, else None; then
+        `Verifier.begin` is asked, to refuse."""
         date = headers.get(_DATE)
-        return (cid in self.verifier.customers and bool(headers.get(_AUTH))
-                and date is not None and self._when(date) is not None)
+        if cid in self.verifier.customers and headers.get(_AUTH) and date is not None:
+            return self._when(date)
+        return None
 
     def small(self, verb: str, path: str, query: str | None, headers: Mapping[str, str],
-              body: bytes, cid: str) -> Customer:
+              body: bytes, cid: str, when: float | None = None) -> Customer:
         """The signer of a request whose whole body is `body`; AuthError otherwise
-        (`Verifier.verify`'s arguments; `headers` holds, or finds, lower-case names)."""
+        (`Verifier.verify`'s arguments; `headers` holds, or finds, lower-case names;
+        `when`, what `headers_pass` answered for the same headers, saves parsing the
+        sym-date again)."""
         v = self.verifier
         customer = v.customers.get(cid)
         auth, date, md5 = headers.get(_AUTH), headers.get(_DATE), headers.get(_MD5)
-        when = self._when(date) if customer is not None and auth and date else None
+        if when is None:
+            when = self._when(date) if customer is not None and auth and date else None
         if when is not None and (not body or md5 == content_md5(body)):
             assert customer is not None and auth is not None and date is not None
             mac = self.keyed(customer)
@@ -111,7 +121,12 @@ class Signatures:
 
 
 class UploadSignature:
-    """An upload's REST signature, checked over the body as it streams in by its HMAC alone.
+    """An upload's REST signature, checked by its HMAC alone: over the body as it streams
+    in, or, when the client declared its file's SHA-256 (`X-Model-Sha256`, `declared`),
+    over the body with the file part's content replaced by that digest (the parser's
+    `signed_body`, fed to `update` once the body is in; the route then refuses a file that
+    does not hash to it, `DigestMismatch`). The digest is the one the file is hashed for
+    anyway (its content address), so the model's bytes are hashed once, not twice.
 
     The same string to sign as `security.signing` (verb, Content-MD5 as sent, secret,
     sym-date, customer, body, path, query), so a client that signs for the REST API signs
@@ -127,6 +142,11 @@ class UploadSignature:
         self._auth = (headers.get(_AUTH) or "").strip()
         self._date = headers.get(_DATE) or ""
         self._md5 = headers.get(_MD5) or ""
+        declared = headers.get(_DIGEST)
+        if declared is not None and not _SHA256_HEX.fullmatch(declared.strip()):
+            raise AuthError(f"{DIGEST_HEADER} {declared[:80]!r} is not a SHA-256 digest "
+                            "(64 lower-case hex digits) of the file part")
+        self.declared: str | None = None if declared is None else declared.strip()
         self._verb, self._path, self._query = verb, path, query
         head = [self._verb.upper(), self._md5, self.customer.secret_key, self._date,
                 self.customer.id]
@@ -149,10 +169,16 @@ class UploadSignature:
         if not hmac.compare_digest(expected, self._auth):
             # what this node signed, the secret masked and the body (a model) elided
             shown = string_to_sign(self._verb, self._md5, SECRET_PLACEHOLDER, self._date,
-                                   self.customer.id, f"<{self._size} bytes of body>"
-                                   .encode() if self._size else None, self._path, self._query)
+                                   self.customer.id, self._shown_body(), self._path,
+                                   self._query)
             raise SignatureMismatch(shown)
         # The replay window is the verifier's, shared with every other signed request.
         self._verifier.record(self.customer.id, self._auth,
                                  parse_sym_date(self._date).timestamp())
         return self.customer
+
+    def _shown_body(self) -> bytes | None:
+        if self.declared is not None:
+            return (f"<the multipart body, its file part's content replaced by "
+                    f"{self.declared}>").encode()
+        return f"<{self._size} bytes of body>".encode() if self._size else None
