@@ -127,6 +127,8 @@ def test_a_job_submitted_at_the_guest_runs_across_both_nodes_exactly(net: Net, t
     weights = np.array([model["weight"][f"x{j}"] for j in range(x.shape[1])])
     np.testing.assert_allclose(weights, ref.coef_[0], rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(model["intercept"], ref.intercept_[0], rtol=1e-8, atol=1e-10)
+    listed = net.cli("guest", "job", "list", "-l", "50")["data"]["jobs"]
+    assert trained in {j["job_id"] for j in listed}  # the guest lists the job it submitted
     # the same job, asked at the admin for its own party
     host = net.cli("admin", "tracking", "output-model", "-j", trained, "-r", "host", "-p",
                    "10000", "-cpn", "homo_lr_0")["data"]

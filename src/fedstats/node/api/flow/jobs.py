@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from ...service.flowjobs import FlowJobs, JobNotFound, JobRefused, dag
 from ...service.flowjobs import conf as confs
+from . import remote
 from .dsl import check_conf, check_dsl
 from .envelope import ARGUMENT_ERROR, DATA_ERROR, OPERATING_ERROR, FlowError, respond
 from .routes import flow_handler, flow_state, new_job_id, require
@@ -137,6 +138,11 @@ async def job_list(request: Request, conf: dict[str, Any]) -> Response:
     found, _ = jobs.store.jobs(where, order=f"{columns[order_by]} {conf.get('order', 'desc')}")
     if conf.get("job_id"):
         found = [j for j in found if str(conf["job_id"]) in j["job_id"]]
+    member = request.scope.get(remote.PEER)
+    if member is not None:  # a member's list, forwarded: only the jobs its parties are in
+        parties = {str(p) for p in member[1]}
+        found = [j for j in found
+                 if parties & {str(p) for ids in j["roles"].values() for p in ids}]
     rows = []
     for job in found:
         if job["tag"] == "submit_failed":
@@ -148,6 +154,17 @@ async def job_list(request: Request, conf: dict[str, Any]) -> Response:
                 continue
             role, party = mine[0]["f_role"], mine[0]["f_party_id"]
         rows.append(list_row(job, role, party))
+    state = flow_state(request)
+    if member is None and state.link is not None and jobs.store.forwarded_jobs():
+        # the jobs this member sent to the admin are listed here too, as the admin has them
+        known = {r["job_id"] for r in rows}
+        more = await remote.admin_jobs(request, state.link, {**conf, "page": 1,
+                                                             "limit": remote.MAX_LISTED})
+        rows += [r for r in more if r.get("job_id") not in known]
+        key = {"created": "create_time", "started": "start_time", "ended": "end_time"}.get(
+            columns[order_by], "job_id" if order_by == "job_id" else "create_time")
+        rows.sort(key=lambda r: (r.get(key) is None, r.get(key) or 0),
+                  reverse=str(conf.get("order", "desc")) == "desc")
     return respond(data={"jobs": rows[(page - 1) * limit: page * limit], "count": len(rows)})
 
 

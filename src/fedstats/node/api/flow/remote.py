@@ -31,7 +31,7 @@ from .envelope import OPERATING_ERROR, FlowError
 
 PEER = "fedstats.flow_peer"  # ASGI scope key: (peer, its party ids) of a forwarded request
 FORWARDED_PREFIXES = ("/v1/job/", "/v1/tracking/", "/v1/model/")
-RETRY_S = 5
+MAX_LISTED = 10_000  # jobs a member's `job list` asks the admin for
 
 
 def link_for(app: FastAPI, party_ids: tuple[int, ...], project: tuple[str, str] | None,
@@ -107,6 +107,23 @@ def should_forward(jobs: FlowJobs | None, link: FlowLink | None, path: str,
         if isinstance(value, str) and value and store.forwarded(value):
             return True
     return False
+
+
+async def admin_jobs(request: Request, link: FlowLink, conf: Mapping[str, Any]
+                     ) -> list[dict[str, Any]]:
+    """The admin's `job/list/job` rows of jobs this member's parties are in ([] when the
+    admin cannot be reached: the local list still answers)."""
+    if not link.is_member():
+        return []
+    body = orjson.dumps(dict(conf))
+    try:
+        reply = await link.forward({"method": "POST", "path": "/v1/job/list/job", "query": "",
+                                    "body": base64.b64encode(body).decode("ascii")})
+        answer = orjson.loads(base64.b64decode(str(reply.get("body", ""))))
+    except (FederationError, ValueError, orjson.JSONDecodeError):
+        return []
+    jobs = (answer.get("data") or {}).get("jobs") if isinstance(answer, dict) else None
+    return [j for j in jobs if isinstance(j, dict)] if isinstance(jobs, list) else []
 
 
 def output_here(jobs: FlowJobs, conf: Mapping[str, Any]) -> bool:
@@ -193,6 +210,8 @@ def _refusal(jobs: FlowJobs, path: str, conf: Mapping[str, Any], parties: list[i
     mine = {str(p) for p in parties}
     if not mine:
         return "it announced no FATE party id when it joined"
+    if path == "/v1/job/list/job":
+        return None  # the list answers only the jobs the member's parties are in
     if path == "/v1/job/submit":
         runtime = _runtime(conf)
         initiator = runtime.get("initiator") if runtime is not None else None
