@@ -49,6 +49,7 @@ log = logging.getLogger("fedstats.federation")
 Executor = Callable[[dict[str, Any]], Any]  # a member runs one call on its own party
 HttpHandler = Callable[[str, list[int], dict[str, Any]], Awaitable[dict[str, Any]]]
 CALLS = ("has_table", "read", "call", "has", "release")
+NO_RESPONDER_TRIES = 4
 
 
 # ------------------------------------------------------------------ pure codec
@@ -84,9 +85,13 @@ def decode_value(value: Any) -> Any:
 def relative_job_path(path: str) -> list[str]:
     """The job-relative part (job/role/party/component/file) of a coordinator's output
     path: a member writes it under its own jobs directory, never where the admin says."""
-    parts = list(PurePath(path).parts[-5:])
+    return checked_job_path(list(PurePath(path).parts[-5:]))
+
+
+def checked_job_path(parts: list[str]) -> list[str]:
+    """`parts` if they are five plain names (job, role, party, component, file)."""
     if len(parts) != 5 or any(p in ("", ".", "..") or "/" in p or "\\" in p for p in parts):
-        raise ComponentFailed(f"not a job output path: {path!r}")
+        raise ComponentFailed(f"not a job output path: {parts}")
     return parts
 
 
@@ -250,13 +255,19 @@ class FlowLink:
         if agent.nc is None:
             raise Unreachable("the federation is not connected")
         sealed = seal_json(agent.config, agent.names, 0, body)
-        try:
-            msg = await agent.nc.request(subject, sealed, timeout=timeout)
-        except nats.errors.NoRespondersError:
-            raise Unreachable("its node is not connected to the federation (no responder)"
-                              ) from None
-        except nats.errors.TimeoutError:
-            raise Unreachable(f"no answer within {timeout:g}s") from None
+        for attempt in range(NO_RESPONDER_TRIES):
+            try:
+                msg = await agent.nc.request(subject, sealed, timeout=timeout)
+                break
+            except nats.errors.NoRespondersError:
+                # a subscription just made (a restart, a reconnect) can take the server a
+                # moment to route to other connections: ask again, briefly, then give up
+                if attempt == NO_RESPONDER_TRIES - 1:
+                    raise Unreachable("its node is not connected to the federation (no "
+                                      "responder)") from None
+                await asyncio.sleep(0.2)
+            except nats.errors.TimeoutError:
+                raise Unreachable(f"no answer within {timeout:g}s") from None
         _, reply = self._open(agent, msg.data)
         return reply
 

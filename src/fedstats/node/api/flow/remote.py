@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from ...federation.errors import FederationError
-from ...federation.flowlink import FlowLink, decode_value
+from ...federation.flowlink import FlowLink, checked_job_path, decode_value
 from ...service.flowjobs import FlowJobs, Sites
 from .envelope import OPERATING_ERROR, FlowError
 
@@ -72,9 +72,7 @@ def executor(sites: Sites, jobs_dir: Path) -> Any:
             if not isinstance(args, dict):
                 raise ValueError("a call's arguments must be an object")
             if body.get("op") == "save":  # under this node's own jobs directory only
-                parts = [str(p) for p in args.get("path", [])]
-                if len(parts) != 5 or any(p in ("", ".", "..") or "/" in p for p in parts):
-                    raise ValueError(f"not a job output path: {parts}")
+                parts = checked_job_path([str(p) for p in args.get("path", [])])
                 args["path"] = str(jobs_dir.joinpath(*parts))
             out = body.get("output")
             return site.call(str(body["job_id"]), str(body["role"]), str(body["op"]),
