@@ -5,10 +5,12 @@ The NATS pod's `authsync` sidecar watches it and writes its `auth.conf` where th
 `include`s it, then signals a reload. Without the setting the operator manages no NATS
 users (a Federation then names shared credentials in spec.nats.authSecretRef, or none).
 
-Every Federation and Peer reconcile writes only its own entry; writes are serialised in
-this process behind one lock over a cached copy, so 50 Peers created together make 50
-sequential writes and no conflicts (the operator runs as one replica). A conflict with a
-writer elsewhere reloads the Secret and applies the change again.
+Every Federation and Peer reconcile changes only its own entry, over a cached copy of the
+state in this process (the operator runs as one replica). Changes are group-committed:
+one write is in flight at a time, and every change asked for meanwhile goes into the next
+write together, so 50 Peers created at once make a handful of Secret writes (and as many
+NATS reloads), not 50 in a row. A conflict with a writer elsewhere reloads the Secret and
+applies the changes again.
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ class AuthStore:
         self._lock = asyncio.Lock()
         self._state: AuthState | None = None
         self._locked = ""
+        self._pending: list[tuple[Change, asyncio.Future[AuthState]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self.writes = 0  # Secret writes made (a test sees changes coalesce)
 
     async def _load(self) -> AuthState:
         secret = await self.kube.get("Secret", self.namespace, self.name)
@@ -82,18 +87,42 @@ class AuthStore:
             return self._state.get(account)
 
     async def change(self, change: Change) -> AuthState:
-        """Applies `change` to the state and writes the Secret when it changed anything."""
+        """Applies `change` to the state; returns once a write holding it is made (or none
+        was needed). Changes asked for while a write is in flight share the next one."""
+        future: asyncio.Future[AuthState] = asyncio.get_running_loop().create_future()
+        self._pending.append((change, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="nats auth writes")
+        return await asyncio.shield(future)  # a cancelled caller does not stop the write
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                state = await self._write([change for change, _ in batch])
+            except Exception as e:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+            else:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(state)
+
+    async def _write(self, batch: list[Change]) -> AuthState:
         async with self._lock:
             for attempt in range(3):
                 if self._state is None:
                     self._state = await self._load()
                 before = natsauth.encode_state(self._state)
-                change(self._state)
+                for change in batch:
+                    change(self._state)
                 if natsauth.encode_state(self._state) == before:
                     return self._state
                 try:
                     await self.kube.apply(desired_auth_secret(self.namespace, self.name,
                                                               self._state, self._locked))
+                    self.writes += 1
                     return self._state
                 except KubeConflict:
                     self._state = None  # someone else wrote it: read theirs, apply ours again

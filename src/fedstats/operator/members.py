@@ -66,16 +66,21 @@ def auth_as(user: str, password: str, ca: str | None) -> nats_admin.NatsAuth:
 
 
 # How long a reconcile waits for NATS to accept a user it just wrote (the sidecar's watch
-# and the server's reload take well under a second), and how often it tries meanwhile.
-LOGIN_WAIT_S, LOGIN_TRY_S = 5.0, 0.1
+# and the server's reload take well under a second on an idle cluster, several seconds
+# when 50 Peers are created at once), and how often it tries meanwhile: from LOGIN_TRY_S,
+# each pause half again as long up to LOGIN_TRY_MAX_S, so 50 waiting Peers do not open
+# hundreds of connections a second to the server they wait for.
+LOGIN_WAIT_S, LOGIN_TRY_S, LOGIN_TRY_MAX_S = 20.0, 0.1, 1.0
 
 
 async def await_login(url: str, auth: nats_admin.NatsAuth, within: float = LOGIN_WAIT_S,
                       ) -> None:  # fmt: skip
     """Returns once NATS accepts `auth`; NatsUnavailable (retried soon) after `within` s."""
     deadline = time.monotonic() + within
+    pause = LOGIN_TRY_S
     while not await nats_admin.can_log_in(url, auth):
         if time.monotonic() > deadline:
             raise NatsUnavailable(f"NATS at {url} does not accept user {auth.user} yet "
                                   "(its auth file not reloaded?)", delay=1.0)
-        await asyncio.sleep(LOGIN_TRY_S)  # another process's reload: nothing to await
+        await asyncio.sleep(pause)  # another process's reload: nothing to await
+        pause = min(pause * 1.5, LOGIN_TRY_MAX_S)

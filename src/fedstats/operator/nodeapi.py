@@ -39,6 +39,10 @@ URLS_SETTING = "FEDSTATS_OPERATOR_NODE_URLS"
 # How soon a node that did not answer (or refused, while it bootstraps) is asked again.
 RETRY_SECONDS = float(os.environ.get("FEDSTATS_OPERATOR_NODE_RETRY_SECONDS", "10"))
 TIMEOUT_SECONDS = 5.0
+# An invitation is sealed with scrypt on the admin node, one after another when many Peers
+# are created together: a queue, not a node that is down. Timing it out at 5 s made the
+# operator ask again (the admin then sealing a second one) and wait for a retry.
+INVITATION_TIMEOUT_SECONDS = 60.0
 
 
 def node_url(namespace: str, service: str) -> str:
@@ -81,10 +85,10 @@ class NodeApi:
     def __repr__(self) -> str:
         return f"NodeApi({self.url!r}, customer_id={self.customer_id!r})"
 
-    async def _call(self, fn: Callable[[Client], T]) -> T:
+    async def _call(self, fn: Callable[[Client], T], timeout: float = TIMEOUT_SECONDS) -> T:
         """`fn(client)` in a worker thread, the client's errors translated."""
         def run() -> T:
-            with Client(self.url, self.customer_id, self._key, timeout=TIMEOUT_SECONDS) as c:
+            with Client(self.url, self.customer_id, self._key, timeout=timeout) as c:
                 return fn(c)
 
         try:
@@ -110,7 +114,8 @@ class NodeApi:
         call the admin at `rest_host`; `options` add to the request (the peer's own NATS
         user and password, `fed_merges`)."""
         return await self._call(lambda c: c.fed_invitation(
-            pid, password, fed_rest_host=rest_host, fed_peer_id=peer_id, **options))
+            pid, password, fed_rest_host=rest_host, fed_peer_id=peer_id, **options),
+            timeout=INVITATION_TIMEOUT_SECONDS)
 
     async def remove_peer(self, pid: str, peer_id: str) -> None:
         """Admin only: the peer's statistics leave every node's merge."""

@@ -14,6 +14,7 @@ admin node (or, for a federation elsewhere, the peer's own node) says.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 
 from fedstats.node.federation.subjects import token
@@ -60,6 +61,34 @@ async def _nats_user(kube: Kube, peer: Body, fed: Body, out: Outcome,
     me = peer_id(peer)
     user, password = await members.credentials(kube, peer, fed, me)
     merges = bool(peer["spec"].get("merges"))
+    options = {"nats_sec_user": user, "nats_sec_passwd": password}
+    if merges:
+        options["fed_merges"] = "true"
+    # The admin node seals the invitation with scrypt, one after another when many Peers
+    # come at once: asked for now, it is made while NATS learns the user (the pod needs
+    # both, and its Deployment is applied only once NATS accepts the user).
+    inviting = asyncio.create_task(_invite_early(kube, peer, fed, out, options),
+                                   name=f"invite {me}")
+    try:
+        return await _admitted(kube, peer, fed, out, me, user, password, merges, options)
+    finally:
+        await inviting
+
+
+async def _invite_early(kube: Kube, peer: Body, fed: Body, out: Outcome,
+                        options: dict[str, str]) -> None:  # fmt: skip
+    """The invitation, best effort: what fails here is asked again, and reported, by
+    `_joined` (or `_remote_joined`), after the node is deployed."""
+    with contextlib.suppress(RetryLater, InvalidSpec):
+        await _invite(kube, peer, fed, out, options)
+
+
+async def _admitted(kube: Kube, peer: Body, fed: Body, out: Outcome, me: str, user: str,
+                    password: str, merges: bool, options: dict[str, str],
+                    ) -> tuple[Condition | None, dict[str, str]]:  # fmt: skip
+    """The peer's user in its federation's account, once NATS accepts it."""
+    store = members.managed(kube, fed)
+    assert store is not None
     missing: list[str] = []
 
     def admit(state: natsauth.AuthState) -> None:
@@ -80,9 +109,6 @@ async def _nats_user(kube: Kube, peer: Body, fed: Body, out: Outcome,
     await members.await_login(fed["spec"]["nats"]["url"],
                               members.auth_as(user, password, await members.ca_of(kube, fed)))
     out.status["natsUser"] = user
-    options = {"nats_sec_user": user, "nats_sec_passwd": password}
-    if merges:
-        options["fed_merges"] = "true"
     return out.add(Condition("NatsUser", "True", "Written",
                              f"user {user} in account {members.account(fed)}")), options
 
