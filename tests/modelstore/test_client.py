@@ -3,12 +3,18 @@ the `xdata_fl` compatibility package against a node process."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 
 import pytest
 
-from fedstats.node.modelstore.rpcclient import Signer, upload_headers
+from fedstats.node.modelstore.rpcclient import (
+    Signer,
+    digest_upload_headers,
+    file_sha256,
+    upload_headers,
+)
 from fedstats.node.security.keys import new_secret_key
 from fedstats.node.security.signing import (
     CUSTOMER_HEADER,
@@ -81,6 +87,18 @@ def test_an_upload_is_signed_in_one_pass_as_rest_signs_it_with_an_empty_content_
         "Authorization": expected, "sym-date": date}
     assert upload_headers("c1", key, path, [], sym_date=date)["Authorization"] == \
         rest_signature("POST", "", key, date, "c1", b"", path, None)
+
+
+def test_an_upload_that_declares_its_digest_signs_it_in_the_files_place():
+    key, date, path = new_secret_key(), format_sym_date(), "/jsonrpc/upload/fl.put_model"
+    head, tail = b"--b\r\nhead\r\n\r\n", b"\r\n--b--\r\n"
+    model = bytes(range(256)) * 64
+    digest = hashlib.sha256(model).hexdigest()
+    assert file_sha256(io.BytesIO(model)) == digest
+    assert digest_upload_headers("c1", key, path, head, digest, tail, sym_date=date) == {
+        "Authorization": rest_signature("POST", "", key, date, "c1",
+                                        head + digest.encode() + tail, path, None),
+        "sym-date": date, "X-Model-Sha256": digest}
 
 
 def test_the_clients_signer_signs_as_the_node_signs_rest_requests():

@@ -8,9 +8,10 @@ declares its file's SHA-256 (`X-Model-Sha256`, one streamed pass over the file b
 is sent once, so a model of gigabytes is never held in memory) and signs its body with
 that digest in the file's place: the server hashes the file once, for its content address,
 and refuses it unless it hashes to the digest signed. An upload carries no Content-MD5:
-the string to sign has "" in its place (docs/modelstore.md, "Signing uploads"). A download verifies the size and SHA-256 the
-server announces over all the bytes received and resumes a cut transfer with `Range`
-(and `If-Range`, so the bytes resumed are the same model's).
+the string to sign has "" in its place (docs/modelstore.md, "Signing uploads"). A
+download verifies the size and SHA-256 the server announces over all the bytes received
+and resumes a cut transfer with `Range` (and `If-Range`, so the bytes resumed are the
+same model's).
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@ instead of a signature only where the configuration enables it, and then only ov
 
 An upload (a model of up to gigabytes) is checked by the signature's HMAC alone
 (`UploadSignature`): the string to sign is the REST one, with the `Content-MD5` the client
-sent (or "" when it sent none) as the text it covers, and the MD5 is not recomputed. The
-HMAC-SHA256 keyed with the customer's secret already covers every byte of the body, so an
-MD5 of the same bytes adds no integrity and no authenticity, only a third pass over the
-model (docs/modelstore.md, "Signing uploads"). Small calls are checked exactly as the
+sent (or "" when it sent none) as the text it covers, and the MD5 is not recomputed. Its
+body is the multipart body with the file part's content replaced by the file's SHA-256
+when the client declares it (`X-Model-Sha256`: the file must then hash to it, and is
+hashed once, for its content address), else the whole body (docs/modelstore.md,
+"Signing uploads"). Small calls are checked exactly as the
 node's REST verifier checks them, Content-MD5 included, with the customer's HMAC keyed
 once (`Signatures`); the verifier itself words every refusal. A request that signed
 right marks its address verified for the node's transport (`api.auth.note_verified`).
