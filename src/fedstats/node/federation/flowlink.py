@@ -48,7 +48,6 @@ log = logging.getLogger("fedstats.federation")
 
 Executor = Callable[[dict[str, Any]], Any]  # a member runs one call on its own party
 HttpHandler = Callable[[str, list[int], dict[str, Any]], Awaitable[dict[str, Any]]]
-CALLS = ("has_table", "read", "call", "has", "release")
 NO_RESPONDER_TRIES = 4
 
 
@@ -163,8 +162,8 @@ class FlowLink:
         config = agent.config
         if not config.is_admin:
             return None
-        for peer, info in sorted(config.peers.items()):
-            if peer not in config.removed and int(party_id) in info.get("flow_parties", []):
+        for peer in sorted(config.peers):
+            if int(party_id) in self.parties_of(agent, peer):
                 return RemoteSite(self, agent, peer, int(party_id))
         return None
 

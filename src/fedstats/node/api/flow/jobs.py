@@ -161,8 +161,7 @@ async def job_list(request: Request, conf: dict[str, Any]) -> Response:
         more = await remote.admin_jobs(request, state.link, {**conf, "page": 1,
                                                              "limit": remote.MAX_LISTED})
         rows += [r for r in more if r.get("job_id") not in known]
-        key = {"created": "create_time", "started": "start_time", "ended": "end_time"}.get(
-            columns[order_by], "job_id" if order_by == "job_id" else "create_time")
+        key = order_by if order_by != "task_version" else "create_time"  # the rows' names
         rows.sort(key=lambda r: (r.get(key) is None, r.get(key) or 0),
                   reverse=str(conf.get("order", "desc")) == "desc")
     return respond(data={"jobs": rows[(page - 1) * limit: page * limit], "count": len(rows)})

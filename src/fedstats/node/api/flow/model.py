@@ -280,13 +280,18 @@ async def restore_model(request: Request, conf: dict[str, Any]) -> Response:
                         f"({digest})")
     doc = orjson.loads(body)
     mine = [m for m in doc["models"] if m["role"] == role and str(m["party_id"]) == party]
-    job_of = str(mine[0]["job_id"])
-    outputs = [(job_of, o["component"], role, party, o["kind"], o["body"])
-               for o in doc["outputs"] if o["kind"] in EXPORT_KINDS]
-    await run_in_threadpool(store.import_party_model, mine, outputs)
+    await run_in_threadpool(_put_back, store, doc, mine, role, party)
     job_id = new_job_id()
     return respond(data={"job_id": job_id, "model_id": model_id, "model_version": version,
                          "role": role, "party_id": party, "sha256": digest}, job_id=job_id)
+
+
+def _put_back(store: FlowJobStore, doc: dict[str, Any], mine: list[dict[str, Any]], role: str,
+              party: str) -> None:
+    """One party's model rows and its components' outputs from an export document."""
+    job_id = str(mine[0]["job_id"])
+    store.import_party_model(mine, [(job_id, o["component"], role, party, o["kind"], o["body"])
+                                    for o in doc["outputs"] if o["kind"] in EXPORT_KINDS])
 
 
 def _forced(conf: dict[str, Any]) -> bool:
@@ -316,12 +321,10 @@ async def import_model(request: Request) -> Response:
                                "party_id": party})
         if exists and not _forced(fields):
             return error_response(409, "Model already exists.")
-        job_id = str(mine[0]["job_id"])
-        outputs = [(job_id, o["component"], role, party, o["kind"], o["body"])
-                   for o in doc["outputs"] if o["kind"] in EXPORT_KINDS]
-        await run_in_threadpool(store.import_party_model, mine, outputs)
+        await run_in_threadpool(_put_back, store, doc, mine, role, party)
         return respond(data={"job_id": new_job_id(), "role": role, "party_id": party,
-                             "model_id": model_id, "model_version": version}, job_id=job_id)
+                             "model_id": model_id, "model_version": version},
+                       job_id=str(mine[0]["job_id"]))
     except FlowError as e:
         return of_error(e)
 

@@ -27,6 +27,7 @@ from starlette.responses import Response
 from ...federation.errors import FederationError
 from ...federation.flowlink import FlowLink, checked_job_path, decode_value
 from ...service.flowjobs import FlowJobs, Sites
+from ...service.flowjobs.errors import ComponentFailed
 from .envelope import OPERATING_ERROR, FlowError
 
 PEER = "fedstats.flow_peer"  # ASGI scope key: (peer, its party ids) of a forwarded request
@@ -127,15 +128,14 @@ async def admin_jobs(request: Request, link: FlowLink, conf: Mapping[str, Any]
 def output_here(jobs: FlowJobs, conf: Mapping[str, Any]) -> bool:
     """Whether a forwarded job's output data asked for is this node's own party's (then
     served from here, where it was written: `tracking.output_data`)."""
-    keys = ("job_id", "component_name", "role", "party_id")
-    values = [str(conf.get(k) or "") for k in keys]
-    if not all(v and v not in (".", "..") and "/" not in v and "\\" not in v for v in values):
-        return False
+    job_id, role, party, cpn = (str(conf.get(k) or "") for k in ("job_id", "role", "party_id",
+                                                                "component_name"))
     try:
-        party = int(values[3])
-    except ValueError:
+        checked_job_path([job_id, role, party, cpn, "data.arrow"])
+        served = jobs.sites.serves(int(party))
+    except (ComponentFailed, ValueError):
         return False
-    return jobs.store.forwarded(values[0]) and jobs.sites.serves(party)
+    return served and jobs.store.forwarded(job_id)
 
 
 def _runtime(conf: Mapping[str, Any]) -> Mapping[str, Any] | None:

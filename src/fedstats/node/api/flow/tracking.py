@@ -111,7 +111,7 @@ def _data_meta(jobs: FlowJobs, conf: dict[str, Any]) -> tuple[dict[str, Any] | N
         # beside its rows, and is served from here (the admin holds only its size)
         job_id, cpn, role, party = (str(conf[k]) for k in ("job_id", "component_name", "role",
                                                            "party_id"))
-        path = jobs.jobs_dir / job_id / role / party / cpn / "data.arrow"
+        path = jobs.output_path(job_id, role, party, cpn)
         meta = {"path": str(path)} if path.is_file() else None
     else:
         job_id, cpn, role, party, _ = _task(store, conf)

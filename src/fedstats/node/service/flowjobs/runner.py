@@ -70,6 +70,10 @@ class FlowJobs:
         self._thread = threading.Thread(target=self._loop, name="fedstats-flow-jobs", daemon=True)
         self._thread.start()
 
+    def output_path(self, job_id: str, role: str, party: str, component: str) -> Path:
+        """Where a party's output data of one component is written (and served from)."""
+        return self.jobs_dir / job_id / role / party / component / "data.arrow"
+
     def close(self) -> None:
         """Stop the scheduler: a running job fails at its next check, saying why."""
         with self._lock:
@@ -326,7 +330,7 @@ class FlowJobs:
             raise ComponentFailed(f"component {name} ({module}) failed: {e}") from None
         for p in ctx.data_parties():
             if p.site.has(job_id, p.role, ctx.out):
-                path = self.jobs_dir / job_id / p.role / p.party_id / name / "data.arrow"
+                path = self.output_path(job_id, p.role, p.party_id, name)
                 info = p.site.call(job_id, p.role, "save", [ctx.out], None, path=str(path))
                 self.store.put_output(job_id, name, p.role, p.party_id, "data_meta",
                                       {**info, "path": str(path), "data_name": "data"})
