@@ -76,7 +76,7 @@ class Seen:
                  "deployment": f"/apis/apps/v1/namespaces/{namespace}/deployments",
                  "peer": f"/apis/fedstats.io/v1alpha1/namespaces/{namespace}/peers",
                  "federation": f"/apis/fedstats.io/v1alpha1/namespaces/{namespace}/federations"}
-        self.informers = [Informer(kubelet.http, path, threading.Condition(),
+        self.informers = [Informer(kubelet.cp, path, threading.Condition(),
                                    on_event=self._recorder(kind)).start()
                           for kind, path in paths.items()]
 

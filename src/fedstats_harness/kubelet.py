@@ -61,11 +61,16 @@ class Informer:
     (listing again after the server ends a watch with 410 Gone, or on a connection
     error). `changed` is notified on every event; `on_event(type, object, wall time)` is
     called for each one, from the thread.
+
+    The informer has its own API client, which only its thread uses and closes when it
+    ends: a client closed from another thread while a watch streams on it would take that
+    connection back into a closed pool, never to be closed (an unclosed socket, reported
+    at some later test's garbage collection).
     """
 
-    def __init__(self, http: httpx.Client, path: str, changed: threading.Condition,
+    def __init__(self, cp: ControlPlane, path: str, changed: threading.Condition,
                  on_event: OnEvent | None = None) -> None:  # fmt: skip
-        self.http, self.path, self.changed = http, path, changed
+        self.http, self.path, self.changed = api_client(cp), path, changed
         self.on_event = on_event
         self.objects: dict[str, Obj] = {}
         self.synced = threading.Event()
@@ -132,12 +137,15 @@ class Informer:
                         self._event(str(kind), obj)
 
     def _run(self) -> None:
-        while not self._done.is_set():
-            try:
-                self._watch(self._list())
-            except Exception:  # the API server away, or the client closed at stop
-                if self._done.wait(0.5):
-                    return
+        try:
+            while not self._done.is_set():
+                try:
+                    self._watch(self._list())
+                except Exception:  # the API server away
+                    if self._done.wait(0.5):
+                        return
+        finally:
+            self.http.close()
 
     def stop(self) -> None:
         self._done.set()  # the thread ends at its next event or when the watch times out
@@ -164,8 +172,7 @@ class LocalKubelet:
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._done = threading.Event()
-        self.http = api_client(cp)
-        self.informers = {kind: Informer(self.http, path.format(ns=namespace), self._changed)
+        self.informers = {kind: Informer(cp, path.format(ns=namespace), self._changed)
                           for kind, path in COLLECTIONS.items()}
         for informer in self.informers.values():
             informer.start()
@@ -348,7 +355,6 @@ class LocalKubelet:
             informer.stop()
         stop_all(self.procs.values())
         self.procs.clear()
-        self.http.close()
 
 
 def probe_ok(url: str) -> bool:

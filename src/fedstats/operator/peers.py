@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from dataclasses import dataclass
 
 from fedstats.node.federation.subjects import token
 
-from . import builders, conditions, members, names, natsauth, nodeapi, readiness
+from . import builders, conditions, members, names, nats_admin, natsauth, nodeapi, readiness
 from .conditions import Condition
-from .errors import InvalidSpec, NodeRefused, RetryLater, WaitingFor
+from .errors import InvalidSpec, NatsUnavailable, NodeRefused, RetryLater, WaitingFor
 from .kube import Kube
 from .nodes import apply_node, observe_node
 from .outcome import Outcome
@@ -51,13 +52,24 @@ def peer_id(peer: Body) -> str:
     return token(peer["metadata"]["name"])
 
 
+@dataclass(frozen=True)
+class _Login:
+    """A peer's user written to its account, not yet known to be accepted by NATS."""
+
+    url: str
+    auth: nats_admin.NatsAuth
+    message: str
+
+
 async def _nats_user(kube: Kube, peer: Body, fed: Body, out: Outcome,
-                     ) -> tuple[Condition | None, dict[str, str]]:  # fmt: skip
-    """NatsUser: the peer's own user in its federation's account (when the operator manages
-    NATS users), and the invitation options that hand it to the peer (never the admin's)."""
+                     ) -> tuple[Condition | None, dict[str, str], _Login | None]:  # fmt: skip
+    """The peer's own user in its federation's account (when the operator manages NATS
+    users), and the invitation options that hand it to the peer (never the admin's): a
+    failed NatsUser condition, or the login that `_accepted` awaits (None when NATS users
+    are not managed)."""
     store = members.managed(kube, fed)
     if store is None:
-        return None, {}
+        return None, {}, None
     me = peer_id(peer)
     user, password = await members.credentials(kube, peer, fed, me)
     merges = bool(peer["spec"].get("merges"))
@@ -65,8 +77,9 @@ async def _nats_user(kube: Kube, peer: Body, fed: Body, out: Outcome,
     if merges:
         options["fed_merges"] = "true"
     # The admin node seals the invitation with scrypt, one after another when many Peers
-    # come at once: asked for now, it is made while NATS learns the user (the pod needs
-    # both, and its Deployment is applied only once NATS accepts the user).
+    # come at once: asked for now, it is made while NATS learns the user. The Deployment
+    # waits for the invitation (its pod reads it) but not for NATS's reload: the node,
+    # starting meanwhile, retries its first login until the server accepts the user.
     inviting = asyncio.create_task(_invite_early(kube, peer, fed, out, options),
                                    name=f"invite {me}")
     try:
@@ -85,8 +98,9 @@ async def _invite_early(kube: Kube, peer: Body, fed: Body, out: Outcome,
 
 async def _admitted(kube: Kube, peer: Body, fed: Body, out: Outcome, me: str, user: str,
                     password: str, merges: bool, options: dict[str, str],
-                    ) -> tuple[Condition | None, dict[str, str]]:  # fmt: skip
-    """The peer's user in its federation's account, once NATS accepts it."""
+                    ) -> tuple[Condition | None, dict[str, str], _Login | None]:  # fmt: skip
+    """The peer's user written to its federation's account (NATS learns it at the
+    sidecar's next reload)."""
     store = members.managed(kube, fed)
     assert store is not None
     missing: list[str] = []
@@ -104,13 +118,20 @@ async def _admitted(kube: Kube, peer: Body, fed: Body, out: Outcome, me: str, us
     if missing:
         msg = f"the federation's NATS account {missing[0]} is not written yet"
         return out.fail(Condition("NatsUser", "False", "AccountMissing", msg),
-                        WaitingFor(msg, delay=1.0)), {}
-    # the node joins over NATS as this user: let the server's reload happen first
-    await members.await_login(fed["spec"]["nats"]["url"],
-                              members.auth_as(user, password, await members.ca_of(kube, fed)))
-    out.status["natsUser"] = user
-    return out.add(Condition("NatsUser", "True", "Written",
-                             f"user {user} in account {members.account(fed)}")), options
+                        WaitingFor(msg, delay=1.0)), {}, None
+    auth = members.auth_as(user, password, await members.ca_of(kube, fed))
+    return None, options, _Login(fed["spec"]["nats"]["url"], auth,
+                                 f"user {user} in account {members.account(fed)}")
+
+
+async def _accepted(out: Outcome, login: _Login) -> Condition:
+    """NatsUser: True once NATS accepts the peer's user (after the reload that taught it)."""
+    try:
+        await members.await_login(login.url, login.auth)
+    except NatsUnavailable as e:
+        return out.fail(Condition("NatsUser", "False", "NotAccepted", str(e)), e)
+    out.status["natsUser"] = login.auth.user
+    return out.add(Condition("NatsUser", "True", "Written", login.message))
 
 
 async def _invite(kube: Kube, peer: Body, fed: Body, out: Outcome,
@@ -290,19 +311,30 @@ async def reconcile(kube: Kube, peer: Body) -> Outcome:
     if found.status != "True":
         out.add(conditions.ready([found]))
         return out
-    user, options = (await _nats_user(kube, peer, fed, out)) if fed is not None else (None, {})
-    if user is not None and user.status != "True":
+    user, options, login = (await _nats_user(kube, peer, fed, out) if fed is not None
+                            else (None, {}, None))
+    if user is not None:  # its account is not written yet
         out.add(conditions.ready([found, user]))
         return out
-    managed = user is not None
+    managed = login is not None
     out.status["peerId"] = peer_id(peer)
     if is_remote(peer) and fed is not None:  # its node runs elsewhere: invite, then listen
+        if login is not None:
+            user = await _accepted(out, login)
+            if user.status != "True":
+                out.add(conditions.ready([found, user]))
+                return out
         joined = await _remote_joined(kube, peer, fed, out, options)
         parts = [found, user, joined] if user is not None else [found, joined]
         out.add(conditions.ready(parts))
         return out
     deployed = out.add(await apply_node(kube, peer, builders.desired_peer_deployment(
         peer, fed, managed_auth=managed)))
+    if login is not None:  # the node, starting meanwhile, retries its first login
+        user = await _accepted(out, login)
+        if user.status != "True":
+            out.add(conditions.ready([found, user, deployed]))
+            return out
     available = out.add(await observe_node(kube, peer, names.peer_name(peer)))
     out.status["service"] = f"{names.peer_name(peer)}:{names.NODE_PORT}"
     joined = await _joined(kube, peer, fed, out, options, available.status == "True")
