@@ -64,6 +64,22 @@ def encode_tail(boundary: str) -> bytes:
 _DISPOSITION = re.compile(r'(\w+)="([^"]*)"')
 
 
+def _delim_prefix_at_end(data: bytes | memoryview, delim: bytes) -> int:
+    """The length of the longest end of `data` that is a proper prefix of `delim` (every
+    delimiter starts with CR, so only the CRs among its last bytes are candidates)."""
+    n = len(data)
+    lo = max(0, n - len(delim) + 1)
+    raw = data if isinstance(data, bytes) else bytes(data[lo:])
+    base = 0 if isinstance(data, bytes) else lo
+    at = raw.find(b"\r", lo - base)
+    while at >= 0:
+        end = raw[at:]
+        if delim.startswith(end):
+            return len(end)
+        at = raw.find(b"\r", at + 1)
+    return 0
+
+
 class MultipartParser:
     """Feed a body in pieces; `on_file(name, filename) -> Sink` receives file parts' bytes,
     other parts are collected in `fields` (name -> bytes)."""
@@ -129,20 +145,22 @@ class MultipartParser:
 
         Between feeds the buffer holds at most `len(delim) - 1` bytes (what could be the
         start of a delimiter), so a delimiter starting in it ends within the first
-        `len(delim) - 1` bytes of `data`; one starting in the last `len(delim) - 1` bytes
-        of `data` is incomplete and those bytes become the new tail."""
-        delim, keep = self._delim, len(self._delim) - 1
+        `len(delim) - 1` bytes of `data`. Of `data`'s end only what could begin a
+        delimiter (a prefix of it) is held back as the new tail: for a model's bytes
+        nearly always nothing, so each received chunk goes on whole, one piece."""
+        delim = self._delim
         if bytes(data).find(delim) >= 0 if isinstance(data, memoryview) else \
                 data.find(delim) >= 0:
             return False
         tail = self._buf
-        if tail and (bytes(tail) + bytes(data[:keep])).find(delim) >= 0:
+        if tail and (bytes(tail) + bytes(data[:len(delim) - 1])).find(delim) >= 0:
             return False
         if tail:
             self._emit(memoryview(bytes(tail)))
         view = memoryview(data)
-        self._emit(view[: len(data) - keep])
-        self._buf = bytearray(view[len(data) - keep:])
+        held = _delim_prefix_at_end(data, delim)
+        self._emit(view[: len(data) - held])
+        self._buf = bytearray(view[len(data) - held:])
         return True
 
     def close(self) -> None:

@@ -4,12 +4,15 @@
   when it held only notifications.
 * `/jsonrpc/upload/fl.put_model` and `/fl.put_aggregated_model`: multipart/form-data, a
   `data` part (the params object, or a whole JSON-RPC request whose id is echoed) and a
-  `file` part, streamed to disk while hashed. The body is handed on in blocks of
-  `PIPE_BYTES` (the chunks as received, never joined) to overlapping stages in worker
-  threads (the parser; the file's SHA-256 and write, a block behind; and, only for an
-  upload signed over its whole body, the signature's HMAC), so the event loop only moves
-  bytes and memory stays a few blocks whatever the model's size. The blocks received and
-  not yet written are held on the node's transport `Gate`, as every body read is.
+  `file` part, streamed to disk while hashed. The loop parses each chunk as it arrives
+  and writes the file's bytes in it at once (while they are still in the CPU's cache, as
+  a bare upload writes its body); the file's SHA-256 follows in blocks of `PIPE_BYTES`
+  (the chunks as received, never joined) on a thread of the upload's own, a few blocks
+  deep, which also starts the disk's writeback of each block (so the final fsync finds
+  little left) and, only for an upload signed over its whole body, a second thread does
+  the signature's HMAC. Memory stays a few blocks whatever the model's size; the blocks
+  received and not yet hashed are held on the node's transport `Gate`, as every body read
+  is.
   The signature is checked by its HMAC alone (`auth.UploadSignature`: no MD5 pass); an
   upload that declares its file's SHA-256 (`X-Model-Sha256`, as fedstats' clients do)
   signs that digest in the file's place, and its file, hashed once for its content
@@ -26,9 +29,12 @@ authentication failures (and anything else the node's error mapping owns) are ra
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 import anyio.to_thread
@@ -51,7 +57,8 @@ from .render import model_info
 from .state import ModelStoreState
 
 router = APIRouter(tags=["model store (JSON-RPC)"])
-PIPE_BYTES = 4 << 20
+PIPE_BYTES = 2 << 20
+DEPTH = 4  # blocks in the stages before the loop waits for the oldest
 READ_BYTES = 1 << 20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -199,56 +206,56 @@ class _Segments:
 async def _receive(request: Request, check: auth.UploadSignature | None,
                    parser: MultipartParser, segments: _Segments,
                    writer: Callable[[], BlobWriter | None], limit: int) -> None:
-    """Feed the body, in blocks, to stages off the loop that overlap: the parser (and,
-    with `check`, the signature's HMAC over the whole body, in a second thread) runs on
-    block k while the file bytes the parser found in block k-1 are hashed (SHA-256) and
-    written in another worker thread, and the loop receives block k+1. Each stage is a
-    pass over the block; split so, the longest is one hash and a copy, not the parser's
-    work and a hash.
+    """Parse each chunk on the loop as it arrives (a search for the boundary: the
+    cheapest pass, and no thread hop) and write the file's bytes in it at once, as a bare
+    upload writes its body, while the bytes are still in the CPU's cache (written a block
+    later, the kernel's copy into the page cache cost twice as much here). Each
+    `PIPE_BYTES` block is then
+    hashed (SHA-256, releasing the GIL) on a thread of this upload's own, which sees the
+    blocks in order and starts their writeback to the disk; with `check`, the signature's
+    HMAC over the whole body is a second such thread. The loop waits for a block only
+    when more than `DEPTH` are being hashed, so a stage that falls behind for a moment (two
+    cores shared with the client) does not stall the receiving at once.
 
-    A block's bytes are held on the node's `Gate` from their arrival until they are
-    written (503 naming the limit when they do not fit, as `api.auth.read_body`), so an
-    upload counts for the two or three blocks it holds, never for the whole model."""
+    A block's bytes are held on the node's `Gate` from their arrival until every stage is
+    done with them (503 naming the limit when they do not fit, as `api.auth.read_body`),
+    so an upload counts for `DEPTH + 1` blocks at most, never for the whole model."""
     loop = asyncio.get_running_loop()
-    parsing: asyncio.Future[Any] | None = None
-    writing: asyncio.Future[Any] | None = None
-    blocks: list[bytes] = []
-    held = total = 0
     gate: Gate | None = getattr(request.app.state, "gate", None)
     address = request.client.host if request.client else ""
+    stages = {name: ThreadPoolExecutor(1, thread_name_prefix=f"upload-{name}")
+              for name in ("hash", *(("sign",) if check is not None else ()))}
+    in_stages: collections.deque[tuple[asyncio.Future[Any], Held | None]] = collections.deque()
+    signing: list[bytes] = []
+    hashing: list[memoryview | bytes] = []
+    held = total = 0
 
     def on_gate() -> Held | None:
         return Held(gate, address) if gate is not None else None
 
-    # the Gate's share of the block being received, parsed, written
-    receiving, in_parse, in_write = on_gate(), None, None
+    receiving = on_gate()  # the Gate's share of the block being received
 
-    def each(fn: Any, data: list[Any]) -> None:
-        for chunk in data:
-            fn(chunk)
-
-    async def write_parsed() -> None:
-        """Once block k-1 is parsed (and block k-2 written), start writing k-1."""
-        nonlocal parsing, writing, in_parse, in_write
-        if parsing is not None:
-            await parsing
-            parsing = None
-        if writing is not None:
-            await writing
-            writing = None
-        if in_write is not None:
-            in_write.release()
-        in_write, in_parse = in_parse, None
-        parts = segments.take()
+    def hand_on() -> None:
+        nonlocal receiving
+        jobs: list[asyncio.Future[Any]] = []
         w = writer()
-        if parts and w is not None:
-            writing = loop.run_in_executor(None, each, w.write, parts)
+        if hashing and w is not None:
+            jobs.append(loop.run_in_executor(stages["hash"], _hash_block, w, hashing.copy()))
+        hashing.clear()
+        if check is not None and signing:
+            jobs.append(loop.run_in_executor(stages["sign"], _each, check.update,
+                                             signing.copy()))
+            signing.clear()
+        in_stages.append((all_of(*jobs), receiving))
+        receiving = on_gate()
 
-    def parse(data: list[bytes]) -> asyncio.Future[Any]:
-        jobs = [loop.run_in_executor(None, each, parser.feed, data)]
-        if check is not None:
-            jobs.append(loop.run_in_executor(None, each, check.update, data))
-        return asyncio.gather(*jobs)
+    async def done_with_oldest() -> None:
+        job, share = in_stages.popleft()
+        try:
+            await job
+        finally:
+            if share is not None:
+                share.release()
 
     try:
         async for chunk in request.stream():
@@ -260,28 +267,52 @@ async def _receive(request: Request, check: auth.UploadSignature | None,
                                     max_model_bytes=limit)
             if receiving is not None:
                 receiving.take(len(chunk))
-            blocks.append(chunk)
+            parser.feed(chunk)
+            parts = segments.take()
+            if parts:
+                w = writer()
+                if w is not None:  # at once, as a bare upload writes: the bytes still hot
+                    w.write_parts(parts)
+                hashing.extend(parts)
+            if check is not None:
+                signing.append(chunk)
             held += len(chunk)
             if held >= PIPE_BYTES:
-                await write_parsed()
-                parsing = parse(blocks)
-                blocks, held = [], 0
-                in_parse, receiving = receiving, on_gate()
-        await write_parsed()
-        if blocks:
-            parsing = parse(blocks)
-            in_parse, receiving = receiving, None
-            await write_parsed()
-        if writing is not None:
-            await writing
-            writing = None
-    finally:  # an error mid-body: let the running stages finish first
-        running = [f for f in (parsing, writing) if f is not None]
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
-        for share in (receiving, in_parse, in_write):
-            if share is not None:
-                share.release()
+                hand_on()
+                held = 0
+                while len(in_stages) > DEPTH:
+                    await done_with_oldest()
+        hand_on()
+        while in_stages:
+            await done_with_oldest()
+    finally:  # an error mid-body: let the stages finish what they hold first
+        while in_stages:
+            with contextlib.suppress(Exception):
+                await done_with_oldest()
+        if receiving is not None:
+            receiving.release()
+        for stage in stages.values():
+            stage.shutdown(wait=False)
+
+
+def _hash_block(writer: BlobWriter, parts: list[memoryview | bytes]) -> None:
+    writer.hash_parts(parts)
+    writer.start_writeback()  # the blocks written so far: fsync's work begun early
+
+
+def _each(fn: Callable[[Any], object], data: list[Any]) -> None:
+    for chunk in data:
+        fn(chunk)
+
+
+def all_of(*jobs: asyncio.Future[Any]) -> asyncio.Future[Any]:
+    """Done when every job is, raising the first one's error only then: a stage's jobs
+    share the writer and the parser, which an error path must not close under them."""
+    async def wait() -> None:
+        for result in await asyncio.gather(*jobs, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+    return asyncio.ensure_future(wait())
 
 
 def _upload_params(fields: dict[str, bytes]) -> tuple[Any, dict[str, Any]]:
