@@ -15,12 +15,21 @@ from .kube import Kube
 from .types import Body, Obj
 
 
-async def apply_node(kube: Kube, owner: Body, deployment: Obj) -> Condition:
-    """Customers Secret (once), PVC (if asked), Deployment and Service; `<Role>Deployed`."""
+async def prepare_node(kube: Kube, owner: Body) -> None:
+    """What a node's pod needs before its Deployment: its customers Secret (made once) and
+    its PVC (if asked). A reconcile may run this while it waits for something else."""
     await kube.create_if_absent(builders.desired_customers_secret(owner, new_secret_key()))
     pvc = builders.desired_pvc(owner)
     if pvc is not None:
         await kube.create_if_absent(pvc)  # a PVC's spec is immutable once bound
+
+
+async def apply_node(kube: Kube, owner: Body, deployment: Obj, *,
+                     prepared: bool = False) -> Condition:  # fmt: skip
+    """Customers Secret (once), PVC (if asked; both skipped when `prepared`), Deployment
+    and Service; `<Role>Deployed`."""
+    if not prepared:
+        await prepare_node(kube, owner)
     await kube.apply(deployment)
     await kube.apply(builders.desired_service(owner))
     name = deployment["metadata"]["name"]

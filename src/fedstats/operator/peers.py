@@ -24,7 +24,7 @@ from . import builders, conditions, members, names, nats_admin, natsauth, nodeap
 from .conditions import Condition
 from .errors import InvalidSpec, NatsUnavailable, NodeRefused, RetryLater, WaitingFor
 from .kube import Kube
-from .nodes import apply_node, observe_node
+from .nodes import apply_node, observe_node, prepare_node
 from .outcome import Outcome
 from .types import Body, SyncStats
 
@@ -311,8 +311,15 @@ async def reconcile(kube: Kube, peer: Body) -> Outcome:
     if found.status != "True":
         out.add(conditions.ready([found]))
         return out
-    user, options, login = (await _nats_user(kube, peer, fed, out) if fed is not None
-                            else (None, {}, None))
+    # the node's own Secret (and PVC) made while the invitation is sealed: off the path
+    preparing = (asyncio.create_task(prepare_node(kube, peer), name="prepare node")
+                 if not is_remote(peer) else None)
+    try:
+        user, options, login = (await _nats_user(kube, peer, fed, out) if fed is not None
+                                else (None, {}, None))
+    finally:
+        if preparing is not None:
+            await preparing
     if user is not None:  # its account is not written yet
         out.add(conditions.ready([found, user]))
         return out
@@ -329,7 +336,7 @@ async def reconcile(kube: Kube, peer: Body) -> Outcome:
         out.add(conditions.ready(parts))
         return out
     deployed = out.add(await apply_node(kube, peer, builders.desired_peer_deployment(
-        peer, fed, managed_auth=managed)))
+        peer, fed, managed_auth=managed), prepared=True))
     if login is not None:  # the node, starting meanwhile, retries its first login
         user = await _accepted(out, login)
         if user.status != "True":
