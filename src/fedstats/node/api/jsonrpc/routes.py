@@ -182,9 +182,10 @@ async def upload(request: Request, method: str) -> Response:
 
 
 class _Segments:
-    """The parser's sink for the file part: the bytes it found in the block being parsed,
-    handed to the writer's thread as a list. A view of a received chunk (immutable bytes)
-    is kept as is; one of the parser's own buffer (near a boundary) is copied."""
+    """The parser's sink for the file part: the bytes it found in the chunk being parsed,
+    taken as a list to be written at once and hashed with their block. A view of a
+    received chunk (immutable bytes) is kept as is; one of the parser's own buffer (near
+    a boundary) is copied."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
