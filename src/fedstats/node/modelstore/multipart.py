@@ -67,16 +67,12 @@ _DISPOSITION = re.compile(r'(\w+)="([^"]*)"')
 def _delim_prefix_at_end(data: bytes | memoryview, delim: bytes) -> int:
     """The length of the longest end of `data` that is a proper prefix of `delim` (every
     delimiter starts with CR, so only the CRs among its last bytes are candidates)."""
-    n = len(data)
-    lo = max(0, n - len(delim) + 1)
-    raw = data if isinstance(data, bytes) else bytes(data[lo:])
-    base = 0 if isinstance(data, bytes) else lo
-    at = raw.find(b"\r", lo - base)
+    tail = bytes(data[max(0, len(data) - len(delim) + 1):])
+    at = tail.find(b"\r")
     while at >= 0:
-        end = raw[at:]
-        if delim.startswith(end):
-            return len(end)
-        at = raw.find(b"\r", at + 1)
+        if delim.startswith(tail[at:]):
+            return len(tail) - at
+        at = tail.find(b"\r", at + 1)
     return 0
 
 

@@ -211,10 +211,9 @@ async def _receive(request: Request, check: auth.UploadSignature | None,
     cheapest pass, and no thread hop) and write the file's bytes in it at once, as a bare
     upload writes its body, while the bytes are still in the CPU's cache (written a block
     later, the kernel's copy into the page cache cost twice as much here). Each
-    `PIPE_BYTES` block is then
-    hashed (SHA-256, releasing the GIL) on a thread of this upload's own, which sees the
-    blocks in order and starts their writeback to the disk; with `check`, the signature's
-    HMAC over the whole body is a second such thread. The loop waits for a block only
+    `PIPE_BYTES` block is then hashed (SHA-256, releasing the GIL) on a thread of this
+    upload's own, which sees the blocks in order and starts their writeback to the disk;
+    with `check`, the signature's HMAC over the whole body is a second such thread. The loop waits for a block only
     when more than `DEPTH` are being hashed, so a stage that falls behind for a moment (two
     cores shared with the client) does not stall the receiving at once.
 
@@ -307,8 +306,8 @@ def _each(fn: Callable[[Any], object], data: list[Any]) -> None:
 
 
 def all_of(*jobs: asyncio.Future[Any]) -> asyncio.Future[Any]:
-    """Done when every job is, raising the first one's error only then: a stage's jobs
-    share the writer and the parser, which an error path must not close under them."""
+    """Done when every job is, raising the first one's error only then: a block's jobs
+    share the writer, which an error path must not close under them."""
     async def wait() -> None:
         for result in await asyncio.gather(*jobs, return_exceptions=True):
             if isinstance(result, BaseException):
