@@ -9,6 +9,7 @@ for the node to close the socket), and the node's limits are set small so it com
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import socket
 import struct
@@ -198,6 +199,23 @@ def test_an_address_that_never_signed_holds_only_its_share(node: Node) -> None:
     with trusted:
         head = _until_closed(trusted)
     assert head.startswith(b"HTTP/1.1 401"), head[:200]
+
+
+def test_a_body_refused_before_it_arrived_closes_its_connection_despite_late_bytes(
+        node: Node) -> None:
+    # the finding: uvicorn kept such a connection for keep-alive, waiting for the rest of
+    # the body, and each late byte stopped its keep-alive timer: open until the client left
+    hostile = _open_post(node, 900_000, b" " * 400_000, source="127.0.0.6")
+    with hostile:
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += hostile.recv(65536)
+        assert b"connection: close" in answer.partition(b"\r\n\r\n")[0].lower(), answer
+        with contextlib.suppress(OSError):  # the node may have closed already
+            hostile.sendall(b" " * 100_000)
+        hostile.settimeout(10)
+        answer += _until_closed(hostile)
+    _refusal(answer, 503, "max_unverified_bytes_per_address")
 
 
 def test_a_client_gone_mid_body_is_not_an_internal_error(node: Node) -> None:

@@ -19,6 +19,9 @@ subclasses its two protocol classes; the limits are fields of `Settings.limits`
 - `body_timeout_s` + `min_body_rate`: a body must have arrived within `body_timeout_s`
   plus one second per `min_body_rate` bytes received (time while the node itself holds
   reading back does not count): 408 and close;
+- a request answered before its body has all arrived (the app's 503 for the body budget,
+  an early 401 or 413) is answered with `connection: close` and closed once the answer is
+  written: the rest of the body is never read;
 - WebSocket: bytes received are held on the same `Gate` as bodies, by the same rules
   (node-wide budget, unverified addresses' share), until the app takes the next message;
   over them the socket is closed with 1013 (try again later) and a reason naming the
@@ -85,6 +88,7 @@ class GuardedHttp(HttpToolsProtocol):
         self._body_last = 0.0
         self._body_bytes = 0
         self._body_started = False
+        self._keep_alive: bool | None = None  # the request's keep-alive, while its body arrives
 
     # --- connection ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -182,10 +186,22 @@ class GuardedHttp(HttpToolsProtocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+        previous = self.cycle
         super().on_headers_complete()
         self._body_bytes = 0
         self._body_started = False
-        if self._has_body() and not self.expect_100_continue:
+        if not self._has_body():
+            return
+        if self.cycle is not None and self.cycle is not previous:
+            # Answered before its body has all arrived (a refusal, an early 401), the
+            # request's connection says `connection: close` and closes once the answer is
+            # written, instead of reading on a body nobody will use (uvicorn would keep it
+            # for keep-alive and wait for those bytes; its keep-alive timer, stopped by
+            # each late byte, is not started again). Keep-alive comes back once the body
+            # has arrived whole before the answer (`on_message_complete`).
+            self._keep_alive = self.cycle.keep_alive
+            self.cycle.keep_alive = False
+        if not self.expect_100_continue:
             self._start_body_clock()  # with 100-continue: at the first byte, once asked
 
     def _start_body_clock(self) -> None:
@@ -231,6 +247,9 @@ class GuardedHttp(HttpToolsProtocol):
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
+        keep, self._keep_alive = self._keep_alive, None
+        if keep is not None and self.cycle is not None and not self.cycle.response_started:
+            self.cycle.keep_alive = keep  # the whole body came before the answer
         super().on_message_complete()
 
     # --- WebSocket upgrade: the connection's count moves to the WebSocket protocol ------
