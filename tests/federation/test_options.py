@@ -33,7 +33,7 @@ from fedstats.node.federation.options import (
 )
 from fedstats.node.federation.state import FedConfig
 from fedstats.node.limits import Limits
-from fedstats.node.security.invites import MemoryTokenStore, TokenBook
+from fedstats.node.security.invites import MIN_KEY_PASSWORD, MemoryTokenStore, TokenBook
 from fedstats.node.security.keys import new_secret_key
 
 LIMITS_DEFAULT = Limits()
@@ -212,6 +212,17 @@ def test_an_invitation_needs_a_password_and_a_free_peer_id() -> None:
     request = invite_request(config, {"passwd": "pw", "fed_peer_id": "p2"})
     assert (request.peer, request.password, request.ttl) == ("p2", "pw", 24 * 3600.0)
     assert "pw" not in repr(request)
+
+
+def test_an_invitation_is_sealed_with_scrypt_unless_a_long_password_asks_for_hkdf() -> None:
+    config = admin()
+    assert invite_request(config, {"passwd": "pw"}).kdf == "scrypt"
+    key = "x" * MIN_KEY_PASSWORD
+    assert invite_request(config, {"passwd": key, "fed_invite_kdf": "hkdf"}).kdf == "hkdf"
+    with pytest.raises(FederationError, match=f"at least {MIN_KEY_PASSWORD} characters"):
+        invite_request(config, {"passwd": key[1:], "fed_invite_kdf": "hkdf"})
+    with pytest.raises(FederationError, match="fed_invite_kdf is one of scrypt, hkdf"):
+        invite_request(config, {"passwd": key, "fed_invite_kdf": "pbkdf2"})
 
 
 @pytest.mark.parametrize(

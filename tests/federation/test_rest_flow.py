@@ -9,6 +9,7 @@ tests pass alone and in any order.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from fedstats.node.federation.errors import WireError
 from fedstats.node.federation.subjects import Names
 from fedstats.node.federation.wire import open_snapshot, read_frame
 from fedstats.node.security.errors import CryptoError
+from fedstats.node.security.invites import KEY_MARK
 from fedstats.node.security.keys import new_secret_key
 from fedstats_harness.diabetes import NAMES, X, Y, data, frame
 from fedstats_harness.localnet import LocalNodes, NodeProcess
@@ -197,6 +199,21 @@ def test_a_newer_invitation_revokes_the_older_and_a_peer_id_joins_once(fed: Fed)
     assert e.value.http_status == 400
     assert "peer id 'p6' has already joined this federation" in e.value.message
     assert "p6" not in p2.list_projects()
+
+
+def test_a_programs_invitation_is_sealed_with_hkdf_and_a_short_password_refused(fed: Fed,
+                                                                              ) -> None:
+    admin, p1 = fed.clients["admin"], fed.clients["p1"]
+    key = secrets.token_urlsafe(32)
+    invite = admin.fed_invitation("admin", key, fed_peer_id="p7", fed_invite_kdf="hkdf")
+    assert invite.startswith(KEY_MARK)
+    with pytest.raises(ApiError) as e:
+        admin.fed_invitation("admin", "pw", fed_peer_id="p7", fed_invite_kdf="hkdf")
+    assert e.value.http_status == 400 and "at least 32 characters" in e.value.message
+    with pytest.raises(CryptoError, match="wrong password"):
+        p1.fed_join("p7", invite, key[:-1] + ("A" if key[-1] != "A" else "B"))
+    p1.fed_join("p7", invite, key)  # the refused request revoked nothing
+    assert "p7" in p1.list_projects()
 
 
 BAD_CREATE = {

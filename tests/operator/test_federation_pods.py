@@ -23,7 +23,7 @@ import pytest
 from kopf.testing import KopfRunner
 
 from fedstats.node.client import ApiError, Client
-from fedstats.node.security.invites import open_invite
+from fedstats.node.security.invites import KEY_MARK, open_invite
 from fedstats.operator.nodeapi import URLS_SETTING
 from fedstats_harness.controlplane import ControlPlane
 from fedstats_harness.e2e import driver
@@ -153,6 +153,8 @@ def test_the_invitation_secret_opens_with_its_password_and_works_once(running: R
     secret = get(cp, ns, "secret", "hospital-a-peer-invitation")
     assert secret["metadata"]["ownerReferences"][0]["kind"] == "Peer"
     data = secret_data(cp, ns, "hospital-a-peer-invitation")
+    # the operator's password is random and long: sealed with HKDF, no scrypt work factor
+    assert data["invitation"].startswith(KEY_MARK) and len(data["password"]) >= 32
     opened = open_invite(data["password"], data["invitation"])
     assert (opened["fed_name"], opened["fed_peer_id"]) == (ns, "hospital-a")
     with running.client("hospital-a-peer") as again, pytest.raises(ApiError) as refused:

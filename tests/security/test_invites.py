@@ -15,6 +15,7 @@ from fedstats.node.security import (
     open_invite,
     seal_invite,
 )
+from fedstats.node.security.invites import KEY_MARK, MIN_KEY_PASSWORD
 
 PAYLOAD = {"fed_name": "f1", "fed_secret_key": "k", "fed_req_token": "FEDTOKENabc"}
 
@@ -36,6 +37,43 @@ def test_open_invite_refuses_wrong_password_or_corruption(mutate) -> None:
     password, token = mutate(seal_invite("correct horse", PAYLOAD))
     with pytest.raises(CryptoError, match="wrong password or corrupted invitation"):
         open_invite(password, token)
+
+
+KEY = "k" * MIN_KEY_PASSWORD  # as long as a program's random password must be
+
+
+def test_a_program_password_seals_with_hkdf_in_its_own_marked_layout() -> None:
+    token = seal_invite(KEY, PAYLOAD, kdf="hkdf")
+    assert token.startswith(KEY_MARK)
+    assert open_invite(KEY, token) == PAYLOAD
+    assert len(base64.b64decode(token[len(KEY_MARK):])) > 16 + 12 + 16
+    assert seal_invite(KEY, PAYLOAD, kdf="hkdf") != token, "salt and nonce are random"
+    assert not seal_invite(KEY, PAYLOAD).startswith(KEY_MARK), "scrypt stays the default"
+
+
+@pytest.mark.parametrize("mutate", [
+    pytest.param(lambda t: ("l" * MIN_KEY_PASSWORD, t), id="wrong-password"),
+    pytest.param(lambda t: (KEY, t[:-8] + "AAAAAAA="), id="corrupted-tag"),
+    pytest.param(lambda t: (KEY, t[:24]), id="truncated"),
+    pytest.param(lambda t: (KEY, t[len(KEY_MARK):]), id="mark-removed: read as scrypt"),
+    pytest.param(lambda t: (KEY, KEY_MARK + "%%%"), id="not-base64"),
+])
+def test_a_hkdf_invitation_refuses_wrong_password_or_corruption(mutate) -> None:
+    password, token = mutate(seal_invite(KEY, PAYLOAD, kdf="hkdf"))
+    with pytest.raises(CryptoError, match="wrong password or corrupted invitation"):
+        open_invite(password, token)
+
+
+def test_a_scrypt_invitation_marked_as_hkdf_does_not_open() -> None:
+    with pytest.raises(CryptoError, match="wrong password or corrupted invitation"):
+        open_invite(KEY, KEY_MARK + seal_invite(KEY, PAYLOAD))
+
+
+def test_hkdf_needs_a_long_password_and_a_known_kdf() -> None:
+    with pytest.raises(CryptoError, match=f"at least {MIN_KEY_PASSWORD} characters"):
+        seal_invite("correct horse battery staple", PAYLOAD, kdf="hkdf")
+    with pytest.raises(CryptoError, match="scrypt or hkdf"):
+        seal_invite(KEY, PAYLOAD, kdf="md5")
 
 
 class Clock:

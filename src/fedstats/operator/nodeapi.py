@@ -39,9 +39,10 @@ URLS_SETTING = "FEDSTATS_OPERATOR_NODE_URLS"
 # How soon a node that did not answer (or refused, while it bootstraps) is asked again.
 RETRY_SECONDS = float(os.environ.get("FEDSTATS_OPERATOR_NODE_RETRY_SECONDS", "10"))
 TIMEOUT_SECONDS = 5.0
-# An invitation is sealed with scrypt on the admin node, one after another when many Peers
-# are created together: a queue, not a node that is down. Timing it out at 5 s made the
-# operator ask again (the admin then sealing a second one) and wait for a retry.
+# Invitations asked for by many Peers created together queue on the admin node (each one
+# a token written and the federation's config saved): a queue, not a node that is down.
+# Timing one out at 5 s made the operator ask again (the admin then issuing a second one,
+# which revokes the first) and wait for a retry.
 INVITATION_TIMEOUT_SECONDS = 60.0
 
 

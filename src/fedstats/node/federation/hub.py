@@ -248,7 +248,7 @@ class Hub:
         self.state.save_config(cid, pid, config)
         payload = joining.invitation_payload(config, invite, join_token,
                                              opts.get("fed_rest_host"))
-        return seal_invite(invite.password, payload)
+        return seal_invite(invite.password, payload, invite.kdf)
 
     def _join_handler(self, cid: str, pid: str) -> JoinHandler:
         def handle(request: dict[str, Any]) -> dict[str, Any]:

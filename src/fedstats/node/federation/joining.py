@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..security.errors import CryptoError
-from ..security.invites import TokenBook
+from ..security.invites import KDFS, MIN_KEY_PASSWORD, TokenBook
 from .errors import FederationError, InviteError, Unreachable
 from .options import flag, invite_credentials, number
 from .state import FedConfig
@@ -35,6 +35,7 @@ class InviteRequest:
     merges: bool
     ttl: float
     credentials: dict[str, str] = field(default_factory=dict, repr=False)  # the peer's NATS
+    kdf: str = "scrypt"  # how the invitation's key comes from the password (`seal_invite`)
 
 
 def purpose(config: FedConfig) -> str:
@@ -62,7 +63,22 @@ def invite_request(config: FedConfig, opts: Mapping[str, Any]) -> InviteRequest:
         config.topology == "hybrid" and flag(opts.get("fed_merges", False))
     )
     ttl = number(opts, "fed_req_token_ttl", INVITE_TTL_S)
-    return InviteRequest(password, peer, merges, ttl, invite_credentials(opts))
+    return InviteRequest(password, peer, merges, ttl, invite_credentials(opts),
+                         invite_kdf(opts, password))
+
+
+def invite_kdf(opts: Mapping[str, Any], password: str) -> str:
+    """`fed_invite_kdf`: scrypt (the default, for passwords people choose) or hkdf, for a
+    program's random password of at least `MIN_KEY_PASSWORD` characters (the operator's),
+    which needs no work factor."""
+    kdf = opts.get("fed_invite_kdf") or "scrypt"
+    if kdf not in KDFS:
+        raise FederationError(f"fed_invite_kdf is one of {', '.join(KDFS)}, not {kdf!r}")
+    if kdf == "hkdf" and len(password) < MIN_KEY_PASSWORD:
+        raise FederationError(
+            f"fed_invite_kdf=hkdf needs a random passwd of at least {MIN_KEY_PASSWORD} "
+            "characters; a password people choose is sealed with scrypt (the default)")
+    return str(kdf)
 
 
 def invitation_payload(config: FedConfig, invite: InviteRequest, join_token: str,
