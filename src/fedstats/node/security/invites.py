@@ -64,24 +64,34 @@ def _derive_key(password: str, salt: bytes) -> bytes:
     return HKDF(hashes.SHA256(), 32, salt, _HKDF_INFO).derive(password.encode("utf-8"))
 
 
-def seal_invite(password: str, payload: dict[str, Any], kdf: str = "scrypt") -> str:
-    """Base64(salt ‖ nonce ‖ AES-256-GCM(JSON payload)) under a key derived from `password`:
-    by scrypt, or (`kdf="hkdf"`, a machine-made password of at least `MIN_KEY_PASSWORD`
-    characters) by HKDF-SHA256, the token then marked `k1.`. CryptoError otherwise."""
-    if not password:
-        raise CryptoError("an invitation needs a non-empty password")
+def check_kdf(password: str, kdf: str) -> None:
+    """CryptoError unless `kdf` may seal with `password`: scrypt for any, hkdf only for a
+    machine-made password of at least `MIN_KEY_PASSWORD` characters."""
     if kdf not in KDFS:
         raise CryptoError(f"an invitation's key derivation is scrypt or hkdf, not {kdf!r}")
     if kdf == "hkdf" and len(password) < MIN_KEY_PASSWORD:
         raise CryptoError(f"an invitation sealed with hkdf needs a random password of at "
                           f"least {MIN_KEY_PASSWORD} characters (a chosen one needs scrypt)")
+
+
+def _key(password: str, salt: bytes, keyed: bool) -> tuple[AESGCM, bytes | None]:
+    """The AEAD and its associated data for a token's layout (`k1.`-marked or not)."""
+    if keyed:
+        return AESGCM(_derive_key(password, salt)), KEY_MARK.encode()
+    return AESGCM(_derive(password, salt)), None
+
+
+def seal_invite(password: str, payload: dict[str, Any], kdf: str = "scrypt") -> str:
+    """Base64(salt ‖ nonce ‖ AES-256-GCM(JSON payload)) under a key derived from `password`:
+    by scrypt, or (`kdf="hkdf"`, see `check_kdf`) by HKDF-SHA256, the token then marked
+    `k1.`. CryptoError otherwise."""
+    if not password:
+        raise CryptoError("an invitation needs a non-empty password")
+    check_kdf(password, kdf)
     salt, nonce = os.urandom(SALT_BYTES), os.urandom(NONCE_BYTES)
-    plain = orjson.dumps(payload)
-    if kdf == "hkdf":
-        sealed = AESGCM(_derive_key(password, salt)).encrypt(nonce, plain, KEY_MARK.encode())
-        return KEY_MARK + base64.b64encode(salt + nonce + sealed).decode("ascii")
-    sealed = AESGCM(_derive(password, salt)).encrypt(nonce, plain, None)
-    return base64.b64encode(salt + nonce + sealed).decode("ascii")
+    aead, aad = _key(password, salt, kdf == "hkdf")
+    sealed = base64.b64encode(salt + nonce + aead.encrypt(nonce, orjson.dumps(payload), aad))
+    return (KEY_MARK if aad else "") + sealed.decode("ascii")
 
 
 def open_invite(password: str, token: str) -> dict[str, Any]:
@@ -97,12 +107,8 @@ def open_invite(password: str, token: str) -> dict[str, Any]:
         raise CryptoError(_WRONG)
     salt, nonce = blob[:SALT_BYTES], blob[SALT_BYTES:SALT_BYTES + NONCE_BYTES]
     try:
-        if keyed:
-            plain = AESGCM(_derive_key(password, salt)).decrypt(
-                nonce, blob[SALT_BYTES + NONCE_BYTES:], KEY_MARK.encode())
-        else:
-            plain = AESGCM(_derive(password, salt)).decrypt(
-                nonce, blob[SALT_BYTES + NONCE_BYTES:], None)
+        aead, aad = _key(password, salt, keyed)
+        plain = aead.decrypt(nonce, blob[SALT_BYTES + NONCE_BYTES:], aad)
         payload = orjson.loads(plain)
     except (InvalidTag, orjson.JSONDecodeError) as e:
         raise CryptoError(_WRONG) from e
