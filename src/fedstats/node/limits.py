@@ -64,6 +64,9 @@ class Limits:
     min_body_rate: int = 1024
     # seconds an idle keep-alive connection is kept between requests
     keep_alive_s: int = 5
+    # seconds a connection answered before its body arrived goes on reading (and dropping)
+    # the rest of that body, so the client can finish sending and read the answer
+    linger_s: int = 5
     # open connections (HTTP and WebSocket), node-wide and per client address
     max_connections: int = 1024
     max_connections_per_address: int = 64

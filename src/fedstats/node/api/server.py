@@ -20,8 +20,10 @@ subclasses its two protocol classes; the limits are fields of `Settings.limits`
   plus one second per `min_body_rate` bytes received (time while the node itself holds
   reading back does not count): 408 and close;
 - a request answered before its body has all arrived (the app's 503 for the body budget,
-  an early 401 or 413) is answered with `connection: close` and closed once the answer is
-  written: the rest of the body is never read;
+  an early 401 or 413) is answered with `connection: close`; the node then shuts its side
+  for writing and reads on, dropping bytes, until the declared body is in, the client
+  closes or `linger_s` passes, and closes (closing at once would reset a client still
+  sending, and the reset can lose the answer before the client reads it);
 - WebSocket: bytes received are held on the same `Gate` as bodies, by the same rules
   (node-wide budget, unverified addresses' share), until the app takes the next message;
   over them the socket is closed with 1013 (try again later) and a reason naming the
@@ -36,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -89,6 +91,10 @@ class GuardedHttp(HttpToolsProtocol):
         self._body_bytes = 0
         self._body_started = False
         self._keep_alive: bool | None = None  # the request's keep-alive, while its body arrives
+        self._declared: int | None = None  # the request's Content-Length, if it has one
+        self._lingering = False  # answered early: dropping the rest of the body, then closing
+        self._linger_left: int | None = None  # bytes of that body still to come, if known
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     # --- connection ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -123,10 +129,52 @@ class GuardedHttp(HttpToolsProtocol):
             self.transport.close()
 
     def _cancel_timers(self) -> None:
-        for timer in (self._header_timer, self._body_timer):
+        for timer in (self._header_timer, self._body_timer, self._linger_timer):
             if timer is not None:
                 timer.cancel()
-        self._header_timer = self._body_timer = None
+        self._header_timer = self._body_timer = self._linger_timer = None
+
+    # --- a request answered before its body arrived: a lingering close ------------------
+    def _close_after_answer(self) -> None:
+        """What the request's cycle calls for `transport.close()` once it has answered with
+        `connection: close` while (maybe) its body was still arriving."""
+        transport = self.transport
+        if self._lingering or transport.is_closing():
+            return
+        cycle = self.cycle
+        body_whole = self._keep_alive is None  # on_message_complete has run
+        no_body_coming = cycle is not None and cycle.waiting_for_100_continue
+        left = None if self._declared is None else self._declared - self._body_bytes
+        if body_whole or no_body_coming or left == 0 or not transport.can_write_eof():
+            # over TLS there is no half-close: the answer is written and the connection closed
+            transport.close()
+            return
+        self._lingering = True
+        self._linger_left = left
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        transport.write_eof()  # the answer and a FIN go out; the client may finish sending
+        if self.flow is not None:
+            self.flow.resume_reading()
+        self._linger_timer = self.loop.call_later(self._limits.linger_s, self._linger_over)
+
+    def _linger_over(self) -> None:
+        self._linger_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _drop(self, data: bytes) -> None:
+        if self._linger_left is not None:
+            self._linger_left -= len(data)
+            if self._linger_left <= 0:  # the declared body is in: nothing left to reset
+                self._linger_over()
+
+    def on_response_complete(self) -> None:
+        if self._lingering:  # no keep-alive timer and no pipelined request: it closes
+            self.server_state.total_requests += 1
+            return
+        super().on_response_complete()
 
     # --- headers -----------------------------------------------------------------------
     def _arm_header_timer(self) -> None:
@@ -142,6 +190,9 @@ class GuardedHttp(HttpToolsProtocol):
                              f"header_timeout_s={lim}"))
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            self._drop(data)
+            return
         if self._refused:
             return
         super().data_received(data)
@@ -194,13 +245,15 @@ class GuardedHttp(HttpToolsProtocol):
             return
         if self.cycle is not None and self.cycle is not previous:
             # Answered before its body has all arrived (a refusal, an early 401), the
-            # request's connection says `connection: close` and closes once the answer is
-            # written, instead of reading on a body nobody will use (uvicorn would keep it
-            # for keep-alive and wait for those bytes; its keep-alive timer, stopped by
-            # each late byte, is not started again). Keep-alive comes back once the body
-            # has arrived whole before the answer (`on_message_complete`).
+            # request's connection says `connection: close` and closes after a linger
+            # (`_close_after_answer`), instead of being kept for keep-alive while a body
+            # nobody will use arrives (uvicorn's keep-alive timer, stopped by each late
+            # byte, is not started again). Keep-alive comes back once the body has arrived
+            # whole before the answer (`on_message_complete`).
             self._keep_alive = self.cycle.keep_alive
             self.cycle.keep_alive = False
+            self.cycle.transport = cast(
+                asyncio.Transport, _ClosesAfterAnswer(self.transport, self._close_after_answer))
         if not self.expect_100_continue:
             self._start_body_clock()  # with 100-continue: at the first byte, once asked
 
@@ -210,8 +263,11 @@ class GuardedHttp(HttpToolsProtocol):
         self._arm_body_timer()
 
     def _has_body(self) -> bool:
+        self._declared = None
         for name, value in self.headers:
             if name == b"content-length":
+                if value.strip().isdigit():
+                    self._declared = int(value.strip())
                 return value.strip() not in (b"", b"0")
             if name == b"transfer-encoding":
                 return True
@@ -260,6 +316,18 @@ class GuardedHttp(HttpToolsProtocol):
         if isinstance(protocol, GuardedWs) and self._counted:
             protocol.adopt(self._address)
             self._counted = False
+
+
+class _ClosesAfterAnswer:
+    """The transport a request's cycle writes its answer to, whose `close()` is the
+    protocol's lingering close; everything else is the connection's transport."""
+
+    def __init__(self, transport: asyncio.Transport, close: Any) -> None:
+        self._transport = transport
+        self.close = close
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class GuardedWs(WebSocketsSansIOProtocol):
