@@ -46,16 +46,54 @@ from fedstats.node.security.keys import new_secret_key
 from fedstats.operator.authstore import SETTING as AUTH_SETTING
 from fedstats.operator.nodeapi import URLS_SETTING
 from fedstats_harness.controlplane import ControlPlane, binaries
-from fedstats_harness.kubelet import Informer, LocalKubelet, probe_ok
+from fedstats_harness.kubelet import Informer, LocalKubelet
 from fedstats_harness.natsproc import LISTENING, READY, NatsServer, nats_server_binary
 from fedstats_harness.ports import free_port
-from fedstats_harness.process import ChildProcess, stop_all
+from fedstats_harness.process import ChildProcess, probe_ok, stop_all
 
 REPO = Path(__file__).resolve().parents[1]
 Obj = dict[str, Any]
 # Seconds between readiness probes, of the pods and of the nodes alone alike: 50 pods probed
 # ten times a second would take a share of 2 cores from the nodes they wait for.
 PROBE_S = 0.25
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """CPU seconds (user + system, with its waited-for children's) a live process has used;
+    0 for one gone or never started."""
+    if pid is None:
+        return 0.0
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuUse:
+    """CPU seconds each group of processes used between `__init__` and `stop()`: where a
+    run's time went when every process shares the same cores."""
+
+    def __init__(self, groups: Callable[[], dict[str, list[int | None]]]) -> None:
+        self.groups = groups
+        self.before = self._now()
+
+    def _now(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(pid) for pid in pids)
+                for name, pids in self.groups().items()}
+
+    def stop(self) -> None:
+        self.used = {k: v - self.before.get(k, 0.0) for k, v in self._now().items()}
+
+    def report(self, took: float, alone: float | None = None) -> str:
+        used = self.used
+        total = sum(used.values())
+        cores = os.cpu_count() or 1
+        parts = ", ".join(f"{k} {v:.1f}" for k, v in used.items())
+        return (f"  CPU seconds used meanwhile: {parts}; in all {total:.1f}, "
+                f"{total / cores:.1f} s of {cores} cores over the {took:.1f} s"
+                + (f" (the same node processes alone: {alone:.1f})" if alone is not None else ""))
 
 
 def manifest(name: str) -> dict:
@@ -130,10 +168,11 @@ def timed_apply(cp: ControlPlane, kubelet: LocalKubelet, seen: Seen, objs: list[
     return time.perf_counter() - start, nodes_up, wall
 
 
-def nodes_alone(n: int, root: Path) -> float:
+def nodes_alone(n: int, root: Path, cpu: list[float] | None = None) -> float:
     """Seconds for `n` node processes, started at once from `n` threads with nothing else,
     to pass the readiness probe: the pod's program (`fedstats node`, its arguments) started
-    as the stand-in kubelet starts it, with no Kubernetes and no federation to join."""
+    as the stand-in kubelet starts it, with no Kubernetes and no federation to join. The
+    CPU seconds they used to get there go to `cpu`."""
     fedstats = str(Path(sys.executable).with_name("fedstats"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEDSTATS_")}
     env["FEDSTATS_ENGINE"] = "numpy"
@@ -156,7 +195,10 @@ def nodes_alone(n: int, root: Path) -> float:
     start = time.perf_counter()
     try:
         with ThreadPoolExecutor(max_workers=n) as pool:
-            return max(pool.map(run, range(n)))
+            took = max(pool.map(run, range(n)))
+        if cpu is not None:
+            cpu.append(sum(cpu_seconds(c.pid) for c in children))
+        return took
     finally:
         stop_all(children)
 
@@ -255,7 +297,8 @@ def main() -> int:
           else tempfile.TemporaryDirectory(prefix="fedstats-bench-")) as tmp:
         t0 = time.perf_counter()
         alone_one = [nodes_alone(1, Path(tmp) / "alone-1a")]
-        alone_n = [nodes_alone(args.peers, Path(tmp) / "alone-na")]
+        alone_cpu: list[float] = []
+        alone_n = [nodes_alone(args.peers, Path(tmp) / "alone-na", alone_cpu)]
         cp = ControlPlane(Path(tmp) / "k8s", binaries()).start()
         nats: NatsServer | SecuredNats = (SecuredNats(cp, Path(tmp) / "nats", "default")
                                           if args.auth else NatsServer(Path(tmp) / "nats").start())
@@ -297,12 +340,25 @@ def main() -> int:
                     peer["metadata"]["name"] = name
                     peers.append(peer)
                 reloads = nats.reloads() if isinstance(nats, SecuredNats) else 0
+
+                def groups() -> dict[str, list[int | None]]:
+                    return {
+                        "peer nodes": [kubelet.procs[n].pid for n in nodes[1:]
+                                       if n in kubelet.procs],
+                        "admin node": [kubelet.procs["demo-admin"].pid],
+                        "operator": [op.pid],
+                        "control plane": [c.pid for c in cp.procs.values()],
+                        "NATS": ([nats.server.pid, nats.sidecar.pid]
+                                 if isinstance(nats, SecuredNats) else [nats.child.pid]),
+                        "this bench (stand-in kubelet, watches, kubectl)": [os.getpid()]}
+                cpu = CpuUse(groups)
                 took, up, wall = timed_apply(cp, kubelet, seen, peers, nodes[1:],
                                              [f"peer/{p}" for p in peer_names], 900)
                 reloads = (nats.reloads() - reloads) if isinstance(nats, SecuredNats) else 0
+                cpu.stop()
                 stop_all(kubelet.procs.values())  # the baseline runs alone again
                 kubelet.procs.clear()
-                alone_n.append(nodes_alone(args.peers, Path(tmp) / "alone-nb"))
+                alone_n.append(nodes_alone(args.peers, Path(tmp) / "alone-nb", alone_cpu))
                 print(f"{args.peers} Peers apply -> all Ready (invited, node up, joined): "
                       f"{took:.2f} s ({took / args.peers * 1000:.0f} ms a peer); their "
                       f"{args.peers} node processes started in parallel alone: "
@@ -310,6 +366,7 @@ def main() -> int:
                       f"at {up:.2f} s, all Ready {took - up:.2f} s after"
                       + (f"; {reloads} NATS reloads" if args.auth else ""))
                 timeline(seen, kubelet, peer_names, wall)
+                print(cpu.report(took, statistics.median(alone_cpu)))
                 print(f"(NATS auth {'on' if args.auth else 'off'}; longest event wait "
                       f"{args.retry_seconds} s; {os.cpu_count()} CPUs seen, shared with every "
                       "node process)")

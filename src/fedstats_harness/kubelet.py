@@ -40,7 +40,7 @@ from fedstats.operator.names import NODE_PORT
 
 from .controlplane import ControlPlane
 from .ports import free_port
-from .process import ChildProcess, stop_all
+from .process import ChildProcess, probe_ok, stop_all
 
 Obj = dict[str, Any]
 OnEvent = Callable[[str, Obj, float], None]
@@ -355,11 +355,3 @@ class LocalKubelet:
             informer.stop()
         stop_all(self.procs.values())
         self.procs.clear()
-
-
-def probe_ok(url: str) -> bool:
-    """A kubelet's HTTP readiness probe: 200 within a second (it polls too)."""
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False

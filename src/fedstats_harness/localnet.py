@@ -21,12 +21,10 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-import httpx
-
 from fedstats.node.client import ApiError, Client
 
 from .ports import free_port
-from .process import ChildProcess, stop_all
+from .process import ChildProcess, probe_ok, stop_all
 
 
 class NodeProcess:
@@ -97,10 +95,7 @@ class NodeProcess:
         return self
 
     def _healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return probe_ok(f"{self.url}/healthz")
 
     def start(self, timeout: float = 60.0) -> NodeProcess:
         return self.spawn().wait_ready(timeout)
