@@ -19,11 +19,14 @@ able to aim the operator's signed calls at a host of their choosing.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar, cast
 
+import httpx
 import orjson
 
 from fedstats.node.client import ApiError, Client
@@ -75,6 +78,31 @@ def customer_of(owner: Body, secret: Body) -> tuple[str, str]:
     raise WaitingFor(f"Secret {secret['metadata']['name']} holds no key for customer {wanted}")
 
 
+class _SharedPool(httpx.BaseTransport):
+    """One connection pool for every call the operator makes to a node, which a call's
+    client does not close. A client made without a transport builds a TLS context of its
+    own (~45 ms of CPU, even for plain http): the membership poll alone, five calls a
+    second, cost the operator a quarter of a core."""
+
+    def __init__(self) -> None:
+        self._pool = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._pool.handle_request(request)
+
+    def close(self) -> None:  # a call's client closing leaves the pool to the next call
+        pass
+
+
+_POOL = _SharedPool()
+atexit.register(_POOL._pool.close)  # its idle connections, when the process ends
+# Node calls wait on other processes, not on this one's CPU: their own threads, as many as
+# Peers reconcile at once. On asyncio's default executor (min(32, cores + 4) threads: 6
+# on 2 cores, shared with kopf) 50 Peers' invitations and joins queued six at a time.
+CALL_THREADS = int(os.environ.get("FEDSTATS_OPERATOR_NODE_CALL_THREADS", "64"))
+_CALLS = ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="node-call")
+
+
 class NodeApi:
     """Signed calls to one node, as one of its customers."""
 
@@ -89,11 +117,12 @@ class NodeApi:
     async def _call(self, fn: Callable[[Client], T], timeout: float = TIMEOUT_SECONDS) -> T:
         """`fn(client)` in a worker thread, the client's errors translated."""
         def run() -> T:
-            with Client(self.url, self.customer_id, self._key, timeout=timeout) as c:
+            with Client(self.url, self.customer_id, self._key, timeout=timeout,
+                        transport=_POOL) as c:
                 return fn(c)
 
         try:
-            return await asyncio.to_thread(run)
+            return await asyncio.get_running_loop().run_in_executor(_CALLS, run)
         except ConnectionError as e:
             raise NodeUnreachable(f"node {self.url} cannot be reached: {e}",
                                   delay=RETRY_SECONDS) from e
