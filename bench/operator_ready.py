@@ -46,7 +46,7 @@ from fedstats.node.security.keys import new_secret_key
 from fedstats.operator.authstore import SETTING as AUTH_SETTING
 from fedstats.operator.nodeapi import URLS_SETTING
 from fedstats_harness.controlplane import ControlPlane, binaries
-from fedstats_harness.kubelet import Informer, LocalKubelet
+from fedstats_harness.kubelet import Informer, LocalKubelet, api_client
 from fedstats_harness.natsproc import LISTENING, READY, NatsServer, nats_server_binary
 from fedstats_harness.ports import free_port
 from fedstats_harness.process import ChildProcess, probe_ok, stop_all
@@ -94,6 +94,33 @@ class CpuUse:
         return (f"  CPU seconds used meanwhile: {parts}; in all {total:.1f}, "
                 f"{total / cores:.1f} s of {cores} cores over the {took:.1f} s"
                 + (f" (the same node processes alone: {alone:.1f})" if alone is not None else ""))
+
+
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def api_writes(cp: ControlPlane) -> dict[str, int]:
+    """The API server's write requests so far, by `verb resource` (its own metrics)."""
+    with api_client(cp) as api:
+        text = api.get("/metrics", headers={"Accept": "text/plain"}).text
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(part.split("=", 1) for part in
+                      line[line.index("{") + 1:line.index("}")].split(","))
+        verb = labels.get("verb", "").strip('"')
+        if verb in WRITES:
+            key = f"{verb} {labels.get('resource', '').strip(chr(34))}"
+            counts[key] = counts.get(key, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def writes_report(before: dict[str, int], after: dict[str, int], peers: int) -> str:
+    made = {k: n - before.get(k, 0) for k, n in after.items() if n > before.get(k, 0)}
+    top = sorted(made.items(), key=lambda kv: -kv[1])
+    return (f"  API writes meanwhile ({sum(made.values())}, {sum(made.values()) / peers:.1f} a "
+            "Peer, every client): " + ", ".join(f"{k} {n}" for k, n in top))
 
 
 def manifest(name: str) -> dict:
@@ -352,10 +379,12 @@ def main() -> int:
                                  if isinstance(nats, SecuredNats) else [nats.child.pid]),
                         "this bench (stand-in kubelet, watches, kubectl)": [os.getpid()]}
                 cpu = CpuUse(groups)
+                writes = api_writes(cp)
                 took, up, wall = timed_apply(cp, kubelet, seen, peers, nodes[1:],
                                              [f"peer/{p}" for p in peer_names], 900)
                 reloads = (nats.reloads() - reloads) if isinstance(nats, SecuredNats) else 0
                 cpu.stop()
+                writes_line = writes_report(writes, api_writes(cp), args.peers)
                 stop_all(kubelet.procs.values())  # the baseline runs alone again
                 kubelet.procs.clear()
                 alone_n.append(nodes_alone(args.peers, Path(tmp) / "alone-nb", alone_cpu))
@@ -367,6 +396,7 @@ def main() -> int:
                       + (f"; {reloads} NATS reloads" if args.auth else ""))
                 timeline(seen, kubelet, peer_names, wall)
                 print(cpu.report(took, statistics.median(alone_cpu)))
+                print(writes_line)
                 print(f"(NATS auth {'on' if args.auth else 'off'}; longest event wait "
                       f"{args.retry_seconds} s; {os.cpu_count()} CPUs seen, shared with every "
                       "node process)")
