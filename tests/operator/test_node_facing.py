@@ -3,9 +3,14 @@ is sent as a contract, where a node is called, and what the pods are told."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
@@ -125,26 +130,18 @@ def test_importing_the_operator_loads_neither_numpy_nor_pyarrow():
     assert done.stdout.strip() == "[]"
 
 
-def test_node_calls_are_not_queued_behind_a_few_threads():
-    # 50 Peers reconciling at once each wait on a node (an invitation, a join): on asyncio's
-    # default executor (6 threads on 2 cores) they queued six at a time. This node answers
-    # only once 20 calls are in at once, so it passes only if 20 run together.
-    import asyncio
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    together = threading.Barrier(20, timeout=20)
+@contextlib.contextmanager
+def _node(answer: Callable[[BaseHTTPRequestHandler], tuple[int, bytes]],
+          ) -> Iterator[nodeapi.NodeApi]:  # fmt: skip
+    """A stand-in node over real HTTP/1.1 (keep-alive) whose every GET `answer` answers,
+    and the operator's API of it."""
 
     class Node(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
         def do_GET(self) -> None:
-            try:
-                together.wait()
-                body = orjson.dumps({"statusCode": "OK", "statusString": "",
-                                     "values": {"stringList": ["p1"]}})
-                self.send_response(200)
-            except threading.BrokenBarrierError:
-                body = b'{"statusCode": "ERROR", "statusString": "not 20 at once"}'
-                self.send_response(503)
+            status, body = answer(self)
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -156,54 +153,50 @@ def test_node_calls_are_not_queued_behind_a_few_threads():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Node)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        api = nodeapi.NodeApi(f"http://127.0.0.1:{server.server_port}", "operator",
+        yield nodeapi.NodeApi(f"http://127.0.0.1:{server.server_port}", "operator",
                               base64.b64encode(b"k" * 32).decode())
-
-        async def twenty() -> list[list[str]]:
-            return await asyncio.gather(*(api.projects() for _ in range(20)))
-
-        assert asyncio.run(twenty()) == [["p1"]] * 20
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _projects(names: list[str]) -> bytes:
+    return orjson.dumps({"statusCode": "OK", "statusString": "", "values": {"stringList": names}})
+
+
+def test_node_calls_are_not_queued_behind_a_few_threads():
+    # 50 Peers reconciling at once each wait on a node (an invitation, a join): on asyncio's
+    # default executor (6 threads on 2 cores) they queued six at a time. This node answers
+    # only once 20 calls are in at once, so it passes only if 20 run together.
+    together = threading.Barrier(20, timeout=20)
+
+    def answer(_: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        try:
+            together.wait()
+        except threading.BrokenBarrierError:
+            return 503, b'{"statusCode": "ERROR", "statusString": "not 20 at once"}'
+        return 200, _projects(["p1"])
+
+    async def twenty(api: nodeapi.NodeApi) -> list[list[str]]:
+        return await asyncio.gather(*(api.projects() for _ in range(20)))
+
+    with _node(answer) as api:
+        assert asyncio.run(twenty(api)) == [["p1"]] * 20
 
 
 def test_node_calls_share_one_connection_pool():
     # a client made per call built its own TLS context (~45 ms of CPU) and connection: the
     # membership poll alone, five calls a second, cost the operator a quarter of a core
-    import asyncio
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     ports: list[int] = []
 
-    class Node(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as the node's uvicorn
+    def answer(request: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        ports.append(request.client_address[1])
+        return 200, _projects([])
 
-        def do_GET(self) -> None:
-            ports.append(self.client_address[1])
-            body = orjson.dumps({"statusCode": "OK", "values": {"stringList": []}})
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    async def three(api: nodeapi.NodeApi) -> None:
+        for _ in range(3):
+            assert await api.projects() == []
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Node)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        api = nodeapi.NodeApi(f"http://127.0.0.1:{server.server_port}", "operator",
-                              base64.b64encode(b"k" * 32).decode())
-
-        async def three() -> None:
-            for _ in range(3):
-                assert await api.projects() == []
-
-        asyncio.run(three())
-        assert len(ports) == 3 and len(set(ports)) == 1, ports
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _node(answer) as api:
+        asyncio.run(three(api))
+    assert len(ports) == 3 and len(set(ports)) == 1, ports
