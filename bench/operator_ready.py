@@ -118,8 +118,8 @@ def api_writes(cp: ControlPlane) -> dict[str, int]:
 
 def writes_report(before: dict[str, int], after: dict[str, int], peers: int) -> str:
     made = {k: n - before.get(k, 0) for k, n in after.items() if n > before.get(k, 0)}
-    top = sorted(made.items(), key=lambda kv: -kv[1])
-    return (f"  API writes meanwhile ({sum(made.values())}, {sum(made.values()) / peers:.1f} a "
+    top, total = sorted(made.items(), key=lambda kv: -kv[1]), sum(made.values())
+    return (f"  API writes meanwhile ({total}, {total / peers:.1f} a "
             "Peer, every client): " + ", ".join(f"{k} {n}" for k, n in top))
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, cast
 
 import uvicorn
@@ -266,9 +267,10 @@ class GuardedHttp(HttpToolsProtocol):
         self._declared = None
         for name, value in self.headers:
             if name == b"content-length":
-                if value.strip().isdigit():
-                    self._declared = int(value.strip())
-                return value.strip() not in (b"", b"0")
+                length = value.strip()
+                if length.isdigit():
+                    self._declared = int(length)
+                return length not in (b"", b"0")
             if name == b"transfer-encoding":
                 return True
         return False
@@ -322,7 +324,7 @@ class _ClosesAfterAnswer:
     """The transport a request's cycle writes its answer to, whose `close()` is the
     protocol's lingering close; everything else is the connection's transport."""
 
-    def __init__(self, transport: asyncio.Transport, close: Any) -> None:
+    def __init__(self, transport: asyncio.Transport, close: Callable[[], None]) -> None:
         self._transport = transport
         self.close = close
 
