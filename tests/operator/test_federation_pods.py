@@ -11,6 +11,7 @@ federated model beside the pooled scikit-learn one.
 from __future__ import annotations
 
 import base64
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -199,7 +200,11 @@ def test_restarting_the_operator_mid_reconcile_issues_no_second_invitation(
         cluster: ControlPlane, nats_server: NatsServer, tmp_path: Path):
     for ns in make_namespace(cluster, "t-operator-restart"):
         with pytest.MonkeyPatch.context() as mp, LocalKubelet(cluster, ns, tmp_path) as kubelet:
-            mp.setenv(URLS_SETTING, orjson.dumps(kubelet.url_map(*NODES[:2])).decode())
+            # added to the map, not in its place: the module's operator, still running,
+            # reads the setting at each call and must keep reaching its own pods
+            mp.setenv(URLS_SETTING, orjson.dumps(
+                {**orjson.loads(os.environ.get(URLS_SETTING) or "{}"),
+                 **kubelet.url_map(*NODES[:2])}).decode())
             with operator_in(cluster, ns):
                 apply(cluster, ns, manifest("federation.yaml", nats_server.url))
                 apply(cluster, ns, peer("hospital-a"))

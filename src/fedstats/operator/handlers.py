@@ -10,6 +10,8 @@ Kubernetes must be removed (the Federation's stream); owned objects go with thei
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import logging
 import os
@@ -37,6 +39,7 @@ CONTRACTS = (GROUP, VERSION, "psrcontracts")
 RESYNC_SECONDS = float(os.environ.get("FEDSTATS_OPERATOR_RESYNC_SECONDS", "60"))
 NOT_READY_DELAY = float(os.environ.get("FEDSTATS_OPERATOR_RETRY_SECONDS", "5"))
 RETRY_AT_ONCE = 0.001  # kopf's delay after a wait that a change ended (0 means its default)
+TIMER_EXIT_WAIT_S = 0.5
 
 Reconcile = Callable[[Kube, Body], Awaitable[Outcome]]
 
@@ -52,12 +55,32 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # "Handler ... succeeded" at INFO, one Event per Deployment change seen (of a 10-Peer
     # run's 317 API writes, 60 were Events, most of them those)
     settings.posting.level = logging.WARNING
+    # A deleted object's finalizer goes once its timers have exited, and an exiting
+    # operator leaves a timer that has not exited orphaned (its API connection open). A
+    # stopped timer's resync is cut short (`_resync`), but one may be mid-patch: kopf waits
+    # this long for it (its default: ten loop cycles), and after a deletion looks again
+    # this often (its default, 60 s, outlasted `kubectl delete --timeout=60s`)
+    settings.background.instant_exit_timeout = TIMER_EXIT_WAIT_S
+    settings.background.cancellation_polling = TIMER_EXIT_WAIT_S
     settings.watching.server_timeout = 300
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-        settings=settings)
+    info = credentials(settings)
     if info is None:
         raise kopf.PermanentError("no Kubernetes credentials: no service account, no kubeconfig")
     memo.kube = Kube(info)
+
+
+def credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
+    """The in-cluster service account, else the kubeconfig ($KUBECONFIG, ~/.kube/config),
+    looked for when the operator logs in. kopf's own fallbacks are picked when its registry
+    is made, at this module's import: one imported before KUBECONFIG was set (by a test,
+    say) would never log in."""
+    return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings)
+
+
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+    return credentials(settings)
 
 
 @kopf.on.cleanup()
@@ -109,6 +132,31 @@ async def _run(kind: str, reconcile: Reconcile, body: kopf.Body, patch: kopf.Pat
     raise RetryLater(message, delay=RETRY_AT_ONCE) from out.error
 
 
+async def _resync(kind: str, reconcile: Reconcile, body: kopf.Body, patch: kopf.Patch,
+                  memo: kopf.Memo, stopped: kopf.DaemonStopped) -> None:
+    """A timer's reconcile (`stopped`: the flag kopf passes a timer, beside its protocol's
+    kwargs), abandoned the moment kopf stops the timer (its object deleted,
+    the operator exiting). A reconcile may wait on a node (an admin node up but still
+    bootstrapping is asked for up to `federations.BOOTSTRAP_WAIT_S`, a joining peer for
+    `peers.JOIN_WAIT_S`), and the object's finalizer is not removed until its timers have
+    exited. Reconciles are idempotent: one cut short leaves nothing a later one cannot do;
+    its status is not written (the patch is filled only once the reconcile has returned)."""
+    work = asyncio.ensure_future(_run(kind, reconcile, body, patch, memo,
+                                      retry_until_ready=False))
+    stop = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait((work, stop), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not work.done():
+            work.cancel()
+    if work.cancelled() or not work.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        return
+    work.result()  # its error, if any, is kopf's to report and retry
+
+
 def _keys(kind: str, body: kopf.Body) -> list[readiness.Key]:
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     keys: list[readiness.Key] = [(namespace, kind, name)]
@@ -149,8 +197,8 @@ async def reconcile_federation(body: kopf.Body, patch: kopf.Patch, memo: kopf.Me
 
 @kopf.timer(*FEDERATIONS, id="resync", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 async def resync_federation(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
-                            **_: Any) -> None:
-    await _run("Federation", federations.reconcile, body, patch, memo, retry_until_ready=False)
+                            **kwargs: Any) -> None:
+    await _resync("Federation", federations.reconcile, body, patch, memo, kwargs["stopped"])
 
 
 # Deleting a Federation (a Peer) retries NATS (the admin node) this many times, each after
@@ -206,8 +254,9 @@ async def delete_peer(body: kopf.Body, memo: kopf.Memo, retry: int = 0, **_: Any
 
 
 @kopf.timer(*PEERS, id="resync", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-async def resync_peer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    await _run("Peer", peers.reconcile, body, patch, memo, retry_until_ready=False)
+async def resync_peer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
+                      **kwargs: Any) -> None:
+    await _resync("Peer", peers.reconcile, body, patch, memo, kwargs["stopped"])
 
 
 # ---- PsrContract
@@ -225,5 +274,5 @@ async def reconcile_contract(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo
 
 @kopf.timer(*CONTRACTS, id="resync", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 async def resync_contract(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
-                          **_: Any) -> None:
-    await _run("PsrContract", contracts.reconcile, body, patch, memo, retry_until_ready=False)
+                          **kwargs: Any) -> None:
+    await _resync("PsrContract", contracts.reconcile, body, patch, memo, kwargs["stopped"])

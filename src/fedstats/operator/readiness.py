@@ -141,7 +141,10 @@ class Membership:
                 del self._polls[key]
 
     async def aclose(self) -> None:
-        tasks = [p.task for p in self._polls.values() if p.task is not None]
+        """Stops this event loop's pollers (tests run operators side by side, one loop each)."""
+        loop = asyncio.get_running_loop()
+        tasks = [p.task for p in self._polls.values()
+                 if p.task is not None and p.task.get_loop() is loop]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
