@@ -134,12 +134,11 @@ async def _run(kind: str, reconcile: Reconcile, body: kopf.Body, patch: kopf.Pat
 
 async def _resync(kind: str, reconcile: Reconcile, body: kopf.Body, patch: kopf.Patch,
                   memo: kopf.Memo, stopped: kopf.DaemonStopped) -> None:
-    """A timer's reconcile (`stopped`: the flag kopf passes a timer, beside its protocol's
-    kwargs), abandoned the moment kopf stops the timer (its object deleted,
-    the operator exiting). A reconcile may wait on a node (an admin node up but still
-    bootstrapping is asked for up to `federations.BOOTSTRAP_WAIT_S`, a joining peer for
-    `peers.JOIN_WAIT_S`), and the object's finalizer is not removed until its timers have
-    exited. Reconciles are idempotent: one cut short leaves nothing a later one cannot do;
+    """A timer's reconcile, abandoned the moment kopf stops the timer (`stopped`, the flag
+    kopf passes a timer: its object deleted, the operator exiting). A reconcile may wait on
+    a node (an admin node up but still bootstrapping is asked for up to
+    `federations.BOOTSTRAP_WAIT_S`, a joining peer for `peers.JOIN_WAIT_S`), and the
+    object's finalizer is not removed until its timers have exited. Reconciles are idempotent: one cut short leaves nothing a later one cannot do;
     its status is not written (the patch is filled only once the reconcile has returned)."""
     work = asyncio.ensure_future(_run(kind, reconcile, body, patch, memo,
                                       retry_until_ready=False))
@@ -148,13 +147,9 @@ async def _resync(kind: str, reconcile: Reconcile, body: kopf.Body, patch: kopf.
         await asyncio.wait((work, stop), return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop.cancel()
-        if not work.done():
-            work.cancel()
-    if work.cancelled() or not work.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            await work
-        return
-    work.result()  # its error, if any, is kopf's to report and retry
+        work.cancel()  # nothing to cancel once it has returned
+    with contextlib.suppress(asyncio.CancelledError):
+        await work  # its error, if it ended with one, is kopf's to report and retry
 
 
 def _keys(kind: str, body: kopf.Body) -> list[readiness.Key]:
