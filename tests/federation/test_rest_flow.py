@@ -46,7 +46,14 @@ class Fed:
         return int(self.clients[name].project_info(name)["rows"])
 
     def pulsing(self, name: str) -> bool:
-        return bool(self.clients[name].fed_info(name)["is_pulsing"])
+        try:
+            return bool(self.clients[name].fed_info(name)["is_pulsing"])
+        except ApiError as e:
+            # a node just (re)started answers before its federation has connected: a
+            # temporary condition, 503, asked again like any "not yet"
+            if e.http_status != 503 or "not connected yet" not in e.message:
+                raise
+            return False
 
 
 @pytest.fixture(scope="module")
