@@ -138,8 +138,9 @@ async def _resync(kind: str, reconcile: Reconcile, body: kopf.Body, patch: kopf.
     kopf passes a timer: its object deleted, the operator exiting). A reconcile may wait on
     a node (an admin node up but still bootstrapping is asked for up to
     `federations.BOOTSTRAP_WAIT_S`, a joining peer for `peers.JOIN_WAIT_S`), and the
-    object's finalizer is not removed until its timers have exited. Reconciles are idempotent: one cut short leaves nothing a later one cannot do;
-    its status is not written (the patch is filled only once the reconcile has returned)."""
+    object's finalizer is not removed until its timers have exited. Reconciles are
+    idempotent: one cut short leaves nothing a later one cannot do; its status is not
+    written (the patch is filled only once the reconcile has returned)."""
     work = asyncio.ensure_future(_run(kind, reconcile, body, patch, memo,
                                       retry_until_ready=False))
     stop = asyncio.ensure_future(stopped.wait())
